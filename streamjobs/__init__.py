@@ -1,0 +1,48 @@
+"""streamjobs: a job queue for Python on Redis Streams.
+
+Priorities, timeouts, retries with exponential backoff, leases that survive dead workers,
+a dead-letter stream, progress, events and metrics, on asyncio or trio.
+"""
+
+from .async_worker import AsyncWorkerPool, Timings
+from .errors import (
+    ConfigurationError,
+    InvalidJobError,
+    JobFailed,
+    QueueFullError,
+    RedisUnavailableError,
+    RedisVersionError,
+    StreamJobsError,
+)
+from .models import (
+    TERMINAL_STATUSES,
+    JobDefinition,
+    JobPriority,
+    JobProgress,
+    JobResult,
+    JobStatus,
+    WorkerInfo,
+)
+from .redis_queue import RedisJobQueue
+from .service import JobService
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AsyncWorkerPool",
+    "ConfigurationError",
+    "InvalidJobError",
+    "JobDefinition",
+    "JobFailed",
+    "JobPriority",
+    "JobProgress",
+    "JobResult",
+    "JobService",
+    "JobStatus",
+    "QueueFullError",
+    "RedisJobQueue",
+    "RedisUnavailableError",
+    "RedisVersionError",
+    "StreamJobsError",
+    "Timings",
+    "WorkerInfo",
+]

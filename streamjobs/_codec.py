@@ -1,0 +1,192 @@
+"""Validation and encoding of jobs: pure code, no I/O.
+
+A job record is a flat hash of strings that reads well in `redis-cli HGETALL`; args, kwargs and
+results are JSON (orjson). Everything a submit could get wrong is caught here, before any write.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from .errors import InvalidJobError
+from .models import JobDefinition, JobPriority, JobResult, JobStatus, timestamp
+
+#: Largest encoded args + kwargs accepted by default (bytes).
+DEFAULT_MAX_PAYLOAD = 512 * 1024
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,128}$")
+_HANDLER = re.compile(r"^\S{1,200}$")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated submission, ready to be written by `enqueue.lua`."""
+
+    id: str
+    handler: str
+    priority: JobPriority
+    delay_ms: int
+    fields: tuple[str, ...]
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a value (orjson: datetimes, dates and UUIDs become strings)."""
+    return orjson.dumps(value).decode()
+
+
+def parse_priority(value: object) -> JobPriority:
+    """A JobPriority from the enum, its number, or its name ("high")."""
+    if isinstance(value, JobPriority):
+        return value
+    try:
+        if isinstance(value, str):
+            return JobPriority[value.strip().upper()]
+        if isinstance(value, int) and not isinstance(value, bool):
+            return JobPriority(value)
+    except (KeyError, ValueError):
+        pass
+    names = ", ".join(p.name.lower() for p in JobPriority)
+    raise InvalidJobError("priority", f"{value!r} is not a priority (one of {names})")
+
+
+def _seconds(name: str, value: object, *, allow_none: bool, positive: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidJobError(name, f"must be a finite number of seconds, not {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise InvalidJobError(name, f"must be {'> 0' if positive else '>= 0'}, not {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidJobError(name, f"must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def _payload(args: object, kwargs: object, limit: int) -> tuple[str, str]:
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise InvalidJobError("args", f"must be a tuple or list, not {type(args).__name__}")
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+        raise InvalidJobError("kwargs", "must be a dict with string keys")
+    encoded = []
+    for name, value in (("args", list(args)), ("kwargs", dict(kwargs))):
+        try:
+            encoded.append(dumps(value))
+        except TypeError as exc:
+            raise InvalidJobError(name, f"cannot be carried as JSON ({exc})") from None
+    size = sum(len(text) for text in encoded)
+    if size > limit:
+        raise InvalidJobError("args", f"payload is {size} bytes, over the {limit}-byte limit")
+    return encoded[0], encoded[1]
+
+
+def _job_id(job_id: str | None) -> str:
+    if job_id is None:
+        return uuid.uuid4().hex
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise InvalidJobError(
+            "job_id", f"{job_id!r} must be 1-128 letters, digits or _.:@/+=- characters"
+        )
+    return job_id
+
+
+def new_job(
+    handler: str,
+    args: object = (),
+    kwargs: object = None,
+    *,
+    priority: object = JobPriority.NORMAL,
+    timeout: object = 300,
+    max_retries: object = 3,
+    retry_delay: object = 1.0,
+    retry_backoff: object = 2.0,
+    job_id: str | None = None,
+    delay: object = None,
+    max_payload: int = DEFAULT_MAX_PAYLOAD,
+) -> NewJob:
+    """Validate a submission and encode its record; raises InvalidJobError naming the field."""
+    if not isinstance(handler, str) or not _HANDLER.match(handler):
+        raise InvalidJobError("handler", f"{handler!r} must be a non-empty name without spaces")
+    prio = parse_priority(priority)
+    limit = _seconds("timeout", timeout, allow_none=True, positive=True)
+    retries = _count("max_retries", max_retries)
+    first_delay = _seconds("retry_delay", retry_delay, allow_none=False, positive=False)
+    backoff = _seconds("retry_backoff", retry_backoff, allow_none=False, positive=True)
+    wait = _seconds("delay", delay, allow_none=True, positive=False) or 0.0
+    args_json, kwargs_json = _payload(args, kwargs, max_payload)
+    fields = (
+        "id", _job_id(job_id), "handler", handler, "args", args_json, "kwargs", kwargs_json,
+        "priority", str(int(prio)), "timeout", "" if limit is None else _num(limit),
+        "max_retries", str(retries), "retry_delay", _num(first_delay or 0.0),
+        "retry_backoff", _num(backoff or 1.0),
+    )  # fmt: skip
+    return NewJob(fields[1], handler, prio, int(wait * 1000), fields)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def definition(record: Mapping[str, str]) -> JobDefinition:
+    """A JobDefinition from a job hash (or a dead-letter entry); raises ValueError if corrupt."""
+    args = orjson.loads(record.get("args") or "[]")
+    kwargs = orjson.loads(record.get("kwargs") or "{}")
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError("args must be a JSON list and kwargs a JSON object")
+    return JobDefinition(
+        id=record["id"],
+        handler=record["handler"],
+        args=tuple(args),
+        kwargs=kwargs,
+        priority=JobPriority(int(record.get("priority") or 10)),
+        timeout=_float(record.get("timeout")),
+        max_retries=int(record.get("max_retries") or 0),
+        retry_delay=float(record.get("retry_delay") or 0),
+        retry_backoff=float(record.get("retry_backoff") or 1),
+        attempts=int(record.get("attempts") or 0),
+        status=JobStatus(record.get("status") or JobStatus.PENDING),
+        created_at=timestamp(_int(record.get("created_at"))),
+        error=record.get("error") or None,
+    )
+
+
+def result(record: Mapping[str, str]) -> JobResult | None:
+    """A JobResult from a job hash, or None while the job is not terminal."""
+    status = JobStatus(record["status"])
+    if not status.is_terminal:
+        return None
+    started, finished = _int(record.get("started_at")), _int(record.get("finished_at"))
+    duration = (finished - started) / 1000 if started and finished else None
+    raw = record.get("result")
+    return JobResult(
+        job_id=record["id"],
+        status=status,
+        result=orjson.loads(raw) if raw else None,
+        error=record.get("error") or None,
+        attempts=int(record.get("attempts") or 0),
+        duration=duration,
+        created_at=timestamp(_int(record.get("created_at"))),
+        started_at=timestamp(started),
+        finished_at=timestamp(finished),
+    )

@@ -1,0 +1,74 @@
+"""Metrics and worker listings from one metrics.lua snapshot: pure decoding, no I/O."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ._keys import PRIORITIES
+from .models import WorkerInfo
+
+if TYPE_CHECKING:
+    from .async_worker import Timings
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def workers_from(snapshot: list[Any], timings: Timings) -> list[WorkerInfo]:
+    """Every worker of every live pool in the snapshot."""
+    now_s = int(snapshot[4]) / 1000
+    found = []
+    for flat in snapshot[5]:
+        pool = _pairs(flat)
+        beat = int(pool.get("heartbeat_at") or 0) / 1000
+        lag = float(pool.get("lag") or 0)
+        fresh = now_s - beat < timings.heartbeat * 3
+        healthy = fresh and lag < timings.unhealthy_lag and pool.get("state") != "stopping"
+        for w in orjson.loads(pool.get("workers") or "[]"):
+            found.append(
+                WorkerInfo(
+                    id=w["id"], status=w["status"], jobs_completed=int(w["completed"]),
+                    jobs_failed=int(w["failed"]), uptime=max(0.0, now_s - float(w["started"])),
+                    healthy=healthy, pool=w["id"].rsplit("-", 1)[0], host=pool.get("host", ""),
+                    pid=int(pool.get("pid") or 0), current_job=w.get("job"),
+                    last_heartbeat=beat, loop_lag=lag,
+                )  # fmt: skip
+            )
+    return found
+
+
+def metrics_from(snapshot: list[Any], timings: Timings) -> dict[str, Any]:
+    """The contract's metrics: jobs by state and priority, lifetime counters, workers."""
+    streams, delayed, dead, stats = snapshot[0], int(snapshot[1]), int(snapshot[2]), snapshot[3]
+    counters = {k: int(v) for k, v in _pairs(stats).items()}
+    by_priority = {
+        p.name.lower(): max(0, int(length) - int(delivered))
+        for p, (length, delivered) in zip(PRIORITIES, streams)
+    }
+    retrying = max(0, counters.get("retrying", 0))
+    workers = workers_from(snapshot, timings)
+    busy = sum(1 for w in workers if w.status == "busy")
+    return {
+        "queue": {
+            "pending": sum(by_priority.values()),
+            "running": sum(int(delivered) for _, delivered in streams),
+            "scheduled": max(0, delayed - retrying),
+            "retrying": retrying,
+            "dead_letter": dead,
+            "completed": counters.get("completed", 0),
+            "failed": counters.get("failed", 0),
+            "cancelled": counters.get("cancelled", 0),
+            "retried": counters.get("retried", 0),
+            "dead_lettered": counters.get("dead_lettered", 0),
+            "by_priority": by_priority,
+        },
+        "workers": {
+            "total": len(workers),
+            "idle": len(workers) - busy,
+            "busy": busy,
+            "healthy": sum(1 for w in workers if w.healthy),
+        },
+    }

@@ -1,0 +1,63 @@
+"""What happens after a failed attempt: a pure decision, tested without Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+#: No retry waits longer than this, whatever the backoff says (seconds).
+MAX_RETRY_DELAY = 300.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a job is retried (defaults as in the guide)."""
+
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+
+    def delay_for(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1-based), capped at 300 s."""
+        if retry < 1:
+            raise ValueError("retry numbers start at 1")
+        try:
+            delay = self.retry_delay * self.retry_backoff ** (retry - 1)
+        except OverflowError:
+            return MAX_RETRY_DELAY
+        return min(delay, MAX_RETRY_DELAY)
+
+
+class Verdict(str, Enum):
+    """The three ways an unsuccessful attempt can end."""
+
+    RETRY = "retry"
+    FAILED = "failed"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The decision for one unsuccessful attempt; `delay` is seconds, for RETRY only."""
+
+    verdict: Verdict
+    error: str
+    delay: float = 0.0
+    reason: str = ""
+
+
+def after_error(policy: RetryPolicy, attempts: int, error: str, *, permanent: bool) -> Outcome:
+    """Decide what an attempt that raised becomes: attempts counts this one (1 = first run)."""
+    if permanent:
+        return Outcome(Verdict.FAILED, error)
+    retry = attempts  # the first retry follows the first attempt
+    if retry > policy.max_retries:
+        return Outcome(Verdict.DEAD_LETTER, error, reason="retries exhausted")
+    return Outcome(Verdict.RETRY, error, policy.delay_for(retry))
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming an exception: `ValueError: bad input`."""
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text}" if text else name

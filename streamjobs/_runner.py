@@ -1,0 +1,86 @@
+"""Running one job: its handler under its timeout, and the outcome it ends with."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Union
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import orjson
+
+from ._outcome import Outcome, RetryPolicy, Verdict, after_error, describe
+from .errors import JobFailed
+from .models import JobDefinition
+from .redis_queue import Delivery
+
+ProgressCallback = Callable[..., Awaitable[None]]
+AsyncHandler = Callable[[JobDefinition, ProgressCallback], Awaitable[Any]]
+SyncHandler = Callable[[JobDefinition, Callable[..., None]], Any]
+Handler = Union[AsyncHandler, SyncHandler]
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A successful attempt and its result as JSON."""
+
+    result_json: str
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """True for coroutine functions (and objects whose __call__ is one)."""
+    call = getattr(fn, "__call__", None)  # noqa: B004 - want the bound __call__
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+
+
+def _sync_progress(progress: ProgressCallback) -> Callable[..., None]:
+    def report(current: Any = None, total: Any = None, message: Any = None) -> None:
+        anyio.from_thread.run(partial(progress, current, total, message))
+
+    return report
+
+
+async def _call(handler: Handler, job: JobDefinition, progress: ProgressCallback) -> Any:
+    if is_async(handler):
+        return await handler(job, progress)  # type: ignore[misc]
+    call = partial(handler, job, _sync_progress(progress))
+    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+
+def _policy(job: JobDefinition) -> RetryPolicy:
+    return RetryPolicy(job.max_retries, job.retry_delay, job.retry_backoff)
+
+
+async def execute(
+    d: Delivery, handler: Handler | None, progress: ProgressCallback
+) -> Completed | Outcome:
+    """Run the handler for a delivery; return how the attempt ended (never raises Exception)."""
+    job = d.job
+    if job is None:
+        error = "undecodable payload: the job record cannot be read"
+        return Outcome(Verdict.DEAD_LETTER, error, reason="undecodable payload")
+    if handler is None:
+        error = f"unknown handler {job.handler!r}: no worker registered it"
+        return Outcome(Verdict.DEAD_LETTER, error, reason="unknown handler")
+    attempts = int(d.attempt)
+    try:
+        with anyio.fail_after(job.timeout) as scope:
+            result = await _call(handler, job, progress)
+    except JobFailed as exc:
+        return after_error(_policy(job), attempts, describe(exc), permanent=True)
+    except TimeoutError as exc:
+        error = describe(exc)
+        if scope.cancel_called:
+            error = f"TimeoutError: the job ran past its {job.timeout:g}s timeout"
+        return after_error(_policy(job), attempts, error, permanent=False)
+    except Exception as exc:
+        return after_error(_policy(job), attempts, describe(exc), permanent=False)
+    try:
+        return Completed(orjson.dumps(result).decode())
+    except TypeError as exc:
+        error = f"result is not JSON-serializable: {exc}"
+        return Outcome(Verdict.DEAD_LETTER, error, reason="unserializable result")

@@ -1,0 +1,345 @@
+"""The worker layer: a pool of workers that reads, leases, runs and settles jobs.
+
+One reader takes only as many jobs as the pool has idle workers, highest priority first, and
+blocks in XREADGROUP when the queue is empty. It also takes over jobs whose lease lapsed
+(reclaim). A promoter moves due delayed jobs; a thread keeps leases fresh; heartbeats feed the
+registry behind `get_workers()`. Everything lives in the pool's task group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from . import _codec
+from ._drivers._errors import MissingGroupError
+from ._lease import LeaseKeeper
+from ._outcome import Outcome, Verdict
+from ._runner import Completed, Handler, ProgressCallback, execute
+from ._slots import Slots, Worker
+from .errors import ConfigurationError, StreamJobsError
+from .events import EventBus, publish
+from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
+
+log = logging.getLogger("streamjobs.worker")
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How a pool paces itself (seconds); defaults recover a killed worker's job within ~8 s."""
+
+    lease: float = 6.0  # a running job's lease; a lapsed one is taken over
+    reclaim_interval: float = 2.0  # how often an idle reader looks for lapsed leases
+    heartbeat: float = 2.0  # registry heartbeat; a pool is gone after 3 missed ones
+    max_crashes: int = 3  # workers lost running one job before it is dead-lettered
+    settle_deadline: float = 15.0  # how long a finished job may retry recording its outcome
+    max_promote_sleep: float = 30.0  # the promoter's longest sleep without a wake-up
+    unhealthy_lag: float = 1.0  # event-loop lag that marks a pool unhealthy
+
+
+def default_worker_count() -> int:
+    """`$JOB_WORKER_COUNT`, else the CPU count."""
+    raw = os.environ.get("JOB_WORKER_COUNT")
+    if raw:
+        try:
+            count = int(raw)
+        except ValueError:
+            raise ConfigurationError(f"JOB_WORKER_COUNT={raw!r} is not a whole number") from None
+        if count < 1:
+            raise ConfigurationError(f"JOB_WORKER_COUNT={raw!r} must be at least 1")
+        return count
+    return os.cpu_count() or 1
+
+
+def _event(d: Delivery, **extra: Any) -> dict[str, Any]:
+    handler = d.job.handler if d.job else d.record.get("handler", "")
+    return {"job_id": d.job_id, "handler": handler, "attempt": int(d.attempt), **extra}
+
+
+class AsyncWorkerPool:
+    """Workers on one queue; `run()` serves until `stop()`, in the caller's task group."""
+
+    def __init__(
+        self,
+        queue: RedisJobQueue,
+        handlers: Mapping[str, Handler] | None = None,
+        *,
+        timings: Timings | None = None,
+        event_bus: EventBus | None = None,
+    ) -> None:
+        self.queue = queue
+        self.handlers: dict[str, Handler] = dict(handlers or {})
+        self.timings = timings or Timings()
+        self.event_bus = event_bus
+        self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._slots = Slots(self.id)
+        self._scopes: dict[str, anyio.CancelScope] = {}
+        self._cursors = ["0-0"] * 4
+        self._next_reclaim = 0.0
+        self._lag = 0.0
+        self._started_at = time.time()
+        self._stop_requested: anyio.Event | None = None
+        self._done: anyio.Event | None = None
+        self._graceful, self._grace = True, None
+
+    def register_handler(self, name: str, fn: Handler) -> None:
+        """Make `fn` run jobs submitted under `name`."""
+        if not callable(fn):
+            raise ConfigurationError(f"handler {name!r} must be callable")
+        self.handlers[name] = fn
+
+    @property
+    def running(self) -> bool:
+        """True between `run()` starting and finishing."""
+        return self._done is not None and not self._done.is_set()
+
+    @property
+    def workers(self) -> list[Worker]:
+        """This pool's workers as they are now."""
+        return list(self._slots.workers)
+
+    async def scale(self, count: int) -> None:
+        """Grow or shrink to `count` workers; busy surplus workers finish their job first."""
+        if count < 1:
+            raise ConfigurationError(f"worker count must be at least 1, not {count}")
+        self._slots.resize(count)
+        await self.beat()
+
+    async def stop(self, graceful: bool = True, grace: float | None = None) -> None:
+        """Stop taking jobs; graceful lets running jobs finish (within `grace` seconds when
+        given), otherwise they are handed back to the queue at once. Returns once stopped."""
+        if not self.running or self._stop_requested is None or self._done is None:
+            return
+        self._graceful, self._grace = graceful, grace
+        self._stop_requested.set()
+        await self._done.wait()
+
+    async def run(
+        self, count: int | None = None, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve jobs with `count` workers until `stop()`; started once registered and reading."""
+        if self.running:
+            raise ConfigurationError("this worker pool is already running")
+        self._stop_requested, self._done = anyio.Event(), anyio.Event()
+        self._slots.resize(count or default_worker_count())
+        keeper = LeaseKeeper(self.queue, self.id, self.timings.lease / 3)
+        try:
+            async with anyio.create_task_group() as tg:
+                await self._beat()
+                tg.start_soon(keeper.run, self._lease_lost)
+                for service in (self._heartbeats, self._lag_probe, self._promote):
+                    tg.start_soon(service)
+                intake = anyio.CancelScope()
+                tg.start_soon(self._serve_intake, intake, tg, keeper)
+                task_status.started()
+                log.info("pool %s started with %d workers", self.id, len(self._slots.workers))
+                await self._stop_requested.wait()
+                intake.cancel()
+                await self._drain()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await self._leave()
+            self._done.set()
+
+    async def _serve_intake(self, intake: anyio.CancelScope, tg: Any, keeper: LeaseKeeper) -> None:
+        with intake:
+            await self._read_loop(tg, keeper)
+
+    async def _drain(self) -> None:
+        """Stop the intake, then let running jobs finish or cancel them (handed back later)."""
+        if self._graceful:
+            with anyio.move_on_after(self._grace if self._grace is not None else float("inf")):
+                await self._slots.wait_all_idle()
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        with anyio.move_on_after(self.timings.settle_deadline + 5):
+            await self._slots.wait_all_idle()
+
+    async def _leave(self) -> None:
+        try:
+            handed = await self.queue.release(self.id)
+            await self.queue.deregister(self.id)
+        except StreamJobsError as exc:
+            log.warning("pool %s could not deregister cleanly: %s", self.id, exc)
+            return
+        log.info("pool %s stopped; %d job(s) handed back", self.id, handed)
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def _read_loop(self, tg: Any, keeper: LeaseKeeper) -> None:
+        failures = 0
+        while True:
+            held = await self._slots.reserve()
+            try:
+                await self._fill(held, tg, keeper)
+                failures = 0
+            except MissingGroupError:
+                await self.queue.ensure_groups()
+            except StreamJobsError as exc:
+                failures += 1
+                await self._pause("reading jobs", exc, failures)
+            finally:
+                self._slots.give_back(held)
+
+    async def _fill(self, held: list[Worker], tg: Any, keeper: LeaseKeeper) -> None:
+        """Start jobs for the reserved workers: lapsed leases first, then new jobs, then block."""
+        t = self.timings
+        if time.monotonic() >= self._next_reclaim:
+            self._next_reclaim = time.monotonic() + t.reclaim_interval
+            lease_ms = int(t.lease * 1000)
+            got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, self._cursors)
+            self._launch(held, got, tg, keeper)
+        if held:
+            got = await self.queue.start(self.id, len(held))
+            if not got:
+                block_ms = int(t.reclaim_interval * 1000)
+                got = await self.queue.wait_for_jobs(self.id, len(held), block_ms)
+            self._launch(held, got, tg, keeper)
+
+    def _launch(self, held: list[Worker], got: list[Delivery], tg: Any, keeper: LeaseKeeper) -> None:
+        for d in got:
+            worker = held.pop()
+            self._slots.occupy(worker, d.job_id)
+            keeper.hold(d, d.job.timeout if d.job else None, self.timings.lease)
+            tg.start_soon(self._run_job, worker, d, keeper)
+
+    def _lease_lost(self, job_id: str) -> None:
+        scope = self._scopes.get(job_id)
+        if scope is not None:
+            log.warning("job %s: lease taken over by another worker; abandoning it", job_id)
+            scope.cancel()
+
+    # -- one job --------------------------------------------------------------------------
+
+    async def _run_job(self, worker: Worker, d: Delivery, keeper: LeaseKeeper) -> None:
+        done = (False, False)
+        try:
+            log.info("job %s started (%s, attempt %s)", d.job_id, worker.id, d.attempt)
+            await publish(self.event_bus, "job.started", _event(d, worker=worker.id))
+            handler = self.handlers.get(d.job.handler) if d.job else None
+            with anyio.CancelScope() as scope:
+                self._scopes[d.job_id] = scope
+                outcome = await execute(d, handler, self._progress(d))
+            if not scope.cancel_called:
+                with anyio.CancelScope(shield=True):
+                    done = await self._settle(d, outcome)
+        finally:
+            self._scopes.pop(d.job_id, None)
+            keeper.drop(d.job_id)
+            self._slots.finish(worker, completed=done[0], failed=done[1])
+
+    def _progress(self, d: Delivery) -> ProgressCallback:
+        async def progress(current: Any = None, total: Any = None, message: Any = None) -> None:
+            try:
+                recorded = await self.queue.progress(d, current, total, message)
+            except StreamJobsError as exc:
+                log.warning("job %s: progress not recorded: %s", d.job_id, exc)
+                return
+            if recorded:
+                payload = _event(d, current=current, total=total, message=message)
+                await publish(self.event_bus, "job.progress", payload)
+
+        return progress
+
+    async def _settle(self, d: Delivery, outcome: Completed | Outcome) -> tuple[bool, bool]:
+        """Record how the attempt ended, retrying through Redis outages until the deadline."""
+        failures = 0
+        with anyio.move_on_after(self.timings.settle_deadline):
+            while True:
+                try:
+                    return await self._record(d, outcome)
+                except LeaseLostError:
+                    log.warning("job %s: outcome refused, its lease passed on", d.job_id)
+                    return False, False
+                except StreamJobsError as exc:
+                    failures += 1
+                    await self._pause(f"recording job {d.job_id}", exc, failures)
+        log.error("job %s: outcome not recorded; it will run again once its lease lapses", d.job_id)
+        return False, False
+
+    async def _record(self, d: Delivery, outcome: Completed | Outcome) -> tuple[bool, bool]:
+        if isinstance(outcome, Completed):
+            await self.queue.complete(d, outcome.result_json)
+            log.info("job %s completed", d.job_id)
+            await publish(self.event_bus, "job.completed", _event(d, status="COMPLETED"))
+            return True, False
+        error = outcome.error
+        if outcome.verdict is Verdict.RETRY:
+            await self.queue.retry(d, error, outcome.delay)
+            log.info("job %s failed (%s); retry in %.3gs", d.job_id, error, outcome.delay)
+            payload = _event(d, status="RETRYING", error=error, delay=outcome.delay)
+            await publish(self.event_bus, "job.retrying", payload)
+            return False, True
+        if outcome.verdict is Verdict.FAILED:
+            await self.queue.fail(d, error)
+            log.info("job %s failed for good: %s", d.job_id, error)
+        else:
+            await self.queue.dead_letter(d, error, outcome.reason)
+            log.warning("job %s dead-lettered (%s): %s", d.job_id, outcome.reason, error)
+        status = outcome.verdict.name
+        await publish(self.event_bus, "job.failed", _event(d, status=status, error=error))
+        if outcome.verdict is Verdict.DEAD_LETTER:
+            await publish(self.event_bus, "job.dead_letter", _event(d, error=error))
+        return False, True
+
+    # -- services -------------------------------------------------------------------------
+
+    async def _promote(self) -> None:
+        failures, cap = 0, self.timings.max_promote_sleep
+        while True:
+            try:
+                wait = await self.queue.promote()
+                if wait != 0:
+                    await self.queue.wait_for_wake(cap if wait is None else min(wait, cap))
+                failures = 0
+            except StreamJobsError as exc:
+                failures += 1
+                await self._pause("promoting delayed jobs", exc, failures)
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await anyio.sleep(self.timings.heartbeat)
+            try:
+                await self._beat()
+            except StreamJobsError as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    async def beat(self) -> None:
+        """Publish this pool's state to the registry now (no-op unless running)."""
+        if self.running:
+            await self._beat()
+
+    async def _beat(self) -> None:
+        workers = [w.as_record() for w in self._slots.workers]
+        record = {
+            "host": socket.gethostname(), "pid": str(os.getpid()),
+            "started_at": str(self._started_at), "workers": _codec.dumps(workers),
+            "lag": f"{self._lag:.3f}",
+            "state": "stopping" if self._stop_requested and self._stop_requested.is_set() else "running",
+        }  # fmt: skip
+        self._lag = 0.0
+        await self.queue.heartbeat(self.id, self.timings.heartbeat * 3, record)
+
+    async def _lag_probe(self) -> None:
+        while True:
+            before = time.monotonic()
+            await anyio.sleep(0.25)
+            self._lag = max(self._lag, time.monotonic() - before - 0.25)
+
+    async def _pause(self, doing: str, exc: Exception, failures: int) -> None:
+        delay = min(0.05 * 2**failures, 5.0)
+        log.warning("%s failed (%s); trying again in %.2fs", doing, exc, delay)
+        await anyio.sleep(delay)
+
+
+Handlers = Mapping[str, Callable[..., Any]]

@@ -1,0 +1,167 @@
+--[[ _prelude.lua: names and helpers shared by every streamjobs script (prepended at load).
+
+KEYS, the same for every script (built by streamjobs/_keys.py, one hash tag for the queue):
+  1-4  priority streams: critical, high, normal, low; each carries the consumer group 'workers'
+  5    delayed      sorted set: job id -> due time (ms); scheduled jobs and retries
+  6    dead         stream of dead letters
+  7    events       stream of lifecycle events, trimmed
+  8    stats        hash of counters (completed, failed, ...) and the 'retrying' gauge
+  9    workers      sorted set: pool id -> last heartbeat (ms)
+  10   job prefix   a job's record hash is <job prefix><job id>
+  11   wake         list the promoter blocks on; pushed when a sooner delayed job arrives
+  12   pool prefix  a worker pool's heartbeat hash is <pool prefix><pool id>
+ARGV 1-3, the same for every script: events stream length (0 = no events stream),
+  result TTL (ms), dead letters kept. A script's own arguments start at ARGV[4].
+Time is the server's (TIME), so every process shares one clock.
+]]
+local STREAMS = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}
+local DELAYED = KEYS[5]
+local DEAD = KEYS[6]
+local EVENTS = KEYS[7]
+local STATS = KEYS[8]
+local WORKERS = KEYS[9]
+local JOB_PREFIX = KEYS[10]
+local WAKE = KEYS[11]
+local POOL_PREFIX = KEYS[12]
+local EVENTS_MAXLEN = tonumber(ARGV[1])
+local RESULT_TTL_MS = tonumber(ARGV[2])
+local MAX_DEAD = tonumber(ARGV[3])
+local GROUP = 'workers'
+local STREAM_OF_PRIORITY = {['30'] = 1, ['20'] = 2, ['10'] = 3, ['0'] = 4}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Append a lifecycle event; `extra` is a flat list of field, value.
+local function emit(kind, job_id, now, extra)
+  if EVENTS_MAXLEN <= 0 then return end
+  local cmd = {'XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+               'type', kind, 'job_id', job_id, 'at', now}
+  if extra then
+    for i = 1, #extra do cmd[#cmd + 1] = extra[i] end
+  end
+  redis.call(unpack(cmd))
+end
+
+-- The value of `name` in a flat field/value list (a stream entry), or nil.
+local function field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
+end
+
+local function stream_of(priority)
+  return STREAMS[STREAM_OF_PRIORITY[priority] or 3]
+end
+
+-- Acknowledge and delete a stream entry: XACK alone would let the stream grow forever.
+local function drop_entry(stream, entry)
+  redis.call('XACK', stream, GROUP, entry)
+  redis.call('XDEL', stream, entry)
+end
+
+-- Put a job at the tail of its priority stream as PENDING.
+local function push(key, job_id, priority)
+  local entry = redis.call('XADD', stream_of(priority), '*', 'id', job_id)
+  redis.call('HSET', key, 'status', 'PENDING', 'entry', entry)
+  return entry
+end
+
+-- Wake the promoters when `due` is sooner than every delayed job they wait for.
+local function wake_if_first(due)
+  local first = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+  if not first[2] or tonumber(first[2]) > due then
+    redis.call('LPUSH', WAKE, '1')
+    redis.call('LTRIM', WAKE, 0, 0)
+  end
+end
+
+-- 'ok' when `owner` holds attempt `attempt` of the job; 'done' when it already settled it
+-- (a replay after a lost reply); 'stale' when the job has moved on without it.
+local function settle_check(key, owner, attempt)
+  local s = redis.call('HMGET', key, 'status', 'owner', 'attempts')
+  if s[2] ~= owner or s[3] ~= attempt then return 'stale' end
+  if s[1] == 'RUNNING' then return 'ok' end
+  return 'done'
+end
+
+-- Mark a job terminal; its record expires after the result TTL.
+local function finish(key, status, now)
+  redis.call('HSET', key, 'status', status, 'finished_at', now)
+  redis.call('PEXPIRE', key, RESULT_TTL_MS)
+end
+
+-- Keep at most MAX_DEAD dead letters; a trimmed job's record then expires like any result.
+local function trim_dead()
+  local excess = redis.call('XLEN', DEAD) - MAX_DEAD
+  if excess <= 0 then return end
+  for _, e in ipairs(redis.call('XRANGE', DEAD, '-', '+', 'COUNT', excess)) do
+    local job_id = field(e[2], 'id')
+    if job_id and redis.call('HGET', JOB_PREFIX .. job_id, 'dead_entry') == e[1] then
+      redis.call('PEXPIRE', JOB_PREFIX .. job_id, RESULT_TTL_MS)
+    end
+    redis.call('XDEL', DEAD, e[1])
+  end
+end
+
+-- Move a known job to the dead-letter stream; its record stays while the dead letter does.
+local function bury(key, job_id, error, reason, now)
+  local f = redis.call('HMGET', key, 'handler', 'args', 'kwargs', 'priority', 'timeout',
+                       'max_retries', 'retry_delay', 'retry_backoff', 'attempts', 'created_at')
+  local dead = redis.call('XADD', DEAD, '*', 'id', job_id, 'handler', f[1] or '',
+    'args', f[2] or '[]', 'kwargs', f[3] or '{}', 'priority', f[4] or '10',
+    'timeout', f[5] or '', 'max_retries', f[6] or '0', 'retry_delay', f[7] or '0',
+    'retry_backoff', f[8] or '1', 'attempts', f[9] or '0', 'created_at', f[10] or '',
+    'error', error, 'reason', reason, 'failed_at', now)
+  redis.call('HSET', key, 'status', 'DEAD_LETTER', 'error', error, 'finished_at', now,
+             'dead_entry', dead)
+  redis.call('PERSIST', key)
+  redis.call('HINCRBY', STATS, 'dead_lettered', 1)
+  trim_dead()
+  emit('job.failed', job_id, now, {'status', 'DEAD_LETTER', 'error', error})
+  emit('job.dead_letter', job_id, now, {'error', error, 'reason', reason})
+end
+
+-- Dead-letter a stream entry that is not a job of ours, keeping the raw entry.
+local function bury_raw(stream, entry, fields, reason, now)
+  local cmd = {'XADD', DEAD, '*', 'id', '', 'handler', '', 'error', reason, 'reason', reason,
+               'failed_at', now, 'raw_stream', stream, 'raw_entry', entry}
+  for i = 1, #fields, 2 do
+    cmd[#cmd + 1] = 'raw:' .. tostring(fields[i])
+    cmd[#cmd + 1] = tostring(fields[i + 1])
+  end
+  redis.call(unpack(cmd))
+  drop_entry(stream, entry)
+  redis.call('HINCRBY', STATS, 'dead_lettered', 1)
+  trim_dead()
+  emit('job.dead_letter', '', now, {'error', reason, 'reason', reason, 'entry', entry})
+end
+
+-- Start the job behind a delivered entry for `owner`: RUNNING, attempt + 1, its record
+-- returned as {stream index, entry id, flat record}. Entries that are not a pending job of
+-- ours are dead-lettered (foreign) or dropped (stale duplicates); those return nil.
+local function start_entry(index, entry, fields, owner, now)
+  local stream = STREAMS[index]
+  local job_id = field(fields, 'id')
+  if not job_id then
+    bury_raw(stream, entry, fields, 'undecodable entry: it carries no job id', now)
+    return nil
+  end
+  local key = JOB_PREFIX .. job_id
+  local s = redis.call('HMGET', key, 'status', 'entry')
+  if not s[1] then
+    bury_raw(stream, entry, fields, 'undecodable entry: no record for job ' .. job_id, now)
+    return nil
+  end
+  if s[1] ~= 'PENDING' or s[2] ~= entry then
+    drop_entry(stream, entry)
+    return nil
+  end
+  local attempt = redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now)
+  emit('job.started', job_id, now, {'attempt', attempt, 'worker', owner})
+  return {index, entry, redis.call('HGETALL', key)}
+end

@@ -1,0 +1,24 @@
+--[[ promote: move due jobs from the delayed set into their priority streams.
+Invariant: a job leaves the delayed set in the same step that queues it, so any number of
+promoters may run at once without losing or doubling a job.
+ARGV 4 most jobs to move in one call.
+Returns ms until the next delayed job is due: 0 when more are due now, -1 when none wait.
+Events: job.queued per job moved.
+]]
+local limit = tonumber(ARGV[4])
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, limit)
+for _, job_id in ipairs(due) do
+  redis.call('ZREM', DELAYED, job_id)
+  local key = JOB_PREFIX .. job_id
+  local s = redis.call('HMGET', key, 'status', 'priority')
+  if s[1] == 'SCHEDULED' or s[1] == 'RETRYING' then
+    if s[1] == 'RETRYING' then redis.call('HINCRBY', STATS, 'retrying', -1) end
+    push(key, job_id, s[2])
+    emit('job.queued', job_id, now, {'from', s[1]})
+  end
+end
+if #due >= limit then return 0 end
+local nxt = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+if not nxt[2] then return -1 end
+return math.max(1, tonumber(nxt[2]) - now)

@@ -1,0 +1,116 @@
+"""The public records of the contract: priorities, statuses, job definitions, results, workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum, IntEnum
+from typing import Any
+
+
+class JobPriority(IntEnum):
+    """Priority levels; each is its own Redis stream, read highest first."""
+
+    LOW = 0
+    NORMAL = 10
+    HIGH = 20
+    CRITICAL = 30
+
+
+class JobStatus(str, Enum):
+    """Where a job stands; see `TERMINAL_STATUSES` for the ones it never leaves."""
+
+    PENDING = "PENDING"
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    DEAD_LETTER = "DEAD_LETTER"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for states a job never leaves by itself."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DEAD_LETTER, JobStatus.CANCELLED}
+)
+
+
+def timestamp(ms: int | None) -> datetime | None:
+    """A Redis millisecond timestamp as an aware UTC datetime (None stays None)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+@dataclass
+class JobDefinition:
+    """A job as a handler sees it, and as `get_dead_letters()` returns it."""
+
+    id: str
+    handler: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: JobPriority = JobPriority.NORMAL
+    timeout: float | None = 300.0
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    attempts: int = 0
+    status: JobStatus = JobStatus.PENDING
+    created_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """The outcome of a job that reached a terminal state."""
+
+    job_id: str
+    status: JobStatus
+    result: Any = None
+    error: str | None = None
+    attempts: int = 0
+    duration: float | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def success(self) -> bool:
+        """True when the job completed."""
+        return self.status is JobStatus.COMPLETED
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """The last progress a running job reported."""
+
+    current: float | None
+    total: float | None
+    message: str | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One worker (a slot that runs one job at a time) as the heartbeat registry last saw it."""
+
+    id: str
+    status: str
+    jobs_completed: int
+    jobs_failed: int
+    uptime: float
+    healthy: bool
+    pool: str = ""
+    host: str = ""
+    pid: int = 0
+    current_job: str | None = None
+    last_heartbeat: float = 0.0
+    loop_lag: float = 0.0

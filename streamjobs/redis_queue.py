@@ -1,0 +1,277 @@
+"""The queue layer: the key schema, the Lua scripts, and one typed call per transition."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _codec
+from ._drivers import Driver, connect
+from ._drivers.redis_sync import SyncDriver
+from ._keys import GROUP, QueueKeys
+from ._scripts import script
+from .errors import ConfigurationError, RedisVersionError, StreamJobsError
+from .models import JobDefinition, JobStatus
+
+DEFAULT_URL = "redis://localhost:6379/0"
+MIN_REDIS = (6, 2)
+
+
+class LeaseLostError(StreamJobsError):
+    """A worker tried to settle an attempt it no longer holds: the lease passed to another."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A job started for a consumer: what it needs to run the job and settle the attempt."""
+
+    job: JobDefinition | None  # None when the record cannot be decoded
+    record: dict[str, str]
+    stream: int  # 0-based index into QueueKeys.streams
+    entry: str
+    consumer: str
+
+    @property
+    def job_id(self) -> str:
+        """The job's id, even when its payload cannot be decoded."""
+        return self.record.get("id", "")
+
+    @property
+    def attempt(self) -> str:
+        """This attempt's number, as the record holds it."""
+        return self.record.get("attempts", "0")
+
+
+def _settled(reply: Any) -> None:
+    """The one place where a settling script's return code becomes an exception."""
+    if reply == 0:
+        raise LeaseLostError("the job's lease passed to another worker; its outcome stands")
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _delivery(raw: Sequence[Any], consumer: str) -> Delivery:
+    record = _pairs(raw[2])
+    try:
+        job: JobDefinition | None = _codec.definition(record)
+    except (ValueError, KeyError, TypeError):
+        job = None
+    return Delivery(job, record, int(raw[0]) - 1, str(raw[1]), consumer)
+
+
+class RedisJobQueue:
+    """One named queue in Redis: submit, start, settle, promote, reclaim and inspect jobs."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        key_prefix: str = "streamjobs:",
+        max_dead_letters: int = 10_000,
+        *,
+        name: str = "default",
+        result_ttl: float = 86_400,
+        events_maxlen: int = 10_000,
+        max_payload: int = _codec.DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        if "{" in key_prefix or "}" in key_prefix or "{" in name or "}" in name:
+            raise ConfigurationError("key_prefix and name must not contain '{' or '}'")
+        if max_dead_letters < 1 or result_ttl <= 0 or events_maxlen < 0:
+            raise ConfigurationError("max_dead_letters >= 1, result_ttl > 0, events_maxlen >= 0")
+        self.redis_url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_URL
+        self.keys = QueueKeys(key_prefix, name)
+        self.max_dead_letters = max_dead_letters
+        self.result_ttl = result_ttl
+        self.max_payload = max_payload
+        self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
+        self._driver: Driver | None = None
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    @property
+    def driver(self) -> Driver:
+        """The connected driver; raises until `connect()` ran."""
+        if self._driver is None:
+            raise ConfigurationError("the queue is not connected: call initialize() first")
+        return self._driver
+
+    async def connect(self) -> None:
+        """Connect, check the server (Redis >= 6.2) and create the consumer groups."""
+        if self._driver is not None:
+            return
+        driver = connect(self.redis_url)
+        try:
+            version = await driver.server_version()
+            if version[:2] < MIN_REDIS:
+                found = ".".join(map(str, version))
+                raise RedisVersionError(f"Redis {found} is too old: streamjobs needs 6.2 or newer")
+            for stream in self.keys.streams:
+                await driver.create_group(stream, GROUP)
+        except BaseException:
+            await driver.aclose()
+            raise
+        self._driver = driver
+
+    async def ensure_groups(self) -> None:
+        """Create the consumer groups again (after a FLUSHALL or a restart without data)."""
+        for stream in self.keys.streams:
+            await self.driver.create_group(stream, GROUP)
+
+    async def close(self) -> None:
+        """Close the connections (idempotent)."""
+        driver, self._driver = self._driver, None
+        if driver is not None:
+            await driver.aclose()
+
+    async def _run(self, name: str, *args: Any) -> Any:
+        return await self.driver.eval(script(name), self.keys.all, (*self._common, *args))
+
+    # -- submitting -----------------------------------------------------------------------
+
+    def _enqueue_args(self, job: _codec.NewJob) -> tuple[Any, ...]:
+        return (*self._common, job.id, int(job.priority), job.delay_ms, *job.fields)
+
+    async def enqueue(self, job: _codec.NewJob) -> bool:
+        """Write a validated job; False when its id already had a record (nothing written)."""
+        reply = await self.driver.eval(script("enqueue"), self.keys.all, self._enqueue_args(job))
+        return bool(reply[0])
+
+    async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
+        """Write many jobs in one round trip; each is its own atomic enqueue."""
+        calls = [self._enqueue_args(job) for job in jobs]
+        replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
+        return [bool(reply[0]) for reply in replies]
+
+    async def cancel(self, job_id: str) -> int:
+        """1 cancelled, 0 running or terminal, -1 unknown (see cancel.lua)."""
+        return int(await self._run("cancel", job_id))
+
+    async def retry_dead_letter(self, job_id: str) -> bool:
+        """Queue a dead-lettered job again with fresh attempts."""
+        return bool(await self._run("retry_dead_letter", job_id))
+
+    # -- working --------------------------------------------------------------------------
+
+    async def start(
+        self, consumer: str, count: int, delivered: Iterable[tuple[str, str]] = ()
+    ) -> list[Delivery]:
+        """Start up to `count` jobs, highest priority first; `delivered` are (stream, entry)
+        pairs a blocking read already handed to this consumer."""
+        index = {stream: i + 1 for i, stream in enumerate(self.keys.streams)}
+        pairs = [part for stream, entry in delivered for part in (index[stream], entry)]
+        reply = await self._run("start", consumer, count, *pairs)
+        return [_delivery(raw, consumer) for raw in reply]
+
+    async def wait_for_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
+        """Block until new entries arrive (or block_ms passes), then start them."""
+        got = await self.driver.read_group(GROUP, consumer, self.keys.streams, count, block_ms)
+        return await self.start(consumer, count, got) if got else []
+
+    async def reclaim(
+        self, consumer: str, count: int, lease_ms: int, max_crashes: int, cursors: list[str]
+    ) -> list[Delivery]:
+        """Take over and start lapsed entries; `cursors` (one per stream) is updated in place."""
+        reply = await self._run("reclaim", consumer, count, lease_ms, max_crashes, *cursors)
+        cursors[:] = [str(c) for c in reply[0]]
+        return [_delivery(raw, consumer) for raw in reply[1]]
+
+    async def progress(
+        self, d: Delivery, current: float | None, total: float | None, message: str | None
+    ) -> bool:
+        """Record reported progress; False when the attempt is no longer this consumer's."""
+        values = ("" if v is None else str(v) for v in (current, total, message))
+        return bool(await self._run("progress", d.job_id, d.consumer, d.attempt, *values))
+
+    def _settle_args(self, d: Delivery) -> tuple[Any, ...]:
+        return (d.job_id, d.consumer, d.attempt, d.stream + 1, d.entry)
+
+    async def complete(self, d: Delivery, result_json: str) -> None:
+        """Record the result and acknowledge the entry (complete.lua)."""
+        _settled(await self._run("complete", *self._settle_args(d), result_json))
+
+    async def fail(self, d: Delivery, error: str) -> None:
+        """End the job FAILED without retry (fail.lua)."""
+        _settled(await self._run("fail", *self._settle_args(d), error))
+
+    async def retry(self, d: Delivery, error: str, delay: float) -> None:
+        """Park the job in the delayed set for `delay` seconds (retry.lua)."""
+        _settled(await self._run("retry", *self._settle_args(d), error, int(delay * 1000)))
+
+    async def dead_letter(self, d: Delivery, error: str, reason: str) -> None:
+        """Move the job to the dead-letter stream (dead_letter.lua)."""
+        _settled(await self._run("dead_letter", *self._settle_args(d), error, reason))
+
+    def sync_driver(self) -> SyncDriver:
+        """A blocking driver for a thread of this process (lease renewal)."""
+        return SyncDriver(self.redis_url)
+
+    def extend_leases(
+        self, driver: SyncDriver, consumer: str, held: Sequence[tuple[str, int, str]]
+    ) -> list[str]:
+        """Renew (job id, stream, entry) leases from a thread; returns the job ids lost."""
+        flat = [part for job_id, stream, entry in held for part in (stream, entry, job_id)]
+        args = (*self._common, consumer, *flat)
+        return list(driver.eval(script("extend_lease"), self.keys.all, args))
+
+    async def release(self, consumer: str) -> int:
+        """Hand back every entry the consumer holds; returns how many jobs went back."""
+        return int(await self._run("release", consumer))
+
+    async def promote(self, limit: int = 1000) -> float | None:
+        """Queue due delayed jobs; seconds until the next is due (0: more now, None: none)."""
+        reply = int(await self._run("promote", limit))
+        return None if reply < 0 else reply / 1000
+
+    async def wait_for_wake(self, timeout: float) -> bool:
+        """Block until a sooner delayed job is submitted, or `timeout` seconds pass."""
+        return await self.driver.wait_list(self.keys.wake, timeout)
+
+    async def heartbeat(self, pool_id: str, ttl: float, record: dict[str, str]) -> None:
+        """Register a worker pool as alive for `ttl` seconds."""
+        flat = [part for item in record.items() for part in item]
+        await self._run("heartbeat", pool_id, int(ttl * 1000), *flat)
+
+    async def deregister(self, pool_id: str) -> None:
+        """Remove a worker pool from the registry."""
+        await self._run("deregister", pool_id)
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def record(self, job_id: str) -> dict[str, str]:
+        """A job's record ({} when unknown or expired)."""
+        return await self.driver.hgetall(self.keys.job(job_id))
+
+    async def status(self, job_id: str) -> JobStatus | None:
+        """A job's status, or None when unknown or expired."""
+        raw = await self.driver.hget(self.keys.job(job_id), "status")
+        return JobStatus(raw) if raw else None
+
+    async def dead_letters(self, limit: int) -> list[JobDefinition]:
+        """The newest dead letters, newest first."""
+        entries = await self.driver.stream_range(self.keys.dead, limit, reverse=True)
+        return [_dead_definition(entry, fields) for entry, fields in entries]
+
+    async def snapshot(self, max_pool_age: float) -> list[Any]:
+        """The raw reply of metrics.lua (see there)."""
+        return list(await self._run("metrics", int(max_pool_age * 1000)))
+
+    async def read_events(
+        self, last_id: str, count: int = 100, block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Events after `last_id` ("$" for only new ones), oldest first."""
+        return await self.driver.read_stream(self.keys.events, last_id, count, block_ms)
+
+
+def _dead_definition(entry: str, fields: dict[str, str]) -> JobDefinition:
+    """A dead letter as a JobDefinition; a foreign entry keeps its raw fields in kwargs."""
+    try:
+        job = _codec.definition({**fields, "status": JobStatus.DEAD_LETTER.value})
+    except (ValueError, KeyError, TypeError):
+        raw = {k: v for k, v in fields.items() if k.startswith("raw")}
+        job = JobDefinition(id=fields.get("id") or entry, handler=fields.get("handler", ""),
+                            kwargs=raw, status=JobStatus.DEAD_LETTER)  # fmt: skip
+    job.error = fields.get("error") or None
+    return job

@@ -1,0 +1,264 @@
+"""The service layer: the public facade of the contract (`JobService`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from . import _codec
+from ._runner import Handler
+from .async_worker import AsyncWorkerPool, Timings
+from .errors import ConfigurationError
+from .events import EventBus
+from .models import JobDefinition, JobPriority, JobResult, JobStatus, WorkerInfo
+from .redis_queue import RedisJobQueue
+from ._metrics import metrics_from, workers_from
+
+_TERMINAL_EVENTS = {"job.completed", "job.failed", "job.cancelled"}
+
+
+class JobService:
+    """Submit jobs, run workers and read back status, results, dead letters and metrics."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        queue: RedisJobQueue | None = None,
+        worker_pool: AsyncWorkerPool | None = None,
+        event_bus: EventBus | None = None,
+        key_prefix: str = "streamjobs:",
+        name: str = "default",
+        timings: Timings | None = None,
+    ) -> None:
+        if queue is None:
+            queue = worker_pool.queue if worker_pool else RedisJobQueue(redis_url, key_prefix, name=name)
+        if worker_pool is None:
+            worker_pool = AsyncWorkerPool(queue, timings=timings)
+        elif worker_pool.queue is not queue:
+            raise ConfigurationError("worker_pool must be built on the same queue as the service")
+        if event_bus is not None:
+            worker_pool.event_bus = event_bus
+        self._queue, self._workers = queue, worker_pool
+        self._tg: TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._host: asyncio.Task[None] | None = None
+
+    @property
+    def queue(self) -> RedisJobQueue:
+        """The queue this service submits to."""
+        return self._queue
+
+    @property
+    def worker_pool(self) -> AsyncWorkerPool:
+        """The in-process worker pool."""
+        return self._workers
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Connect to Redis and check it (reachable, version 6.2 or newer)."""
+        await self._queue.connect()
+
+    async def close(self) -> None:
+        """Stop in-process workers gracefully and close connections."""
+        await self.stop_workers(graceful=True)
+        if self._host is not None:
+            self._host.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._host
+            self._host, self._tg = None, None
+        await self._queue.close()
+
+    async def __aenter__(self) -> JobService:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self.initialize()
+            stack.push_async_callback(self._queue.close)
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.push_async_callback(self.stop_workers)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+        self._tg = None
+
+    # -- handlers and submitting ----------------------------------------------------------
+
+    def register_handler(self, name: str, fn: Handler) -> None:
+        """Make `fn` (async, or plain def run in a thread) run jobs submitted as `name`."""
+        self._workers.register_handler(name, fn)
+
+    async def submit_job(
+        self,
+        handler: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        priority: JobPriority | int | str = JobPriority.NORMAL,
+        timeout: float | None = 300,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        *,
+        job_id: str | None = None,
+        delay: float | None = None,
+    ) -> str:
+        """Queue a job and return its id; a `job_id` that already has a record enqueues
+        nothing. Invalid input raises InvalidJobError, naming the field, and writes nothing."""
+        job = _codec.new_job(
+            handler, args if isinstance(args, (list, tuple)) else tuple(args), kwargs,
+            priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
+            retry_backoff=retry_backoff, job_id=job_id, delay=delay,
+            max_payload=self._queue.max_payload,
+        )  # fmt: skip
+        await self._queue.enqueue(job)
+        return job.id
+
+    async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Queue many jobs in one round trip; each mapping takes submit_job's keywords
+        (`handler` included). All are validated before anything is written."""
+        specs = []
+        for i, spec in enumerate(jobs):
+            try:
+                specs.append(_codec.new_job(**spec, max_payload=self._queue.max_payload))
+            except TypeError as exc:
+                raise ConfigurationError(f"jobs[{i}]: {exc}") from None
+        if specs:
+            await self._queue.enqueue_many(specs)
+        return [job.id for job in specs]
+
+    async def cancel_job(self, job_id: str) -> bool:
+        """Cancel a job that has not started (pending, scheduled or waiting to retry)."""
+        return await self._queue.cancel(job_id) == 1
+
+    # -- reading back ---------------------------------------------------------------------
+
+    async def get_job_status(self, job_id: str) -> JobStatus | None:
+        """The job's status, or None when unknown (or its record expired)."""
+        return await self._queue.status(job_id)
+
+    async def get_job_result(self, job_id: str) -> JobResult | None:
+        """The job's outcome once terminal; None before, or when unknown."""
+        record = await self._queue.record(job_id)
+        return _codec.result(record) if record else None
+
+    async def get_job(self, job_id: str) -> JobDefinition | None:
+        """The job's definition and state, or None when unknown."""
+        record = await self._queue.record(job_id)
+        return _codec.definition(record) if record else None
+
+    async def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:
+        """Wait until the job is terminal and return its result (TimeoutError past `timeout`).
+        Blocks on the events stream, re-checking the record at least every second."""
+        with anyio.fail_after(timeout):
+            last = await self._last_event_id()
+            while True:
+                result = await self.get_job_result(job_id)
+                if result is not None:
+                    return result
+                last = await self._wait_event(job_id, last)
+
+    async def _last_event_id(self) -> str:
+        newest = await self._queue.driver.stream_range(self._queue.keys.events, 1, reverse=True)
+        return newest[0][0] if newest else "0-0"
+
+    async def _wait_event(self, job_id: str, last: str) -> str:
+        for _ in range(100):
+            events = await self._queue.read_events(last, 500, block_ms=1000)
+            if not events:
+                return last
+            last = events[-1][0]
+            if any(f.get("job_id") == job_id and f.get("type") in _TERMINAL_EVENTS for _, f in events):
+                return last
+        return last
+
+    async def events(self, since: str = "$") -> AsyncIterator[dict[str, Any]]:
+        """Follow the events stream ("$": only new events; "0": from the oldest kept)."""
+        last = since if since != "$" else await self._last_event_id()
+        while True:
+            for entry, fields in await self._queue.read_events(last, 100, block_ms=5000):
+                last = entry
+                yield {"id": entry, **fields}
+
+    async def get_dead_letters(self, limit: int = 100) -> list[JobDefinition]:
+        """The newest dead letters (each with `.error` and `.attempts`), newest first."""
+        return await self._queue.dead_letters(limit)
+
+    async def retry_dead_letter(self, job_id: str) -> bool:
+        """Queue a dead-lettered job again with fresh attempts; False when it is not one."""
+        return await self._queue.retry_dead_letter(job_id)
+
+    async def get_workers(self) -> list[WorkerInfo]:
+        """Every worker on this queue, across processes, from the heartbeat registry."""
+        await self._workers.beat()
+        snapshot = await self._queue.snapshot(self._workers.timings.heartbeat * 3)
+        return workers_from(snapshot, self._workers.timings)
+
+    async def get_metrics(self) -> dict[str, Any]:
+        """Queue depth by state and priority, lifetime counters, and worker counts."""
+        await self._workers.beat()
+        snapshot = await self._queue.snapshot(self._workers.timings.heartbeat * 3)
+        return metrics_from(snapshot, self._workers.timings)
+
+    # -- workers --------------------------------------------------------------------------
+
+    async def run_workers(
+        self, count: int | None = None, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the in-process worker pool in the caller's task group until stopped:
+        `await tg.start(svc.run_workers, 4)`."""
+        await self._queue.connect()
+        await self._workers.run(count, task_status=task_status)
+
+    async def start_workers(self, count: int | None = None) -> None:
+        """Start the in-process workers in the background (`$JOB_WORKER_COUNT`, else CPUs)."""
+        if self._workers.running:
+            if count is not None:
+                await self._workers.scale(count)
+            return
+        tg = self._tg or await self._asyncio_host()
+        await tg.start(self.run_workers, count)
+
+    async def scale_workers(self, count: int) -> None:
+        """Grow or shrink the in-process workers to `count`."""
+        await self._workers.scale(count)
+
+    async def stop_workers(self, graceful: bool = True) -> None:
+        """Stop the in-process workers: running jobs finish (graceful) or go back to the queue."""
+        await self._workers.stop(graceful)
+
+    async def _asyncio_host(self) -> TaskGroup:
+        """The one adapter for the guide's `initialize()` + `start_workers()` style: a task
+        group hosted by a background task, which only asyncio allows."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise ConfigurationError(
+                "start_workers() outside `async with JobService(...)` works under asyncio only; "
+                "under trio use `async with JobService(...) as svc:` or "
+                "`await nursery.start(svc.run_workers, n)`"
+            ) from None
+        ready: asyncio.Future[TaskGroup] = loop.create_future()
+        self._host = loop.create_task(self._hold_task_group(ready))
+        return await ready
+
+    async def _hold_task_group(self, ready: asyncio.Future[TaskGroup]) -> None:
+        async with anyio.create_task_group() as tg:
+            ready.set_result(tg)
+            await anyio.sleep_forever()
