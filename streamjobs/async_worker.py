@@ -45,6 +45,11 @@ class Timings:
     max_promote_sleep: float = 30.0  # the promoter's longest sleep without a wake-up
     unhealthy_lag: float = 1.0  # event-loop lag that marks a pool unhealthy
 
+    @property
+    def registry_ttl(self) -> float:
+        """How long a silent pool stays listed (as unhealthy) before it is forgotten."""
+        return self.heartbeat * 10
+
 
 def default_worker_count() -> int:
     """`$JOB_WORKER_COUNT`, else the CPU count."""
@@ -328,7 +333,7 @@ class AsyncWorkerPool:
             "state": "stopping" if self._stop_requested and self._stop_requested.is_set() else "running",
         }  # fmt: skip
         self._lag = 0.0
-        await self.queue.heartbeat(self.id, self.timings.heartbeat * 3, record)
+        await self.queue.heartbeat(self.id, self.timings.registry_ttl, record)
 
     async def _lag_probe(self) -> None:
         while True:

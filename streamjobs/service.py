@@ -207,13 +207,13 @@ class JobService:
     async def get_workers(self) -> list[WorkerInfo]:
         """Every worker on this queue, across processes, from the heartbeat registry."""
         await self._workers.beat()
-        snapshot = await self._queue.snapshot(self._workers.timings.heartbeat * 3)
+        snapshot = await self._queue.snapshot(self._workers.timings.registry_ttl)
         return workers_from(snapshot, self._workers.timings)
 
     async def get_metrics(self) -> dict[str, Any]:
         """Queue depth by state and priority, lifetime counters, and worker counts."""
         await self._workers.beat()
-        snapshot = await self._queue.snapshot(self._workers.timings.heartbeat * 3)
+        snapshot = await self._queue.snapshot(self._workers.timings.registry_ttl)
         return metrics_from(snapshot, self._workers.timings)
 
     # -- workers --------------------------------------------------------------------------

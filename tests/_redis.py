@@ -1,0 +1,72 @@
+"""redis-server processes for tests: each on a free port in its own temp dir, ended by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisProcess:
+    """A redis-server this test run started; `kill()`, `stop()` and `start()` inject faults."""
+
+    def __init__(self, directory: Path, *args: str, port: int | None = None) -> None:
+        if shutil.which("redis-server") is None:
+            raise RuntimeError("redis-server is not on PATH: install Redis 6.2 or newer")
+        self.dir, self.args, self.port = directory, args, port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisProcess:
+        """Start (or restart on the same port and dir) and wait until it answers PING."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+               str(self.dir), "--save", "", "--appendonly", "no", "--logfile", "redis.log",
+               *self.args]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return self
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def client(self) -> redis.Redis:
+        """A blocking client for assertions and setup."""
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL: Redis dies without writing anything more."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SHUTDOWN (AOF flushed when enabled), falling back to SIGKILL."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.client().shutdown(nosave=True)
+            except redis.RedisError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()

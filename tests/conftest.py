@@ -1,0 +1,75 @@
+"""Fixtures: a real redis-server for the run, and a fresh queue (its own name) per test.
+
+`STREAMJOBS_TEST_REDIS_URL` points the suite at an external server instead;
+`STREAMJOBS_TEST_REDIS=docker` starts one with testcontainers where Docker runs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from streamjobs import AsyncWorkerPool, JobService, RedisJobQueue, Timings
+from tests._redis import RedisProcess
+
+_names = itertools.count()
+
+#: Timings that keep crash tests short: leases lapse after 1 s.
+FAST = Timings(lease=1.0, reclaim_interval=0.2, heartbeat=0.5)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _docker_url() -> Iterator[str]:
+    from testcontainers.redis import RedisContainer
+
+    with RedisContainer("redis:7") as container:
+        host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+        yield f"redis://{host}:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of the Redis that integration tests use."""
+    if url := os.environ.get("STREAMJOBS_TEST_REDIS_URL"):
+        yield url
+    elif os.environ.get("STREAMJOBS_TEST_REDIS") == "docker":
+        yield from _docker_url()
+    else:
+        server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+        try:
+            yield server.url
+        finally:
+            server.kill()
+
+
+@pytest.fixture
+def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, for fault injection."""
+    server = RedisProcess(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def queue_name(request: pytest.FixtureRequest) -> str:
+    """A queue name no other test uses: tests share a server, never keys."""
+    return f"{request.node.name[:40]}-{next(_names)}"
+
+
+@pytest.fixture
+async def svc(redis_url: str, queue_name: str) -> AsyncIterator[JobService]:
+    """A connected service on a fresh queue, with fast leases; workers not started."""
+    queue = RedisJobQueue(redis_url, name=queue_name)
+    service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+    async with service:
+        yield service
