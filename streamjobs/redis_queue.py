@@ -76,6 +76,7 @@ class RedisJobQueue:
         result_ttl: float = 86_400,
         events_maxlen: int = 10_000,
         max_payload: int = _codec.DEFAULT_MAX_PAYLOAD,
+        driver: str | None = None,
     ) -> None:
         if "{" in key_prefix or "}" in key_prefix or "{" in name or "}" in name:
             raise ConfigurationError("key_prefix and name must not contain '{' or '}'")
@@ -87,6 +88,7 @@ class RedisJobQueue:
         self.result_ttl = result_ttl
         self.max_payload = max_payload
         self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
+        self.driver_name = driver
         self._driver: Driver | None = None
 
     # -- lifetime -------------------------------------------------------------------------
@@ -102,7 +104,7 @@ class RedisJobQueue:
         """Connect, check the server (Redis >= 6.2) and create the consumer groups."""
         if self._driver is not None:
             return
-        driver = connect(self.redis_url)
+        driver = connect(self.redis_url, self.driver_name)
         try:
             version = await driver.server_version()
             if version[:2] < MIN_REDIS:

@@ -57,8 +57,8 @@ class Driver(Protocol):
         """Close every connection."""
 
 
-def connect(url: str) -> Driver:
-    """The async driver for the running event loop (redis-py's asyncio client)."""
+def connect(url: str, name: str | None = None) -> Driver:
+    """The async driver named (`"redis-py"`), or the one for the running event loop."""
     from .redis_py import RedisPyDriver
 
     return RedisPyDriver(url)
