@@ -35,7 +35,7 @@ def workers_from(snapshot: list[Any], timings: Timings) -> list[WorkerInfo]:
                     healthy=healthy, pool=w["id"].rsplit("-", 1)[0], host=pool.get("host", ""),
                     pid=int(pool.get("pid") or 0), current_job=w.get("job"),
                     last_heartbeat=beat, loop_lag=lag,
-                )  # fmt: skip
+                )
             )
     return found
 

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Union
+from typing import Any, cast
 
 import anyio
 import anyio.from_thread
@@ -21,7 +21,7 @@ from .redis_queue import Delivery
 ProgressCallback = Callable[..., Awaitable[None]]
 AsyncHandler = Callable[[JobDefinition, ProgressCallback], Awaitable[Any]]
 SyncHandler = Callable[[JobDefinition, Callable[..., None]], Any]
-Handler = Union[AsyncHandler, SyncHandler]
+Handler = AsyncHandler | SyncHandler
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,18 @@ def is_async(fn: Callable[..., Any]) -> bool:
 
 def _sync_progress(progress: ProgressCallback) -> Callable[..., None]:
     def report(current: Any = None, total: Any = None, message: Any = None) -> None:
-        anyio.from_thread.run(partial(progress, current, total, message))
+        async def send() -> None:
+            await progress(current, total, message)
+
+        anyio.from_thread.run(send)
 
     return report
 
 
 async def _call(handler: Handler, job: JobDefinition, progress: ProgressCallback) -> Any:
     if is_async(handler):
-        return await handler(job, progress)  # type: ignore[misc]
-    call = partial(handler, job, _sync_progress(progress))
+        return await cast(AsyncHandler, handler)(job, progress)
+    call = partial(cast(SyncHandler, handler), job, _sync_progress(progress))
     return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
 

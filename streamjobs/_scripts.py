@@ -18,7 +18,7 @@ class Script:
 
 
 def _read(name: str) -> str:
-    return resources.files("streamjobs").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    return resources.files("streamjobs").joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
 @cache

@@ -94,7 +94,8 @@ class AsyncWorkerPool:
         self._started_at = time.time()
         self._stop_requested: anyio.Event | None = None
         self._done: anyio.Event | None = None
-        self._graceful, self._grace = True, None
+        self._graceful: bool = True
+        self._grace: float | None = None
 
     def register_handler(self, name: str, fn: Handler) -> None:
         """Make `fn` run jobs submitted under `name`."""
@@ -201,8 +202,8 @@ class AsyncWorkerPool:
         t = self.timings
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + t.reclaim_interval
-            lease_ms = int(t.lease * 1000)
-            got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, self._cursors)
+            lease_ms, cursors = int(t.lease * 1000), self._cursors
+            got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, cursors)
             self._launch(held, got, tg, keeper)
         if held:
             got = await self.queue.start(self.id, len(held))
@@ -211,7 +212,9 @@ class AsyncWorkerPool:
                 got = await self.queue.wait_for_jobs(self.id, len(held), block_ms)
             self._launch(held, got, tg, keeper)
 
-    def _launch(self, held: list[Worker], got: list[Delivery], tg: Any, keeper: LeaseKeeper) -> None:
+    def _launch(
+        self, held: list[Worker], got: list[Delivery], tg: Any, keeper: LeaseKeeper
+    ) -> None:
         for d in got:
             worker = held.pop()
             self._slots.occupy(worker, d.job_id)
@@ -326,11 +329,11 @@ class AsyncWorkerPool:
 
     async def _beat(self) -> None:
         workers = [w.as_record() for w in self._slots.workers]
+        stopping = self._stop_requested is not None and self._stop_requested.is_set()
         record = {
             "host": socket.gethostname(), "pid": str(os.getpid()),
             "started_at": str(self._started_at), "workers": _codec.dumps(workers),
-            "lag": f"{self._lag:.3f}",
-            "state": "stopping" if self._stop_requested and self._stop_requested.is_set() else "running",
+            "lag": f"{self._lag:.3f}", "state": "stopping" if stopping else "running",
         }  # fmt: skip
         self._lag = 0.0
         await self.queue.heartbeat(self.id, self.timings.registry_ttl, record)

@@ -31,5 +31,5 @@ class ConfigurationError(StreamJobsError):
     """The library was set up or called in a way that cannot work; the message says what to do."""
 
 
-class JobFailed(StreamJobsError):  # noqa: N818 - the contract's name
-    """Raised by a handler for a deliberate, permanent failure: the job ends FAILED, never retried."""
+class JobFailed(StreamJobsError):
+    """Raised by a handler for a deliberate, permanent failure: FAILED, never retried."""

@@ -33,4 +33,5 @@ async def publish(bus: EventBus | None, event_type: str, payload: dict[str, Any]
         if inspect.isawaitable(outcome):
             await outcome
     except Exception:
-        log.exception("event bus failed to publish %s for job %s", event_type, payload.get("job_id"))
+        job_id = payload.get("job_id")
+        log.exception("event bus failed to publish %s for job %s", event_type, job_id)

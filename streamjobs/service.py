@@ -12,13 +12,13 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec
+from ._metrics import metrics_from, workers_from
 from ._runner import Handler
 from .async_worker import AsyncWorkerPool, Timings
 from .errors import ConfigurationError
 from .events import EventBus
 from .models import JobDefinition, JobPriority, JobResult, JobStatus, WorkerInfo
 from .redis_queue import RedisJobQueue
-from ._metrics import metrics_from, workers_from
 
 _TERMINAL_EVENTS = {"job.completed", "job.failed", "job.cancelled"}
 
@@ -38,7 +38,10 @@ class JobService:
         timings: Timings | None = None,
     ) -> None:
         if queue is None:
-            queue = worker_pool.queue if worker_pool else RedisJobQueue(redis_url, key_prefix, name=name)
+            if worker_pool is not None:
+                queue = worker_pool.queue
+            else:
+                queue = RedisJobQueue(redis_url, key_prefix, name=name)
         if worker_pool is None:
             worker_pool = AsyncWorkerPool(queue, timings=timings)
         elif worker_pool.queue is not queue:
@@ -184,8 +187,9 @@ class JobService:
             if not events:
                 return last
             last = events[-1][0]
-            if any(f.get("job_id") == job_id and f.get("type") in _TERMINAL_EVENTS for _, f in events):
-                return last
+            for _, fields in events:
+                if fields.get("job_id") == job_id and fields.get("type") in _TERMINAL_EVENTS:
+                    return last
         return last
 
     async def events(self, since: str = "$") -> AsyncIterator[dict[str, Any]]:

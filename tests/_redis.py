@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -62,10 +63,8 @@ class RedisProcess:
     def stop(self) -> None:
         """SHUTDOWN (AOF flushed when enabled), falling back to SIGKILL."""
         if self.proc and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(redis.RedisError):
                 self.client().shutdown(nosave=True)
-            except redis.RedisError:
-                pass
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:

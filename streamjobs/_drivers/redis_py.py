@@ -64,7 +64,7 @@ class RedisPyDriver:
         self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int
     ) -> list[tuple[str, str]]:
         async with _translated():
-            reply = await self._client.xreadgroup(
+            reply: Any = await self._client.xreadgroup(
                 group, consumer, {s: ">" for s in streams}, count=count, block=block_ms
             )
         return [(stream, entry) for stream, entries in reply or [] for entry, _ in entries]
@@ -77,23 +77,26 @@ class RedisPyDriver:
         self, key: str, last_id: str, count: int, block_ms: int | None
     ) -> list[Entry]:
         async with _translated():
-            reply = await self._client.xread({key: last_id}, count=count, block=block_ms)
+            reply: Any = await self._client.xread({key: last_id}, count=count, block=block_ms)
         return [(entry, fields) for _, entries in reply or [] for entry, fields in entries]
 
     async def stream_range(self, key: str, count: int, *, reverse: bool) -> list[Entry]:
         async with _translated():
             if reverse:
-                return list(await self._client.xrevrange(key, count=count))
-            return list(await self._client.xrange(key, count=count))
+                entries: Any = await self._client.xrevrange(key, count=count)
+            else:
+                entries = await self._client.xrange(key, count=count)
+        return list(entries)
 
     async def hget(self, key: str, field: str) -> str | None:
         async with _translated():
-            value: str | None = await self._client.hget(key, field)
-            return value
+            value: Any = await self._client.hget(key, field)
+            return None if value is None else str(value)
 
     async def hgetall(self, key: str) -> dict[str, str]:
         async with _translated():
-            return dict(await self._client.hgetall(key))
+            record: Any = await self._client.hgetall(key)
+            return dict(record)
 
     async def create_group(self, stream: str, group: str) -> None:
         async with _translated():
