@@ -1,11 +1,12 @@
 """What every peer's benchmark handler records, and how the harness reads it back.
 
 Every peer runs the same handler body, ``job(i, sleep)``: it optionally sleeps (stamping its
-start first), then records in one pipelined round trip the wall-clock time it started (for the latency workload), bumps a done
-counter and stamps the first/last completion time. Counting a Redis counter INCR'd by the handler
-is the completion signal for every peer: peers' own result/status APIs differ in cost (some do
-not store results at all by default), so polling them would measure the poller, not the queue.
-Each peer pays exactly the same extra round trip per job.
+start first), then records in one pipelined round trip the wall-clock time it started (for
+the latency workload), bumps a done counter and stamps the first/last job times.
+
+Counting a Redis counter INCR'd by the handler is the completion signal for every peer: peers'
+own result/status APIs differ in cost (some do not store results at all by default), so
+polling them would measure the poller, not the queue. Each peer pays the same extra round trip.
 """
 
 from __future__ import annotations
