@@ -44,6 +44,13 @@ class Delivery:
         return self.record.get("attempts", "0")
 
 
+def check_version(version: tuple[int, ...]) -> None:
+    """Refuse a Redis older than 6.2 (no XAUTOCLAIM) with a message that says so."""
+    if version[:2] < MIN_REDIS:
+        found = ".".join(map(str, version))
+        raise RedisVersionError(f"Redis {found} is too old: streamjobs needs Redis 6.2 or newer")
+
+
 def _settled(reply: Any) -> None:
     """The one place where a settling script's return code becomes an exception."""
     if reply == 0:
@@ -106,10 +113,7 @@ class RedisJobQueue:
             return
         driver = connect(self.redis_url, self.driver_name)
         try:
-            version = await driver.server_version()
-            if version[:2] < MIN_REDIS:
-                found = ".".join(map(str, version))
-                raise RedisVersionError(f"Redis {found} is too old: streamjobs needs 6.2 or newer")
+            check_version(await driver.server_version())
             for stream in self.keys.streams:
                 await driver.create_group(stream, GROUP)
         except BaseException:
@@ -242,6 +246,15 @@ class RedisJobQueue:
 
     # -- reading --------------------------------------------------------------------------
 
+    def _key(self, name: str) -> str:
+        """A key of this queue by name (kept for the guide's troubleshooting snippet)."""
+        return f"{self.keys.base}{name}"
+
+    @property
+    def _redis(self) -> _GuideCompat:
+        """Read-only access in the shape of the guide's troubleshooting snippet."""
+        return _GuideCompat(self)
+
     async def record(self, job_id: str) -> dict[str, str]:
         """A job's record ({} when unknown or expired)."""
         return await self.driver.hgetall(self.keys.job(job_id))
@@ -267,9 +280,24 @@ class RedisJobQueue:
         return await self.driver.read_stream(self.keys.events, last_id, count, block_ms)
 
 
+class _GuideCompat:
+    """The guide's troubleshooting snippet reads `queue._redis.hget(queue._key("error"), id)`:
+    this keeps it working by reading the error from the job's record."""
+
+    def __init__(self, queue: RedisJobQueue) -> None:
+        self._queue = queue
+
+    async def hget(self, key: str, field: str) -> str | None:
+        if key == self._queue._key("error"):
+            return await self._queue.driver.hget(self._queue.keys.job(field), "error")
+        return await self._queue.driver.hget(key, field)
+
+
 def _dead_definition(entry: str, fields: dict[str, str]) -> JobDefinition:
     """A dead letter as a JobDefinition; a foreign entry keeps its raw fields in kwargs."""
     try:
+        if not fields.get("id"):
+            raise ValueError("not a job of ours")
         job = _codec.definition({**fields, "status": JobStatus.DEAD_LETTER.value})
     except (ValueError, KeyError, TypeError):
         raw = {k: v for k, v in fields.items() if k.startswith("raw")}
