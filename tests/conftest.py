@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from streamjobs import AsyncWorkerPool, JobService, RedisJobQueue, Timings
 from tests._redis import RedisProcess
@@ -64,6 +65,21 @@ def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A queue name no other test uses: tests share a server, never keys."""
     return f"{request.node.name[:40]}-{next(_names)}"
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A blocking client for looking at what landed in Redis, as redis-cli would."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def queue_keys(raw: redis.Redis, service: JobService) -> list[str]:
+    """Every key the service's queue has in Redis."""
+    return sorted(raw.scan_iter(match=f"{service.queue.keys.base}*", count=1000))
 
 
 @pytest.fixture
