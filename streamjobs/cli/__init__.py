@@ -1,0 +1,118 @@
+"""The `streamjobs` command: worker processes and the operator's inspection tools.
+
+`streamjobs worker MODULE:ATTR` runs an app's handlers; `info`, `workers`, `jobs show`,
+`events`, `dead-letters` and `submit` inspect and steer a queue. Every failure an operator can
+fix prints one line on stderr and exits 1; argparse's usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from ..errors import StreamJobsError
+from ..service import JobService
+from . import _dead, _inspect, _logs, _parser, _submit
+from ._app import load_service, worker_service
+from ._common import CliError, err_console, open_service
+from ._supervisor import Supervisor, child_argv
+from ._worker import WorkerOptions, serve
+
+__all__ = ["main"]
+
+Command = Callable[[JobService, Any], Awaitable[int]]
+
+#: The commands that only talk to Redis, each run on a connected service.
+COMMANDS: dict[str, Command] = {
+    "info": lambda svc, o: _inspect.info(svc, o.json),
+    "workers": lambda svc, o: _inspect.workers(svc, o.json),
+    "jobs show": lambda svc, o: _inspect.show_job(svc, o.job_id, o.json),
+    "events": lambda svc, o: _inspect.events(svc, o.count, o.follow, o.json),
+    "dead-letters list": lambda svc, o: _dead.list_dead(svc, o.limit, o.json),
+    "dead-letters retry": lambda svc, o: (
+        _dead.retry_all(svc, o.json) if o.all else _dead.retry_one(svc, o.job_id, o.json)
+    ),
+    "dead-letters purge": lambda svc, o: _dead.purge(svc, o.json),
+    "submit": _submit.submit,
+}
+
+
+async def _run_command(opts: argparse.Namespace) -> int:
+    async with open_service(opts.redis_url, opts.queue, opts.key_prefix) as svc:
+        return await COMMANDS[opts.command](svc, opts)
+
+
+def _check_worker_options(opts: argparse.Namespace) -> None:
+    if opts.concurrency is not None and opts.concurrency < 1:
+        raise CliError(f"--concurrency must be at least 1, not {opts.concurrency}")
+    if opts.processes < 1:
+        raise CliError(f"--processes must be at least 1, not {opts.processes}")
+    if opts.grace is not None and opts.grace < 0:
+        raise CliError(f"--grace must not be negative, not {opts.grace:g}")
+
+
+def _child_args(opts: argparse.Namespace) -> list[str]:
+    """The options a supervised child gets: the supervisor's own, one process each."""
+    args = [opts.app, "--log-level", opts.log_level, "--log-format", opts.log_format]
+    for flag in ("concurrency", "redis_url", "queue", "lease", "grace"):
+        value = getattr(opts, flag)
+        if value is not None:
+            args += [f"--{flag.replace('_', '-')}", str(value)]
+    return args + (["--burst"] if opts.burst else [])
+
+
+async def _reachable(svc: JobService) -> None:
+    async with open_service(svc.queue.redis_url, svc.queue.keys.name, svc.queue.keys.key_prefix):
+        pass
+
+
+def _run_worker(opts: argparse.Namespace) -> int:
+    _check_worker_options(opts)
+    _logs.configure(opts.log_level, opts.log_format)
+    svc = worker_service(load_service(opts.app), opts.redis_url, opts.queue, opts.lease)
+    if opts.processes > 1:
+        anyio.run(_reachable, svc)  # a wrong URL fails here, once, not in every child
+        supervisor = Supervisor(child_argv(_child_args(opts)), opts.processes, burst=opts.burst)
+        return anyio.run(supervisor.run)
+    return anyio.run(serve, svc, WorkerOptions(opts.concurrency, opts.grace, opts.burst))
+
+
+def _confirmed(opts: argparse.Namespace) -> bool:
+    if opts.command != "dead-letters purge" or opts.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise CliError("dead-letters purge deletes every dead letter: pass --yes to confirm")
+    answer = input(f"Delete every dead letter of queue {opts.queue!r} for good? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The one error inside (nested) exception groups, if there is exactly one."""
+    inner = getattr(exc, "exceptions", None)
+    while isinstance(inner, tuple) and len(inner) == 1:
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `streamjobs` command line; returns the exit code."""
+    opts = _parser.build().parse_args(argv)
+    try:
+        if opts.command == "worker":
+            return _run_worker(opts)
+        if not _confirmed(opts):
+            return 1
+        return anyio.run(_run_command, opts)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        root = _root(exc)
+        if not isinstance(root, (CliError, StreamJobsError)):
+            raise
+        err_console().print(f"streamjobs: error: {root}", markup=False, highlight=False)
+        return 1

@@ -1,0 +1,122 @@
+"""The command line: every subcommand, its options and its help, in one place."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._inspect import WINDOW_S
+
+PRIORITIES = ("critical", "high", "normal", "low")
+
+
+def _connection() -> argparse.ArgumentParser:
+    """--redis-url / --queue / --key-prefix, shared by the commands that only talk to Redis."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help="Redis to use (default: $REDIS_URL, then redis://localhost:6379/0)",
+    )
+    p.add_argument("--queue", default="default", help="queue name (default: default)")
+    p.add_argument("--key-prefix", default="streamjobs:", help="key prefix (default: streamjobs:)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    return p
+
+
+def _worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("worker", help="run worker processes for an app's handlers",
+                       description="Run jobs with the handlers of APP (MODULE:ATTR, a JobService "
+                       "or a zero-argument factory returning one). SIGTERM or SIGINT: finish "
+                       "running jobs within --grace, hand the rest back, exit 0; a second "
+                       "SIGINT stops at once.")  # fmt: skip
+    p.add_argument("app", metavar="MODULE:ATTR")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="jobs at once per process (default: $JOB_WORKER_COUNT, then CPUs)",
+    )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes; above 1 a supervisor restarts any that dies",
+    )
+    p.add_argument("--redis-url", default=None, help="Redis to use instead of the app's")
+    p.add_argument("--queue", default=None, help="queue name instead of the app's")
+    p.add_argument("--burst", action="store_true",
+                   help="exit 0 once nothing is pending, running or waiting to retry "
+                   "(jobs scheduled for later are not waited for)")  # fmt: skip
+    p.add_argument("--lease", type=float, default=None,
+                   help="seconds a running job's lease lasts; a killed worker's job is taken "
+                   "over once it lapses (default: the app's, 6)")  # fmt: skip
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help="seconds running jobs get to finish on SIGTERM (default: no limit)",
+    )
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--log-format", default="text", choices=("text", "json"))
+    p.set_defaults(command="worker")
+
+
+def _inspection(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    conn = _connection()
+    sub.add_parser("info", parents=[conn], help="queue depth, workers and recent throughput",
+                   description="Pending jobs per priority, running, scheduled, waiting to retry, "
+                   "dead letters, worker processes with their health, and the jobs completed "
+                   f"and failed in the last {WINDOW_S} s, counted from the events stream "
+                   "(job.completed / job.failed entries by entry-id time; failed includes "
+                   "dead-lettered).").set_defaults(command="info")  # fmt: skip
+    sub.add_parser("workers", parents=[conn], help="every worker and its health",
+                   ).set_defaults(command="workers")  # fmt: skip
+    jobs = sub.add_parser("jobs", help="look at one job").add_subparsers(required=True)
+    show = jobs.add_parser("show", parents=[conn], help="a job's record, attempts, progress, error")
+    show.add_argument("job_id", metavar="ID")
+    show.set_defaults(command="jobs show")
+    events = sub.add_parser("events", parents=[conn], help="the events stream (--follow: live)")
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--count", "-n", type=int, default=20, help="recent events shown first")
+    events.set_defaults(command="events")
+
+
+def _dead_letters(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    conn = _connection()
+    dead = sub.add_parser("dead-letters", help="list, retry or purge dead letters")
+    actions = dead.add_subparsers(required=True)
+    lst = actions.add_parser("list", parents=[conn], help="the newest dead letters")
+    lst.add_argument("--limit", type=int, default=100, help="how many (default 100)")
+    lst.set_defaults(command="dead-letters list")
+    retry = actions.add_parser("retry", parents=[conn], help="queue dead letters again")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("job_id", metavar="ID", nargs="?", help="one dead letter")
+    which.add_argument("--all", action="store_true", help="every dead letter")
+    retry.set_defaults(command="dead-letters retry")
+    purge = actions.add_parser("purge", parents=[conn], help="delete every dead letter")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(command="dead-letters purge")
+
+
+def _submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("submit", parents=[_connection()], help="queue a job")
+    p.add_argument("handler", metavar="HANDLER")
+    p.add_argument("--args", default=None, help="positional arguments, a JSON array")
+    p.add_argument("--kwargs", default=None, help="keyword arguments, a JSON object")
+    p.add_argument("--priority", default="normal", type=str.lower, choices=PRIORITIES)
+    p.add_argument("--timeout", type=float, default=300, help="seconds (default 300)")
+    p.add_argument("--max-retries", type=int, default=3, help="retries after the first attempt")
+    p.add_argument("--delay", type=float, default=None, help="run no sooner than this (seconds)")
+    p.add_argument("--job-id", default=None, help="an id of your own: submitting is idempotent")
+    p.set_defaults(command="submit")
+
+
+def build() -> argparse.ArgumentParser:
+    """The `streamjobs` parser."""
+    parser = argparse.ArgumentParser(
+        prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    for add in (_worker, _inspection, _dead_letters, _submit):
+        add(sub)
+    return parser
