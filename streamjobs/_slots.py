@@ -14,7 +14,8 @@ class Worker:
     """One slot of a pool and its counters."""
 
     id: str
-    status: str = "idle"  # idle, reserved, busy, retiring
+    status: str = "idle"  # idle, reserved (held for a read), busy
+    retiring: bool = False  # leaves the pool once its read or job ends
     jobs_completed: int = 0
     jobs_failed: int = 0
     job_id: str | None = None
@@ -22,9 +23,8 @@ class Worker:
 
     def as_record(self) -> dict[str, object]:
         """The worker as the heartbeat registry stores it."""
-        status = "busy" if self.status in ("busy", "retiring") and self.job_id else "idle"
         return {
-            "id": self.id, "status": status, "completed": self.jobs_completed,
+            "id": self.id, "status": "busy" if self.job_id else "idle", "completed": self.jobs_completed,
             "failed": self.jobs_failed, "job": self.job_id, "started": self.started,
         }  # fmt: skip
 
@@ -44,27 +44,27 @@ class Slots:
 
     def resize(self, count: int) -> None:
         """Grow to `count` workers, or retire the surplus (busy ones once their job ends)."""
-        active = [w for w in self.workers if w.status != "retiring"]
+        active = [w for w in self.workers if not w.retiring]
         for _ in range(count - len(active)):
             self._next += 1
             self.workers.append(Worker(f"{self._pool_id}-{self._next}"))
-        surplus = len(active) - count
-        for worker in sorted(active, key=lambda w: w.status != "idle")[: max(surplus, 0)]:
+        order = {"idle": 0, "reserved": 1, "busy": 2}
+        surplus = sorted(active, key=lambda w: order[w.status])[: max(len(active) - count, 0)]
+        for worker in surplus:
+            worker.retiring = True
             if worker.status == "idle":
                 self.workers.remove(worker)
-            else:
-                worker.status = "retiring"
         self._notify()
+
+    @property
+    def listed(self) -> list[Worker]:
+        """Workers as the registry shows them: retiring ones only while they hold a job."""
+        return [w for w in self.workers if not w.retiring or w.job_id]
 
     @property
     def idle(self) -> list[Worker]:
         """Workers free to take a job."""
-        return [w for w in self.workers if w.status == "idle"]
-
-    @property
-    def busy(self) -> int:
-        """How many workers hold a job or a reservation."""
-        return sum(1 for w in self.workers if w.status != "idle")
+        return [w for w in self.workers if w.status == "idle" and not w.retiring]
 
     async def reserve(self, *, wait: bool = True) -> list[Worker]:
         """Reserve every idle worker, waiting for at least one unless `wait` is False."""
@@ -78,8 +78,15 @@ class Slots:
     def give_back(self, workers: list[Worker]) -> None:
         """Return reserved workers that got no job."""
         for worker in workers:
-            worker.status = "idle"
+            self._release(worker)
         self._notify()
+
+    def _release(self, worker: Worker) -> None:
+        worker.job_id = None
+        if worker.retiring:
+            self.workers.remove(worker)
+        else:
+            worker.status = "idle"
 
     def occupy(self, worker: Worker, job_id: str) -> None:
         """A reserved worker starts a job."""
@@ -89,11 +96,7 @@ class Slots:
         """A worker's job ended; a retiring worker leaves the pool."""
         worker.jobs_completed += completed
         worker.jobs_failed += failed
-        worker.job_id = None
-        if worker.status == "retiring":
-            self.workers.remove(worker)
-        else:
-            worker.status = "idle"
+        self._release(worker)
         self._notify()
 
     async def wait_all_idle(self) -> None:

@@ -111,7 +111,7 @@ class AsyncWorkerPool:
     @property
     def workers(self) -> list[Worker]:
         """This pool's workers as they are now."""
-        return list(self._slots.workers)
+        return self._slots.listed
 
     async def scale(self, count: int) -> None:
         """Grow or shrink to `count` workers; busy surplus workers finish their job first."""
@@ -328,7 +328,7 @@ class AsyncWorkerPool:
             await self._beat()
 
     async def _beat(self) -> None:
-        workers = [w.as_record() for w in self._slots.workers]
+        workers = [w.as_record() for w in self._slots.listed]
         stopping = self._stop_requested is not None and self._stop_requested.is_set()
         record = {
             "host": socket.gethostname(), "pid": str(os.getpid()),

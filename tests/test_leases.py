@@ -1,0 +1,124 @@
+"""Leases: a dead worker's jobs are taken over, a stale worker cannot overwrite the new
+owner's outcome, a job that keeps killing workers is dead-lettered, and a live worker keeps
+its long or loop-blocking job."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from streamjobs import JobDefinition, JobService, JobStatus
+from streamjobs.redis_queue import LeaseLostError
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_job_held_by_a_dead_worker_is_taken_over_after_its_lease(
+    svc: JobService,
+) -> None:
+    job_id = await svc.submit_job("echo", args=(7,))
+    await svc.queue.start("ghost-worker", 1)  # a worker that then dies mid-job
+    assert await svc.get_job_status(job_id) is JobStatus.RUNNING
+
+    async def echo(job: JobDefinition, progress: Any) -> Any:
+        return job.args[0]
+
+    svc.register_handler("echo", echo)
+    await svc.start_workers(1)
+    result = await svc.wait_for_result(job_id, timeout=10)
+    assert (result.status, result.result, result.attempts) == (JobStatus.COMPLETED, 7, 2)
+    assert (await svc.queue.record(job_id))["crashes"] == "1"
+
+
+async def test_a_stale_worker_cannot_record_over_the_new_owners_result(
+    svc: JobService,
+) -> None:
+    job_id = await svc.submit_job("echo", args=("fresh",))
+    [stale] = await svc.queue.start("paused-worker", 1)  # paused, then woken up
+
+    async def echo(job: JobDefinition, progress: Any) -> Any:
+        return job.args[0]
+
+    svc.register_handler("echo", echo)
+    await svc.start_workers(1)
+    await svc.wait_for_result(job_id, timeout=10)
+    with pytest.raises(LeaseLostError):
+        await svc.queue.complete(stale, '"stale result"')
+    with pytest.raises(LeaseLostError):
+        await svc.queue.retry(stale, "stale error", 1.0)
+    assert not await svc.queue.progress(stale, 1, 1, "stale")
+    result = await svc.get_job_result(job_id)
+    assert result is not None and (result.result, result.attempts) == ("fresh", 2)
+
+
+async def test_a_job_that_keeps_killing_workers_is_dead_lettered(svc: JobService) -> None:
+    job_id = await svc.submit_job("poison", max_retries=10)
+    queue, cursors = svc.queue, ["0-0"] * 4
+    await queue.start("victim-1", 1)
+    for n in range(2, 5):  # victims 1-3 die running it; the fourth reclaimer buries it
+        await anyio.sleep(0.06)
+        got = await queue.reclaim(f"victim-{n}", 1, 50, 3, cursors)
+        assert [g.job_id for g in got] == ([job_id] if n < 4 else [])
+    result = await svc.get_job_result(job_id)
+    assert result is not None and result.status is JobStatus.DEAD_LETTER
+    assert result.error == "its worker was lost 3 times while running it"
+    [dead] = await svc.get_dead_letters()
+    assert dead.id == job_id and dead.handler == "poison"
+
+
+async def test_reclaim_finds_every_lapsed_entry_across_passes(svc: JobService) -> None:
+    ids = [await svc.submit_job("echo", args=(i,)) for i in range(30)]
+    await svc.queue.start("ghost", 30)
+
+    async def echo(job: JobDefinition, progress: Any) -> Any:
+        return job.args[0]
+
+    svc.register_handler("echo", echo)
+    await svc.start_workers(4)
+    results = [await svc.wait_for_result(i, timeout=20) for i in ids]
+    assert [r.result for r in results] == list(range(30))
+    assert all(r.attempts == 2 for r in results)
+
+
+async def test_a_live_worker_keeps_a_job_that_runs_longer_than_its_lease(
+    svc: JobService, redis_url: str, queue_name: str
+) -> None:
+    runs: list[int] = []
+
+    async def long(job: JobDefinition, progress: Any) -> str:
+        runs.append(1)
+        await anyio.sleep(2.5)  # the lease is 1 s
+        return "done"
+
+    svc.register_handler("long", long)
+    await svc.start_workers(1)
+    job_id = await svc.submit_job("long")
+    await anyio.sleep(0.2)
+    async with JobService(queue=svc.queue.__class__(redis_url, name=queue_name)) as rival:
+        rival.register_handler("long", long)
+        await rival.start_workers(1)  # would take the job over if the lease lapsed
+        result = await svc.wait_for_result(job_id, timeout=10)
+    assert (result.result, result.attempts, len(runs)) == ("done", 1, 1)
+
+
+async def test_a_handler_that_blocks_the_event_loop_keeps_its_lease(
+    svc: JobService, redis_url: str, queue_name: str
+) -> None:
+    runs: list[int] = []
+
+    async def blocks_the_loop(job: JobDefinition, progress: Any) -> str:
+        runs.append(1)
+        time.sleep(2.5)  # noqa: ASYNC251 - the point: the loop is stuck past the 1 s lease
+        return "survived"
+
+    svc.register_handler("blocker", blocks_the_loop)
+    await svc.start_workers(1)
+    async with JobService(queue=svc.queue.__class__(redis_url, name=queue_name)) as rival:
+        rival.register_handler("blocker", blocks_the_loop)
+        await rival.start_workers(1)
+        job_id = await svc.submit_job("blocker", timeout=30)
+        result = await svc.wait_for_result(job_id, timeout=15)
+    assert (result.result, len(runs)) == ("survived", 1)

@@ -1,0 +1,165 @@
+"""Status, results, cancellation, expiry, dead letters, events, and connection errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+import redis
+
+from streamjobs import (
+    JobDefinition,
+    JobService,
+    JobStatus,
+    RedisJobQueue,
+    RedisUnavailableError,
+)
+from tests._redis import free_port
+
+pytestmark = pytest.mark.anyio
+
+
+async def fail(job: JobDefinition, progress: Any) -> None:
+    raise RuntimeError(f"job {job.args[0]} broke")
+
+
+async def test_status_and_result_of_unknown_jobs_are_none(svc: JobService) -> None:
+    assert await svc.get_job_status("no-such-job") is None
+    assert await svc.get_job_result("no-such-job") is None
+    assert not await svc.cancel_job("no-such-job")
+
+
+async def test_a_result_is_none_until_the_job_is_terminal(svc: JobService) -> None:
+    job_id = await svc.submit_job("x")
+    assert await svc.get_job_status(job_id) is JobStatus.PENDING
+    assert await svc.get_job_result(job_id) is None
+
+
+async def test_cancelled_pending_and_scheduled_jobs_never_run(svc: JobService) -> None:
+    ran: list[str] = []
+
+    async def run(job: JobDefinition, progress: Any) -> None:
+        ran.append(job.id)
+
+    pending = await svc.submit_job("run")
+    scheduled = await svc.submit_job("run", delay=0.2)
+    assert await svc.cancel_job(pending) and await svc.cancel_job(scheduled)
+    assert not await svc.cancel_job(pending)
+    svc.register_handler("run", run)
+    await svc.start_workers(1)
+    done = await svc.submit_job("run")
+    await svc.wait_for_result(done, timeout=10)
+    await anyio.sleep(0.4)
+    assert ran == [done]
+    assert await svc.get_job_status(pending) is JobStatus.CANCELLED
+    result = await svc.get_job_result(scheduled)
+    assert result is not None and result.status is JobStatus.CANCELLED
+
+
+async def test_a_running_job_cannot_be_cancelled(svc: JobService) -> None:
+    started = anyio.Event()
+
+    async def slow(job: JobDefinition, progress: Any) -> None:
+        started.set()
+        await anyio.sleep(0.3)
+
+    svc.register_handler("slow", slow)
+    await svc.start_workers(1)
+    job_id = await svc.submit_job("slow")
+    await started.wait()
+    assert not await svc.cancel_job(job_id)
+    assert (await svc.wait_for_result(job_id, timeout=5)).status is JobStatus.COMPLETED
+
+
+async def test_results_expire_after_the_result_ttl_but_counters_remain(
+    redis_url: str, queue_name: str
+) -> None:
+    async def ok(job: JobDefinition, progress: Any) -> int:
+        return 1
+
+    async with JobService(queue=RedisJobQueue(redis_url, name=queue_name, result_ttl=0.3)) as svc:
+        svc.register_handler("ok", ok)
+        await svc.start_workers(1)
+        job_id = await svc.submit_job("ok")
+        await svc.wait_for_result(job_id, timeout=10)
+        await anyio.sleep(0.5)
+        assert await svc.get_job_result(job_id) is None
+        assert (await svc.get_metrics())["queue"]["completed"] == 1
+
+
+async def test_dead_letters_are_trimmed_to_the_configured_maximum(
+    redis_url: str, queue_name: str
+) -> None:
+    queue = RedisJobQueue(redis_url, name=queue_name, max_dead_letters=3)
+    async with JobService(queue=queue) as svc:
+        svc.register_handler("fail", fail)
+        await svc.start_workers(1)
+        ids = [await svc.submit_job("fail", args=(i,), max_retries=0) for i in range(5)]
+        for job_id in ids:
+            await svc.wait_for_result(job_id, timeout=10)
+        dead = await svc.get_dead_letters()
+        assert [d.id for d in dead] == ids[:1:-1]
+        assert [d.error for d in dead] == [f"RuntimeError: job {i} broke" for i in (4, 3, 2)]
+        assert (await svc.get_metrics())["queue"]["dead_letter"] == 3
+        assert not await svc.retry_dead_letter("no-such-job")
+
+
+async def test_an_entry_that_is_not_a_job_is_dead_lettered_raw_and_work_goes_on(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    async def ok(job: JobDefinition, progress: Any) -> str:
+        return "ok"
+
+    raw.xadd(svc.queue.keys.streams[0], {"garbage": "{not json"})
+    svc.register_handler("ok", ok)
+    await svc.start_workers(1)
+    job_id = await svc.submit_job("ok", priority="low")
+    assert (await svc.wait_for_result(job_id, timeout=10)).result == "ok"
+    [dead] = await svc.get_dead_letters()
+    assert dead.error == "undecodable entry: it carries no job id"
+    assert dead.kwargs["raw:garbage"] == "{not json"
+
+
+async def test_lifecycle_events_land_in_the_events_stream_in_order(svc: JobService) -> None:
+    async def steps(job: JobDefinition, progress: Any) -> str:
+        await progress(1, 2, "one")
+        return "ok"
+
+    svc.register_handler("steps", steps)
+    await svc.start_workers(1)
+    job_id = await svc.submit_job("steps")
+    await svc.wait_for_result(job_id, timeout=10)
+    events = [f for _, f in await svc.queue.read_events("0-0") if f["job_id"] == job_id]
+    assert [e["type"] for e in events] == [
+        "job.queued", "job.started", "job.progress", "job.completed"
+    ]  # fmt: skip
+    assert (events[2]["current"], events[2]["total"], events[2]["message"]) == ("1", "2", "one")
+
+
+async def test_another_process_can_follow_events_as_they_happen(svc: JobService) -> None:
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for event in svc.events():
+            seen.append(event["type"])
+            if event["type"] == "job.completed":
+                return
+
+    async def ok(job: JobDefinition, progress: Any) -> None:
+        return None
+
+    svc.register_handler("ok", ok)
+    await svc.start_workers(1)
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(follow)
+            await anyio.sleep(0.1)
+            await svc.submit_job("ok")
+    assert seen == ["job.queued", "job.started", "job.completed"]
+
+
+async def test_initialize_against_an_unreachable_redis_says_so_clearly() -> None:
+    service = JobService(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(RedisUnavailableError, match="Redis is unreachable"):
+        await service.initialize()
