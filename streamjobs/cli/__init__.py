@@ -18,7 +18,7 @@ from ..errors import StreamJobsError
 from ..service import JobService
 from . import _dead, _inspect, _logs, _parser, _submit
 from ._app import load_service, worker_service
-from ._common import CliError, err_console, open_service
+from ._common import CliError, open_service
 from ._supervisor import Supervisor, child_argv
 from ._worker import WorkerOptions, serve
 
@@ -114,5 +114,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = _root(exc)
         if not isinstance(root, (CliError, StreamJobsError)):
             raise
-        err_console().print(f"streamjobs: error: {root}", markup=False, highlight=False)
+        message = " ".join(str(root).split())  # one line, whatever the error carried
+        sys.stderr.write(f"streamjobs: error: {message}\n")
         return 1

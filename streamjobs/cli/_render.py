@@ -116,10 +116,11 @@ def job(out: Console, view: dict[str, Any]) -> None:
         table.add_row(key, shown)
     out.print(table)
     if view["history"]:
-        history = Table(title="history (from the events stream)")
+        history = Table(title="history (events stream, UTC)")
         for column in ("time", "event", "attempt", "detail"):
             history.add_column(column, overflow="fold")
         for e in view["history"]:
             detail = e.get("error") or e.get("message") or e.get("worker") or e.get("reason") or ""
-            history.add_row(e["time"], e["type"], e.get("attempt", ""), detail)
+            when = e["time"][11:23]  # HH:MM:SS.mmm of the ISO time (UTC)
+            history.add_row(when, e["type"], e.get("attempt", ""), detail)
         out.print(history)
