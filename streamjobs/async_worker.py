@@ -233,7 +233,9 @@ class AsyncWorkerPool:
         done = (False, False)
         try:
             log.info("job %s started (%s, attempt %s)", d.job_id, worker.id, d.attempt)
-            await publish(self.event_bus, "job.started", _event(d, worker=worker.id))
+            priority = d.job.priority.name.lower() if d.job else None
+            payload = _event(d, worker=worker.id, priority=priority)
+            await publish(self.event_bus, "job.started", payload)
             handler = self.handlers.get(d.job.handler) if d.job else None
             with anyio.CancelScope() as scope:
                 self._scopes[d.job_id] = scope
