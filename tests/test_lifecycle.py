@@ -163,3 +163,42 @@ async def test_initialize_against_an_unreachable_redis_says_so_clearly() -> None
     service = JobService(f"redis://127.0.0.1:{free_port()}/0")
     with pytest.raises(RedisUnavailableError, match="Redis is unreachable"):
         await service.initialize()
+
+
+async def test_an_idle_pool_blocks_in_redis_instead_of_polling(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    await svc.start_workers(2)
+    await anyio.sleep(0.3)
+    blocked = {c["cmd"] for c in raw.client_list() if "b" in c["flags"]}
+    assert {"xreadgroup", "blpop"} <= blocked
+
+
+async def test_completed_jobs_leave_no_stream_entries_behind(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    async def ok(job: JobDefinition, progress: Any) -> None:
+        return None
+
+    svc.register_handler("ok", ok)
+    await svc.start_workers(2)
+    ids = [await svc.submit_job("ok", priority=p) for p in (0, 10, 20, 30) for _ in range(5)]
+    for job_id in ids:
+        await svc.wait_for_result(job_id, timeout=10)
+    for stream in svc.queue.keys.streams:
+        assert raw.xlen(stream) == 0
+        assert raw.xpending(stream, "workers")["pending"] == 0
+
+
+async def test_scripts_flushed_from_redis_are_loaded_again(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    first = await svc.submit_job("x")
+    raw.script_flush()
+    second = await svc.submit_job("x")
+    ids = await svc.submit_many([{"handler": "x"}, {"handler": "x"}])
+    raw.script_flush()
+    ids += await svc.submit_many([{"handler": "x"}])
+    for job_id in (first, second, *ids):
+        assert await svc.get_job_status(job_id) is JobStatus.PENDING
+    assert raw.xlen(svc.queue.keys.streams[2]) == 5
