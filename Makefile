@@ -1,36 +1,39 @@
-# streamjobs: make help lists the targets.
-PY ?= .venv/bin/python
+# streamjobs: `make help` lists the targets. Each sets up .venv first when it is missing
+# or older than pyproject.toml.
 VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
 
 .PHONY: help install lint typecheck test demo worker bench faults
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/bin/python:
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
 
-install: $(VENV)/bin/python ## create .venv and install streamjobs with its dev tools
-	$(VENV)/bin/pip install -q -e '.[dev]'
+install: $(STAMP) ## create .venv and install streamjobs with its dev tools
 
-lint: ## ruff
+lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
-typecheck: ## mypy, strict on streamjobs/
+typecheck: $(STAMP) ## mypy, strict on streamjobs/
 	$(VENV)/bin/mypy
 
-test: lint typecheck ## ruff, mypy, then the whole test suite against real redis-servers
+test: lint typecheck ## ruff, mypy, then the whole suite against real redis-servers
 	$(PY) -m pytest -q
 
-demo: ## the main job end to end on a throwaway redis-server (or $$REDIS_URL)
+demo: $(STAMP) ## the main job end to end on a throwaway redis-server (or $$REDIS_URL)
 	$(PY) examples/demo.py
 
-worker: ## run the example app's worker against $$REDIS_URL (or a throwaway redis-server)
+worker: $(STAMP) ## the example app's worker on $$REDIS_URL (or a throwaway redis-server)
 	$(PY) examples/run_worker.py
 
-bench: ## benchmarks against peer queues, side by side on one Redis
+bench: $(STAMP) ## benchmarks against peer queues, side by side on one Redis
 	$(PY) scripts/bench.py
 
-faults: ## the fault-injection suite including its long variants
+faults: $(STAMP) ## the fault-injection suite with its long variants
 	$(PY) -m pytest -q tests/faults -m "slow or not slow"
