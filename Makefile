@@ -26,10 +26,10 @@ typecheck: $(STAMP) ## mypy, strict on streamjobs/
 test: lint typecheck ## ruff, mypy, then the whole suite against real redis-servers
 	$(PY) -m pytest -q
 
-demo: $(STAMP) ## the main job end to end on a throwaway redis-server (or $$REDIS_URL)
+demo: $(STAMP) ## the main job end to end on a throwaway redis-server (or REDIS_URL)
 	$(PY) examples/demo.py
 
-worker: $(STAMP) ## the example app's worker on $$REDIS_URL (or a throwaway redis-server)
+worker: $(STAMP) ## the example app's worker on REDIS_URL (or a throwaway redis-server)
 	$(PY) examples/run_worker.py
 
 bench: $(STAMP) ## benchmarks against peer queues, side by side on one Redis
