@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         results = run_all(args, sizes)
     print(table(results))
+    print("ratio = streamjobs / best peer: above 1 is better for jobs/s rows, below 1 for the rest")
     for line in notes(results):
         print(f"note: {line}")
     print(f"({time.monotonic() - started:.0f}s; sizes {asdict(sizes)}; median of {args.repeat})")

@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 SCRIPTS_DIR = Path(__file__).resolve().parent.parent
+REPO_DIR = SCRIPTS_DIR.parent  # so the checkout's streamjobs imports without being installed
 
 
 def free_port() -> int:
@@ -91,7 +92,8 @@ def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 def worker_env(url: str) -> dict[str, str]:
     env = dict(os.environ)
     env["BENCH_REDIS_URL"] = url
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPTS_DIR), env.get("PYTHONPATH")]))
+    paths = [str(SCRIPTS_DIR), str(REPO_DIR), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     return env
 
 
