@@ -13,6 +13,10 @@ import pytest
 from tests._redis import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+BAD_INVOCATIONS = [
+    "missing-module", "missing-attribute", "not-a-service", "no-colon", "a-class",
+    "zero-concurrency", "wrong-url-scheme", "bad-args-json",
+]  # fmt: skip
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -42,10 +46,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *words: str) -
         (("info", "--redis-url", "http://localhost:6379"), ("invalid Redis URL",)),
         (("submit", "process_media", "--args", "{not json"), ("--args", "JSON")),
     ],
-    ids=[
-        "missing-module", "missing-attribute", "not-a-service", "no-colon", "a-class",
-        "zero-concurrency", "wrong-url-scheme", "bad-args-json",
-    ],  # fmt: skip
+    ids=BAD_INVOCATIONS,
 )
 def test_a_bad_invocation_prints_one_line_and_exits_non_zero(
     args: tuple[str, ...], words: tuple[str, ...]

@@ -19,7 +19,7 @@ import redis
 from streamjobs import JobService, RedisJobQueue
 from streamjobs._keys import QueueKeys
 
-APP = '''
+APP = """
 import time
 
 import anyio
@@ -42,7 +42,7 @@ async def block_loop(job, progress):
 service = JobService()
 service.register_handler("sleep", sleep)
 service.register_handler("block_loop", block_loop)
-'''
+"""
 
 Worker = Callable[..., "subprocess.Popen[bytes]"]
 
