@@ -249,3 +249,33 @@ def test_a_handler_that_blocks_the_loop_shows_the_worker_unhealthy(
         15, "info to show the pool unhealthy",
     )  # fmt: skip
     assert pools[0]["loop_lag"] > 1
+
+
+def test_json_log_format_writes_one_json_object_per_line(
+    app_dir: Path, redis_url: str, queue_name: str
+) -> None:
+    import json
+
+    submit(redis_url, queue_name, "sleep", 0)
+    cmd = [sys.executable, "-m", "streamjobs", "worker", "cliapp:service", "--burst",
+           "--queue", queue_name, "--redis-url", redis_url, "--log-format", "json"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=app_dir, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert any("completed" in line["message"] for line in lines)
+    assert {"time", "level", "logger", "pid", "message"} <= set(lines[0])
+
+
+def test_make_worker_serves_the_example_app_on_a_throwaway_redis(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["MEDIA_STEP_SECONDS"] = "0.01"
+    cmd = [sys.executable, str(root / "examples" / "run_worker.py"), "--burst",
+           "--log-level", "warning"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.split("throwaway redis-server at ", 1)[1].split(";", 1)[0]
+    gone = redis.Redis.from_url(url, socket_connect_timeout=2)
+    with pytest.raises(redis.ConnectionError):  # the server it started is gone with it
+        gone.ping()
+    gone.close()
