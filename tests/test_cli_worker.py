@@ -151,11 +151,10 @@ def test_sigterm_with_zero_grace_hands_the_job_back_for_another_worker(
     job = submit(redis_url, queue_name, "sleep", 2)
     first = worker("--concurrency", "1", "--grace", "0")
     wait_running(client, keys, job)
-    stopped_at = time.monotonic()
     first.send_signal(signal.SIGTERM)
     assert exit_code(first, timeout=10) == 0
-    assert time.monotonic() - stopped_at < 1.5, "the job was not cut short"
     assert status(client, keys, job) == "PENDING"  # handed back at once, no lease to wait out
+    assert completions(client, keys, job) == 0  # cut short, not waited for
     second = worker("--burst", "--concurrency", "1")
     assert exit_code(second, timeout=20) == 0
     assert status(client, keys, job) == "COMPLETED"
