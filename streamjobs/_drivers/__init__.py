@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .._scripts import Script
+from ..errors import ConfigurationError
 
 Entry = tuple[str, dict[str, str]]
 
@@ -57,8 +58,56 @@ class Driver(Protocol):
         """Close every connection."""
 
 
-def connect(url: str, name: str | None = None) -> Driver:
-    """The async driver named (`"redis-py"`), or the one for the running event loop."""
-    from .redis_py import RedisPyDriver
+#: The async drivers by name; `None` picks by event loop (see `connect`).
+DRIVERS = ("redis-py", "coredis")
+_TRIO_EXTRA = "pip install 'streamjobs[trio]'"
 
-    return RedisPyDriver(url)
+
+def running_library() -> str | None:
+    """The running event loop's library: "asyncio", "trio", or None outside one."""
+    try:
+        import sniffio
+    except ImportError:  # anyio >= 4.12 runs without it; trio always brings it
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        return "asyncio"
+    try:
+        return sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return None
+
+
+def connect(url: str, name: str | None = None) -> Driver:
+    """The async driver named `name`, or the one for the running event loop: redis-py's asyncio
+    client under asyncio (the faster one), coredis under trio. The driver connects lazily."""
+    library = running_library()
+    if name is None:
+        name = "coredis" if library == "trio" else "redis-py"
+    if name == "coredis":
+        return _coredis(url)
+    if name == "redis-py":
+        if library == "trio":
+            raise ConfigurationError(
+                "driver='redis-py' runs on asyncio only; under trio use driver='coredis' "
+                f"(or leave driver unset), from the trio extra: {_TRIO_EXTRA}"
+            )
+        from .redis_py import RedisPyDriver
+
+        return RedisPyDriver(url)
+    raise ConfigurationError(f"driver={name!r} is not one of {', '.join(DRIVERS)} (or None)")
+
+
+def _coredis(url: str) -> Driver:
+    try:
+        from .coredis_driver import CoredisDriver
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith(("coredis", "trio")):
+            raise
+        raise ConfigurationError(
+            f"the coredis driver (used under trio) needs the trio extra: {_TRIO_EXTRA}"
+        ) from exc
+    return CoredisDriver(url)

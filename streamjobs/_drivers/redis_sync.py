@@ -1,4 +1,8 @@
-"""Blocking driver on redis-py's sync client: for threads (lease renewal, sync apps)."""
+"""Blocking driver on redis-py's sync client: for threads (lease renewal, sync apps).
+
+redis-py's connection pool is thread-safe: any number of threads may share one driver; each
+command (or pipeline) borrows a connection for its own round trip.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from redis import exceptions as rex
 
 from .._scripts import Script
 from ._errors import translate
+
+Entry = tuple[str, dict[str, str]]
 
 
 @contextmanager
@@ -30,6 +36,7 @@ class SyncDriver:
         )
 
     def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a script by SHA, loading it once if the server does not know it."""
         with _translated():
             try:
                 return self._client.evalsha(script.sha, len(keys), *keys, *args)
@@ -37,5 +44,53 @@ class SyncDriver:
                 self._client.script_load(script.source)
                 return self._client.evalsha(script.sha, len(keys), *keys, *args)
 
+    def eval_many(
+        self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
+    ) -> list[Any]:
+        """Run a script once per argument list, pipelined in one round trip; calls refused
+        with NOSCRIPT (they did not run) run again once the script is loaded."""
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        with _translated():
+            for _ in range(2):
+                with self._client.pipeline(transaction=False) as pipe:
+                    for i in todo:
+                        pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
+                    for i, reply in zip(todo, pipe.execute(raise_on_error=False)):
+                        replies[i] = reply
+                todo = [i for i in todo if isinstance(replies[i], rex.NoScriptError)]
+                if not todo:
+                    break
+                self._client.script_load(script.source)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
+
+    def read_stream(self, key: str, last_id: str, count: int, block_ms: int | None) -> list[Entry]:
+        """XREAD entries after `last_id` (blocking up to block_ms when given)."""
+        with _translated():
+            reply: Any = self._client.xread({key: last_id}, count=count, block=block_ms)
+        return [(entry, fields) for _, entries in reply or [] for entry, fields in entries]
+
+    def stream_range(self, key: str, count: int, *, reverse: bool) -> list[Entry]:
+        """XRANGE / XREVRANGE over a whole stream, up to `count` entries."""
+        with _translated():
+            if reverse:
+                return list(self._client.xrevrange(key, count=count))  # type: ignore[arg-type]
+            return list(self._client.xrange(key, count=count))  # type: ignore[arg-type]
+
+    def hget(self, key: str, field: str) -> str | None:
+        """One field of a hash."""
+        with _translated():
+            value: str | None = self._client.hget(key, field)  # type: ignore[assignment]
+            return value
+
+    def hgetall(self, key: str) -> dict[str, str]:
+        """A whole hash ({} when missing)."""
+        with _translated():
+            return dict(self._client.hgetall(key))  # type: ignore[arg-type]
+
     def close(self) -> None:
+        """Close every connection of the pool."""
         self._client.close()

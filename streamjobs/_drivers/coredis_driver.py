@@ -1,0 +1,160 @@
+"""Driver on coredis: anyio-native, so it runs under trio as well as asyncio.
+
+coredis keeps its connections in a task group owned by the client, which one task must enter
+and later exit, with no cancel scope opened or closed in between. The driver enters it on its
+first command, which `RedisJobQueue.connect()` issues (`server_version`), and leaves it in
+`aclose()`: both run in the task that owns the queue's lifetime, `async with JobService(...)`
+(or `initialize()` and `close()` from one task, not inside a `fail_after` of their own). A
+first command that fails leaves it at once, so a failed connect leaves nothing open.
+`async with driver:` does the same explicitly. Commands may come from any task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from typing import Any
+
+import anyio
+import coredis
+from coredis import exceptions as cex
+
+from .._scripts import Script
+from ._errors import translate
+
+Entry = tuple[str, dict[str, str]]
+
+
+@asynccontextmanager
+async def _translated() -> AsyncIterator[None]:
+    try:
+        yield
+    except (cex.RedisError, TimeoutError) as exc:
+        raise translate(exc) from exc
+
+
+class CoredisDriver:
+    """Carries streamjobs' commands over one coredis connection pool."""
+
+    def __init__(self, url: str) -> None:
+        self._client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
+        self._stack: AsyncExitStack | None = None
+        self._opening = anyio.Lock()
+
+    async def __aenter__(self) -> CoredisDriver:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _open(self) -> bool:
+        """Enter the client's connection pool unless it is open; True when this call opened it."""
+        if self._stack is not None:
+            return False
+        async with self._opening:
+            if self._stack is not None:
+                return False
+            stack = AsyncExitStack()
+            async with _translated():
+                await stack.enter_async_context(self._client)
+            self._stack = stack
+            return True
+
+    @asynccontextmanager
+    async def _command(self) -> AsyncIterator[coredis.Redis[str]]:
+        """The client for one command, with its errors translated; a failed first command
+        closes the pool again (see the module docstring)."""
+        opened = await self._open()
+        try:
+            async with _translated():
+                yield self._client
+        except BaseException:
+            if opened:  # no shield here: the pool's scope must close before any new one
+                await self.aclose()
+            raise
+
+    async def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        async with self._command() as client:
+            try:
+                return await client.evalsha(script.sha, keys, args)
+            except cex.NoScriptError:
+                await client.script_load(script.source)
+                return await client.evalsha(script.sha, keys, args)
+
+    async def eval_many(
+        self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
+    ) -> list[Any]:
+        replies: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        async with self._command() as client:
+            for _ in range(2):  # a NOSCRIPT reply means the call did not run: load, run again
+                async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
+                    for i in todo:
+                        pipe.evalsha(script.sha, keys, calls[i])
+                for i, reply in zip(todo, pipe.results or ()):
+                    replies[i] = reply
+                todo = [i for i in todo if isinstance(replies[i], cex.NoScriptError)]
+                if not todo:
+                    break
+                await client.script_load(script.source)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
+
+    async def read_group(
+        self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int
+    ) -> list[tuple[str, str]]:
+        async with self._command() as client:
+            reply = await client.xreadgroup(
+                group, consumer, {s: ">" for s in streams}, count=count, block=block_ms
+            )
+        return [(s, str(e.identifier)) for s, entries in (reply or {}).items() for e in entries]
+
+    async def wait_list(self, key: str, timeout: float) -> bool:
+        async with self._command() as client:
+            return await client.blpop([key], timeout=max(timeout, 0.001)) is not None
+
+    async def read_stream(
+        self, key: str, last_id: str, count: int, block_ms: int | None
+    ) -> list[Entry]:
+        async with self._command() as client:
+            reply = await client.xread({key: last_id}, count=count, block=block_ms)
+        return [_entry(e) for entries in (reply or {}).values() for e in entries]
+
+    async def stream_range(self, key: str, count: int, *, reverse: bool) -> list[Entry]:
+        async with self._command() as client:
+            if reverse:
+                entries = await client.xrevrange(key, count=count)
+            else:
+                entries = await client.xrange(key, count=count)
+        return [_entry(e) for e in entries]
+
+    async def hget(self, key: str, field: str) -> str | None:
+        async with self._command() as client:
+            return await client.hget(key, field)
+
+    async def hgetall(self, key: str) -> dict[str, str]:
+        async with self._command() as client:
+            return dict(await client.hgetall(key))
+
+    async def create_group(self, stream: str, group: str) -> None:
+        async with self._command() as client:
+            with suppress(cex.StreamDuplicateConsumerGroupError):  # BUSYGROUP: it exists
+                await client.xgroup_create(stream, group, identifier="0", mkstream=True)
+
+    async def server_version(self) -> tuple[int, ...]:
+        async with self._command() as client:
+            info = await client.info("server")
+        return tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
+
+    async def aclose(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+
+def _entry(entry: Any) -> Entry:
+    """A coredis StreamEntry as the (id, fields) pair the Driver protocol returns."""
+    return str(entry.identifier), dict(entry.field_values)

@@ -1,0 +1,191 @@
+"""Blocking access to a queue for code without an event loop: web views, scripts, schedulers.
+
+`SyncJobClient` submits and inspects jobs from plain threads; the workers run elsewhere (an
+async app's `JobService`, or `streamjobs worker` processes). It shares everything but the I/O
+with the async side: validation and encoding (`_codec`), the key schema and script arguments
+(`RedisJobQueue`), the Lua scripts, and the decoders of records, dead letters and metrics. One
+client is safe to share between threads: redis-py's connection pool lends each call its own
+connection, and the client keeps no other state.
+
+    with SyncJobClient("redis://localhost:6379/0") as jobs:
+        job_id = jobs.submit_job("process_media", args=(42,), kwargs={"quality": "high"})
+        print(jobs.wait_for_result(job_id, timeout=30).result)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from . import _codec
+from ._metrics import metrics_from
+from ._scripts import script
+from .async_worker import Timings
+from .errors import ConfigurationError
+from .models import JobDefinition, JobPriority, JobResult, JobStatus
+from .redis_queue import RedisJobQueue, _dead_definition
+
+__all__ = ["SyncJobClient"]
+
+#: Longest single block on the events stream before the record is read again (seconds).
+_RECHECK = 1.0
+
+
+class SyncJobClient:
+    """Submit jobs and read back their status, results, dead letters and metrics, blocking.
+
+    Takes the same queue settings as `JobService` (`redis_url`, defaulting to `$REDIS_URL`,
+    then `redis://localhost:6379/0`; `key_prefix`; `name`), or a `queue` to copy them from.
+    `timings` must match the workers' for the worker counts in `get_metrics()` (default
+    `Timings()`, as `JobService` uses).
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        queue: RedisJobQueue | None = None,
+        key_prefix: str = "streamjobs:",
+        name: str = "default",
+        timings: Timings | None = None,
+    ) -> None:
+        self._queue = queue or RedisJobQueue(redis_url, key_prefix, name=name)
+        self._timings = timings or Timings()
+        self._driver = self._queue.sync_driver()
+
+    @property
+    def queue(self) -> RedisJobQueue:
+        """The queue's settings and key schema (never connected: this client does the I/O)."""
+        return self._queue
+
+    def close(self) -> None:
+        """Close the connections (idempotent)."""
+        self._driver.close()
+
+    def __enter__(self) -> SyncJobClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.close()
+
+    def _run(self, name: str, *args: Any) -> Any:
+        """Run one transition script with the queue's common arguments, as the queue does."""
+        keys = self._queue.keys
+        return self._driver.eval(script(name), keys.all, (*self._queue._common, *args))
+
+    # -- submitting -----------------------------------------------------------------------
+
+    def submit_job(
+        self,
+        handler: str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        priority: JobPriority | int | str = JobPriority.NORMAL,
+        timeout: float | None = 300,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        *,
+        job_id: str | None = None,
+        delay: float | None = None,
+    ) -> str:
+        """Queue a job and return its id, exactly as `JobService.submit_job` does: invalid
+        input raises InvalidJobError naming the field and writes nothing; a `job_id` that
+        already has a record enqueues nothing."""
+        job = _codec.new_job(
+            handler, args if isinstance(args, (list, tuple)) else tuple(args), kwargs,
+            priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
+            retry_backoff=retry_backoff, job_id=job_id, delay=delay,
+            max_payload=self._queue.max_payload,
+        )  # fmt: skip
+        keys = self._queue.keys.all
+        self._driver.eval(script("enqueue"), keys, self._queue._enqueue_args(job))
+        return job.id
+
+    def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Queue many jobs in one round trip; each mapping takes submit_job's keywords
+        (`handler` included). All are validated before anything is written."""
+        specs = []
+        for i, spec in enumerate(jobs):
+            try:
+                specs.append(_codec.new_job(**spec, max_payload=self._queue.max_payload))
+            except TypeError as exc:
+                raise ConfigurationError(f"jobs[{i}]: {exc}") from None
+        if specs:
+            calls = [self._queue._enqueue_args(job) for job in specs]
+            self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls)
+        return [job.id for job in specs]
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a job that has not started (pending, scheduled or waiting to retry)."""
+        return int(self._run("cancel", job_id)) == 1
+
+    def retry_dead_letter(self, job_id: str) -> bool:
+        """Queue a dead-lettered job again with fresh attempts; False when it is not one."""
+        return bool(self._run("retry_dead_letter", job_id))
+
+    # -- reading back ---------------------------------------------------------------------
+
+    def get_job_status(self, job_id: str) -> JobStatus | None:
+        """The job's status, or None when unknown (or its record expired)."""
+        raw = self._driver.hget(self._queue.keys.job(job_id), "status")
+        return JobStatus(raw) if raw else None
+
+    def get_job_result(self, job_id: str) -> JobResult | None:
+        """The job's outcome once terminal; None before, or when unknown."""
+        record = self._driver.hgetall(self._queue.keys.job(job_id))
+        return _codec.result(record) if record else None
+
+    def get_job(self, job_id: str) -> JobDefinition | None:
+        """The job's definition and state, or None when unknown."""
+        record = self._driver.hgetall(self._queue.keys.job(job_id))
+        return _codec.definition(record) if record else None
+
+    def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:
+        """Block until the job is terminal and return its result; TimeoutError past `timeout`
+        seconds. Blocks on the events stream (no polling), re-reading the job's record when an
+        event names it, and at least every second."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last = self._last_event_id()
+        while True:
+            result = self.get_job_result(job_id)
+            if result is not None:
+                return result
+            left = _RECHECK if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout:g}s")
+            last = self._wait_event(job_id, last, min(left, _RECHECK))
+
+    def _last_event_id(self) -> str:
+        newest = self._driver.stream_range(self._queue.keys.events, 1, reverse=True)
+        return newest[0][0] if newest else "0-0"
+
+    def _wait_event(self, job_id: str, last: str, wait: float) -> str:
+        """Follow the events stream for up to `wait` seconds, returning early once an event
+        names the job; returns the last event id read."""
+        until = time.monotonic() + wait
+        while (left := until - time.monotonic()) > 0:
+            block_ms = max(1, int(left * 1000))
+            events = self._driver.read_stream(self._queue.keys.events, last, 500, block_ms)
+            if not events:
+                break
+            last = events[-1][0]
+            if any(fields.get("job_id") == job_id for _, fields in events):
+                break
+        return last
+
+    def get_dead_letters(self, limit: int = 100) -> list[JobDefinition]:
+        """The newest dead letters (each with `.error` and `.attempts`), newest first."""
+        entries = self._driver.stream_range(self._queue.keys.dead, limit, reverse=True)
+        return [_dead_definition(entry, fields) for entry, fields in entries]
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Queue depth by state and priority, lifetime counters, and worker counts: the same
+        shape as `JobService.get_metrics()`."""
+        ttl_ms = int(self._timings.registry_ttl * 1000)
+        return metrics_from(list(self._run("metrics", ttl_ms)), self._timings)
