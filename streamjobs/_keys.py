@@ -8,6 +8,7 @@ per-job and per-worker keys are built inside scripts from the two prefixes passe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from .models import JobPriority
 
@@ -35,7 +36,7 @@ class QueueKeys:
         """The common prefix, hash tag included."""
         return f"{self.key_prefix}{{{self.name}}}:"
 
-    @property
+    @cached_property
     def streams(self) -> tuple[str, ...]:
         """One stream per priority, highest first."""
         return tuple(f"{self.base}stream:{p.name.lower()}" for p in PRIORITIES)
@@ -88,7 +89,7 @@ class QueueKeys:
         """The heartbeat record of one worker pool."""
         return f"{self.pool_prefix}{pool_id}"
 
-    @property
+    @cached_property
     def all(self) -> tuple[str, ...]:
         """KEYS for every script, in the order `lua/_prelude.lua` names them."""
         return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -58,10 +59,24 @@ def _policy(job: JobDefinition) -> RetryPolicy:
     return RetryPolicy(job.max_retries, job.retry_delay, job.retry_backoff)
 
 
+def deadline(d: Delivery) -> float:
+    """When (anyio's clock) the attempt must end: now + the job's timeout."""
+    timeout = d.job.timeout if d.job else None
+    return anyio.current_time() + timeout if timeout else math.inf
+
+
+def timed_out(d: Delivery) -> Outcome:
+    """The outcome of an attempt cancelled at its deadline: a failed attempt."""
+    assert d.job is not None and d.job.timeout is not None
+    error = f"TimeoutError: the job ran past its {d.job.timeout:g}s timeout"
+    return after_error(_policy(d.job), int(d.attempt), error, permanent=False)
+
+
 async def execute(
     d: Delivery, handler: Handler | None, progress: ProgressCallback
 ) -> Completed | Outcome:
-    """Run the handler for a delivery; return how the attempt ended (never raises Exception)."""
+    """Run the handler for a delivery; return how the attempt ended. Exceptions become
+    outcomes; cancellation (the caller's deadline scope) passes through."""
     job = d.job
     if job is None:
         error = "undecodable payload: the job record cannot be read"
@@ -69,19 +84,12 @@ async def execute(
     if handler is None:
         error = f"unknown handler {job.handler!r}: no worker registered it"
         return Outcome(Verdict.DEAD_LETTER, error, reason="unknown handler")
-    attempts = int(d.attempt)
     try:
-        with anyio.fail_after(job.timeout) as scope:
-            result = await _call(handler, job, progress)
+        result = await _call(handler, job, progress)
     except JobFailed as exc:
-        return after_error(_policy(job), attempts, describe(exc), permanent=True)
-    except TimeoutError as exc:
-        error = describe(exc)
-        if scope.cancel_called:
-            error = f"TimeoutError: the job ran past its {job.timeout:g}s timeout"
-        return after_error(_policy(job), attempts, error, permanent=False)
+        return after_error(_policy(job), int(d.attempt), describe(exc), permanent=True)
     except Exception as exc:
-        return after_error(_policy(job), attempts, describe(exc), permanent=False)
+        return after_error(_policy(job), int(d.attempt), describe(exc), permanent=False)
     try:
         return Completed(orjson.dumps(result).decode())
     except TypeError as exc:

@@ -24,8 +24,9 @@ class Worker:
     def as_record(self) -> dict[str, object]:
         """The worker as the heartbeat registry stores it."""
         return {
-            "id": self.id, "status": "busy" if self.job_id else "idle", "completed": self.jobs_completed,
-            "failed": self.jobs_failed, "job": self.job_id, "started": self.started,
+            "id": self.id, "status": "busy" if self.job_id else "idle",
+            "completed": self.jobs_completed, "failed": self.jobs_failed, "job": self.job_id,
+            "started": self.started,
         }  # fmt: skip
 
 
@@ -37,10 +38,19 @@ class Slots:
         self._next = 0
         self.workers: list[Worker] = []
         self._changed = anyio.Event()
+        self._waiters = 0
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._waiters:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def _wait_change(self) -> None:
+        self._waiters += 1
+        try:
+            await self._changed.wait()
+        finally:
+            self._waiters -= 1
 
     def resize(self, count: int) -> None:
         """Grow to `count` workers, or retire the surplus (busy ones once their job ends)."""
@@ -69,7 +79,7 @@ class Slots:
     async def reserve(self, *, wait: bool = True) -> list[Worker]:
         """Reserve every idle worker, waiting for at least one unless `wait` is False."""
         while wait and not self.idle:
-            await self._changed.wait()
+            await self._wait_change()
         taken = self.idle
         for worker in taken:
             worker.status = "reserved"
@@ -102,4 +112,4 @@ class Slots:
     async def wait_all_idle(self) -> None:
         """Return once no worker holds a job."""
         while any(w.job_id for w in self.workers):
-            await self._changed.wait()
+            await self._wait_change()

@@ -24,7 +24,8 @@ from . import _codec
 from ._drivers._errors import MissingGroupError
 from ._lease import LeaseKeeper
 from ._outcome import Outcome, Verdict
-from ._runner import Completed, Handler, ProgressCallback, execute
+from ._recorder import CompletionRecorder
+from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
 from ._slots import Slots, Worker
 from .errors import ConfigurationError, StreamJobsError
 from .events import EventBus, publish
@@ -87,7 +88,9 @@ class AsyncWorkerPool:
         self.event_bus = event_bus
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = Slots(self.id)
+        self._recorder = CompletionRecorder(queue)
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._abandoned: set[str] = set()  # lease lost, or handed back by an immediate stop
         self._cursors = ["0-0"] * 4
         self._next_reclaim = 0.0
         self._lag = 0.0
@@ -142,7 +145,8 @@ class AsyncWorkerPool:
             async with anyio.create_task_group() as tg:
                 await self._beat()
                 tg.start_soon(keeper.run, self._lease_lost)
-                for service in (self._heartbeats, self._lag_probe, self._promote):
+                services = (self._recorder.run, self._heartbeats, self._lag_probe, self._promote)
+                for service in services:
                     tg.start_soon(service)
                 intake = anyio.CancelScope()
                 tg.start_soon(self._serve_intake, intake, tg, keeper)
@@ -166,8 +170,8 @@ class AsyncWorkerPool:
         if self._graceful:
             with anyio.move_on_after(self._grace if self._grace is not None else float("inf")):
                 await self._slots.wait_all_idle()
-        for scope in list(self._scopes.values()):
-            scope.cancel()
+        for job_id in list(self._scopes):
+            self._abandon(job_id)
         with anyio.move_on_after(self.timings.settle_deadline + 5):
             await self._slots.wait_all_idle()
 
@@ -222,10 +226,14 @@ class AsyncWorkerPool:
             tg.start_soon(self._run_job, worker, d, keeper)
 
     def _lease_lost(self, job_id: str) -> None:
-        scope = self._scopes.get(job_id)
-        if scope is not None:
+        if job_id in self._scopes:
             log.warning("job %s: lease taken over by another worker; abandoning it", job_id)
-            scope.cancel()
+            self._abandon(job_id)
+
+    def _abandon(self, job_id: str) -> None:
+        """Cancel a running job whose outcome this pool must not record."""
+        self._abandoned.add(job_id)
+        self._scopes[job_id].cancel()
 
     # -- one job --------------------------------------------------------------------------
 
@@ -237,14 +245,15 @@ class AsyncWorkerPool:
             payload = _event(d, worker=worker.id, priority=priority)
             await publish(self.event_bus, "job.started", payload)
             handler = self.handlers.get(d.job.handler) if d.job else None
-            with anyio.CancelScope() as scope:
+            outcome: Completed | Outcome | None = None
+            with anyio.CancelScope(deadline=deadline(d)) as scope:
                 self._scopes[d.job_id] = scope
                 outcome = await execute(d, handler, self._progress(d))
-            if not scope.cancel_called:
-                with anyio.CancelScope(shield=True):
-                    done = await self._settle(d, outcome)
+            if d.job_id not in self._abandoned:
+                done = await self._settle(d, outcome if outcome is not None else timed_out(d))
         finally:
             self._scopes.pop(d.job_id, None)
+            self._abandoned.discard(d.job_id)
             keeper.drop(d.job_id)
             self._slots.finish(worker, completed=done[0], failed=done[1])
 
@@ -262,9 +271,11 @@ class AsyncWorkerPool:
         return progress
 
     async def _settle(self, d: Delivery, outcome: Completed | Outcome) -> tuple[bool, bool]:
-        """Record how the attempt ended, retrying through Redis outages until the deadline."""
+        """Record how the attempt ended, retrying through Redis outages until the deadline;
+        shielded, so that a stop or cancellation never loses an outcome."""
         failures = 0
-        with anyio.move_on_after(self.timings.settle_deadline):
+        until = anyio.current_time() + self.timings.settle_deadline
+        with anyio.CancelScope(shield=True, deadline=until):
             while True:
                 try:
                     return await self._record(d, outcome)
@@ -279,7 +290,7 @@ class AsyncWorkerPool:
 
     async def _record(self, d: Delivery, outcome: Completed | Outcome) -> tuple[bool, bool]:
         if isinstance(outcome, Completed):
-            await self.queue.complete(d, outcome.result_json)
+            await self._recorder.complete(d, outcome.result_json)
             log.info("job %s completed", d.job_id)
             await publish(self.event_bus, "job.completed", _event(d, status="COMPLETED"))
             return True, False

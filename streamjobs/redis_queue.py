@@ -196,7 +196,13 @@ class RedisJobQueue:
 
     async def complete(self, d: Delivery, result_json: str) -> None:
         """Record the result and acknowledge the entry (complete.lua)."""
-        _settled(await self._run("complete", *self._settle_args(d), result_json))
+        [code] = await self.complete_many([(d, result_json)])
+        _settled(code)
+
+    async def complete_many(self, done: Sequence[tuple[Delivery, str]]) -> list[int]:
+        """Complete many jobs in one script call; per job 1 recorded, 0 refused as stale."""
+        flat = [part for d, result in done for part in (*self._settle_args(d), result)]
+        return [int(code) for code in await self._run("complete", *flat)]
 
     async def fail(self, d: Delivery, error: str) -> None:
         """End the job FAILED without retry (fail.lua)."""

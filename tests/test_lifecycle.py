@@ -169,8 +169,12 @@ async def test_an_idle_pool_blocks_in_redis_instead_of_polling(
     svc: JobService, raw: redis.Redis
 ) -> None:
     await svc.start_workers(2)
-    await anyio.sleep(0.3)
-    blocked = {c["cmd"] for c in raw.client_list() if "b" in c["flags"]}
+    blocked: set[str] = set()
+    for _ in range(40):  # the reader wakes every 0.2 s to look for lapsed leases
+        await anyio.sleep(0.025)
+        blocked |= {c["cmd"] for c in raw.client_list() if "b" in c["flags"]}
+        if {"xreadgroup", "blpop"} <= blocked:
+            break
     assert {"xreadgroup", "blpop"} <= blocked
 
 

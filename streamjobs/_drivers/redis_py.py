@@ -6,30 +6,54 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import redis.asyncio as aioredis
 from redis import exceptions as rex
 
 from .._scripts import Script
+from ..errors import RedisUnavailableError
 from ._errors import translate
 
 Entry = tuple[str, dict[str, str]]
 
+#: Longest wait for a reply to a command that does not block (seconds).
+COMMAND_DEADLINE = 15.0
+#: Connections for commands that do not block; more callers wait for a free one.
+MAX_CONNECTIONS = 32
+
 
 @asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
+async def _translated(deadline: float | None = None) -> AsyncIterator[None]:
+    """Turn client errors into streamjobs errors; bound blocking calls by `deadline`
+    (the others are bounded by the socket timeout, which costs nothing per call)."""
     try:
-        yield
+        with anyio.fail_after(deadline):
+            yield
     except rex.RedisError as exc:
         raise translate(exc) from exc
+    except TimeoutError:
+        raise RedisUnavailableError(f"Redis did not answer within {deadline:g}s") from None
+
+
+def _blocking_deadline(block_ms: int | None) -> float:
+    return COMMAND_DEADLINE + (block_ms or 0) / 1000
 
 
 class RedisPyDriver:
-    """Carries streamjobs' commands over one redis-py connection pool."""
+    """Carries streamjobs' commands over redis-py: one bounded pool for commands, and a
+    separate one for blocking reads so that they can never starve the rest."""
 
     def __init__(self, url: str) -> None:
-        self._client = aioredis.Redis.from_url(
-            url, decode_responses=True, encoding_errors="replace", health_check_interval=30
-        )
+        options: dict[str, Any] = {
+            "decode_responses": True, "encoding_errors": "replace",
+            "socket_keepalive": True, "health_check_interval": 30,
+        }  # fmt: skip
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=None,
+            socket_timeout=COMMAND_DEADLINE, **options,
+        )  # fmt: skip
+        self._client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+        self._blocking = aioredis.Redis.from_url(url, socket_timeout=None, **options)
 
     async def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         async with _translated():
@@ -63,21 +87,22 @@ class RedisPyDriver:
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int
     ) -> list[tuple[str, str]]:
-        async with _translated():
-            reply: Any = await self._client.xreadgroup(
+        async with _translated(_blocking_deadline(block_ms)):
+            reply: Any = await self._blocking.xreadgroup(
                 group, consumer, {s: ">" for s in streams}, count=count, block=block_ms
             )
         return [(stream, entry) for stream, entries in reply or [] for entry, _ in entries]
 
     async def wait_list(self, key: str, timeout: float) -> bool:
-        async with _translated():
-            return await self._client.blpop([key], timeout=max(timeout, 0.001)) is not None
+        async with _translated(COMMAND_DEADLINE + timeout):
+            return await self._blocking.blpop([key], timeout=max(timeout, 0.001)) is not None
 
     async def read_stream(
         self, key: str, last_id: str, count: int, block_ms: int | None
     ) -> list[Entry]:
-        async with _translated():
-            reply: Any = await self._client.xread({key: last_id}, count=count, block=block_ms)
+        client = self._client if block_ms is None else self._blocking
+        async with _translated(_blocking_deadline(block_ms)):
+            reply: Any = await client.xread({key: last_id}, count=count, block=block_ms)
         return [(entry, fields) for _, entries in reply or [] for entry, fields in entries]
 
     async def stream_range(self, key: str, count: int, *, reverse: bool) -> list[Entry]:
@@ -112,4 +137,5 @@ class RedisPyDriver:
         return tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
 
     async def aclose(self) -> None:
+        await self._blocking.aclose()
         await self._client.aclose()

@@ -1,19 +1,28 @@
---[[ complete: record a job's result and acknowledge its entry, in one step.
-Invariant: at-least-once; the entry is acknowledged (and deleted) only here, with the result;
+--[[ complete: record jobs' results and acknowledge their entries, in one step per job;
+many jobs may be completed in one call.
+Invariant: at-least-once; an entry is acknowledged (and deleted) only here, with its result;
 a consumer whose lease was taken over cannot write over the new owner's attempt.
-ARGV 4 job id, 5 consumer, 6 attempt, 7 stream index, 8 entry id, 9 result (JSON).
-Returns 1 when recorded (or already recorded by this attempt), 0 when refused as stale.
-Events: job.completed.
+ARGV 4... groups of six: job id, consumer, attempt, stream index, entry id, result (JSON).
+Returns one code per job: 1 recorded (or already recorded by this attempt), 0 refused as
+stale.
+Events: job.completed per job.
 ]]
-local job_id, owner, attempt = ARGV[4], ARGV[5], ARGV[6]
-local index, entry, result = tonumber(ARGV[7]), ARGV[8], ARGV[9]
-local key = JOB_PREFIX .. job_id
-local check = settle_check(key, owner, attempt)
-if check ~= 'ok' then return check == 'done' and 1 or 0 end
 local now = now_ms()
-drop_entry(STREAMS[index], entry)
-redis.call('HSET', key, 'result', result)
-finish(key, 'COMPLETED', now)
-redis.call('HINCRBY', STATS, 'completed', 1)
-emit('job.completed', job_id, now, {'attempt', attempt})
-return 1
+local codes, fresh = {}, 0
+for i = 4, #ARGV, 6 do
+  local job_id, owner, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local key = JOB_PREFIX .. job_id
+  local check = settle_check(key, owner, attempt)
+  if check == 'ok' then
+    drop_entry(STREAMS[tonumber(ARGV[i + 3])], ARGV[i + 4])
+    redis.call('HSET', key, 'result', ARGV[i + 5])
+    finish(key, 'COMPLETED', now)
+    emit('job.completed', job_id, now, {'attempt', attempt})
+    codes[#codes + 1] = 1
+    fresh = fresh + 1
+  else
+    codes[#codes + 1] = check == 'done' and 1 or 0
+  end
+end
+if fresh > 0 then redis.call('HINCRBY', STATS, 'completed', fresh) end
+return codes
