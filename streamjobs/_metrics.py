@@ -25,8 +25,10 @@ def workers_from(snapshot: list[Any], timings: Timings) -> list[WorkerInfo]:
         pool = _pairs(flat)
         beat = int(pool.get("heartbeat_at") or 0) / 1000
         lag = float(pool.get("lag") or 0)
-        fresh = now_s - beat < timings.heartbeat * 3
-        healthy = fresh and lag < timings.unhealthy_lag and pool.get("state") != "stopping"
+        every = float(pool.get("heartbeat") or timings.heartbeat)  # the pool's own timings
+        max_lag = float(pool.get("unhealthy_lag") or timings.unhealthy_lag)
+        fresh = now_s - beat < every * 3
+        healthy = fresh and lag < max_lag and pool.get("state") != "stopping"
         for w in orjson.loads(pool.get("workers") or "[]"):
             found.append(
                 WorkerInfo(

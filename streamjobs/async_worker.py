@@ -347,6 +347,8 @@ class AsyncWorkerPool:
             "host": socket.gethostname(), "pid": str(os.getpid()),
             "started_at": str(self._started_at), "workers": _codec.dumps(workers),
             "lag": f"{self._lag:.3f}", "state": "stopping" if stopping else "running",
+            "heartbeat": str(self.timings.heartbeat),
+            "unhealthy_lag": str(self.timings.unhealthy_lag),
         }  # fmt: skip
         self._lag = 0.0
         await self.queue.heartbeat(self.id, self.timings.registry_ttl, record)

@@ -93,6 +93,7 @@ class RedisJobQueue:
         self.keys = QueueKeys(key_prefix, name)
         self.max_dead_letters = max_dead_letters
         self.result_ttl = result_ttl
+        self.events_maxlen = events_maxlen
         self.max_payload = max_payload
         self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
         self.driver_name = driver
@@ -231,6 +232,12 @@ class RedisJobQueue:
     async def release(self, consumer: str) -> int:
         """Hand back every entry the consumer holds; returns how many jobs went back."""
         return int(await self._run("release", consumer))
+
+    async def purge_dead_letters(self, limit: int) -> tuple[int, int]:
+        """Delete up to `limit` of the oldest dead letters and their records for good;
+        returns (purged, left)."""
+        purged, left = await self._run("purge_dead_letters", limit)
+        return int(purged), int(left)
 
     async def promote(self, limit: int = 1000) -> float | None:
         """Queue due delayed jobs; seconds until the next is due (0: more now, None: none)."""

@@ -208,6 +208,10 @@ class JobService:
         """Queue a dead-lettered job again with fresh attempts; False when it is not one."""
         return await self._queue.retry_dead_letter(job_id)
 
+    async def purge_dead_letters(self, limit: int = 1000) -> tuple[int, int]:
+        """Delete up to `limit` of the oldest dead letters for good; returns (purged, left)."""
+        return await self._queue.purge_dead_letters(limit)
+
     async def get_workers(self) -> list[WorkerInfo]:
         """Every worker on this queue, across processes, from the heartbeat registry."""
         await self._workers.beat()

@@ -90,7 +90,7 @@ def _queue_for(app: JobService, redis_url: str | None, name: str | None) -> Redi
     return RedisJobQueue(
         redis_url or base.redis_url, base.keys.key_prefix, base.max_dead_letters,
         name=name or base.keys.name, result_ttl=base.result_ttl,
-        events_maxlen=base._common[0], max_payload=base.max_payload, driver=base.driver_name,
+        events_maxlen=base.events_maxlen, max_payload=base.max_payload, driver=base.driver_name,
     )  # fmt: skip
 
 

@@ -7,20 +7,10 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from .._scripts import script
-from ..redis_queue import RedisJobQueue
 from ..service import JobService
 from ._common import CliError, console, err_console, print_json
 
 BATCH = 500  # dead letters purged per script call, so Redis never blocks long
-
-
-async def purge_dead_letters(queue: RedisJobQueue, limit: int) -> tuple[int, int]:
-    """Delete up to `limit` of the oldest dead letters and their records (purge_dead_letters.lua);
-    returns (purged, left). Belongs in RedisJobQueue; kept here until the core takes it."""
-    args = (*queue._common, limit)
-    purged, left = await queue.driver.eval(script("purge_dead_letters"), queue.keys.all, args)
-    return int(purged), int(left)
 
 
 def _progress(quiet: bool) -> Progress:
@@ -75,7 +65,7 @@ async def purge(svc: JobService, as_json: bool) -> int:
     with _progress(as_json) as bar:
         task = bar.add_task("purging dead letters", total=None)
         while left != 0:
-            done, left = await purge_dead_letters(svc.queue, BATCH)
+            done, left = await svc.purge_dead_letters(BATCH)
             purged += done
             bar.update(task, completed=purged, total=purged + left)
             if done == 0:
