@@ -1,17 +1,24 @@
-"""Workers of a pool: slots that each run one job at a time, reserved before any read so the
-pool never takes more jobs than it can start (no hoarding)."""
+"""Workers of a pool: long-lived tasks that each run one job at a time, fed through their own
+inbox. The reader reserves idle workers before it reads, so the pool never takes more jobs
+than it can start (no hoarding)."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+if TYPE_CHECKING:
+    from .redis_queue import Delivery
 
 
-@dataclass
+@dataclass(eq=False)
 class Worker:
-    """One slot of a pool and its counters."""
+    """One worker of a pool: its inbox and its counters."""
 
     id: str
     status: str = "idle"  # idle, reserved (held for a read), busy
@@ -20,6 +27,8 @@ class Worker:
     jobs_failed: int = 0
     job_id: str | None = None
     started: float = field(default_factory=time.time)
+    inbox: MemoryObjectSendStream[Delivery] | None = None
+    mailbox: MemoryObjectReceiveStream[Delivery] | None = None  # the inbox's other end
 
     def as_record(self) -> dict[str, object]:
         """The worker as the heartbeat registry stores it."""
@@ -52,19 +61,41 @@ class Slots:
         finally:
             self._waiters -= 1
 
-    def resize(self, count: int) -> None:
-        """Grow to `count` workers, or retire the surplus (busy ones once their job ends)."""
+    def resize(self, count: int) -> list[Worker]:
+        """Grow to `count` workers (returned, for the pool to start), or retire the surplus:
+        idle ones at once, reserved and busy ones once their read or job ends."""
         active = [w for w in self.workers if not w.retiring]
+        added = []
         for _ in range(count - len(active)):
             self._next += 1
-            self.workers.append(Worker(f"{self._pool_id}-{self._next}"))
+            added.append(Worker(f"{self._pool_id}-{self._next}"))
+        self.workers.extend(added)
         order = {"idle": 0, "reserved": 1, "busy": 2}
         surplus = sorted(active, key=lambda w: order[w.status])[: max(len(active) - count, 0)]
         for worker in surplus:
             worker.retiring = True
             if worker.status == "idle":
-                self.workers.remove(worker)
+                self._remove(worker)
         self._notify()
+        return added
+
+    def open_inbox(self, worker: Worker) -> MemoryObjectReceiveStream[Delivery]:
+        """The receiving end of a worker's inbox; its task serves it until it closes."""
+        send, receive = anyio.create_memory_object_stream["Delivery"](math.inf)
+        worker.inbox, worker.mailbox = send, receive
+        return receive
+
+    def _remove(self, worker: Worker) -> None:
+        if worker in self.workers:
+            self.workers.remove(worker)
+        self._close(worker)
+
+    @staticmethod
+    def _close(worker: Worker) -> None:
+        """Close the sending end: the worker's task ends once its inbox is empty."""
+        if worker.inbox is not None:
+            worker.inbox.close()
+        worker.inbox = None
 
     @property
     def listed(self) -> list[Worker]:
@@ -74,11 +105,11 @@ class Slots:
     @property
     def idle(self) -> list[Worker]:
         """Workers free to take a job."""
-        return [w for w in self.workers if w.status == "idle" and not w.retiring]
+        return [w for w in self.workers if w.status == "idle" and not w.retiring and w.inbox]
 
-    async def reserve(self, *, wait: bool = True) -> list[Worker]:
-        """Reserve every idle worker, waiting for at least one unless `wait` is False."""
-        while wait and not self.idle:
+    async def reserve(self) -> list[Worker]:
+        """Reserve every idle worker, waiting for at least one."""
+        while not self.idle:
             await self._wait_change()
         taken = self.idle
         for worker in taken:
@@ -91,23 +122,37 @@ class Slots:
             self._release(worker)
         self._notify()
 
+    def hand(self, worker: Worker, d: Delivery) -> None:
+        """Give a reserved worker its job."""
+        assert worker.inbox is not None
+        worker.status, worker.job_id = "busy", d.job_id
+        worker.inbox.send_nowait(d)
+
     def _release(self, worker: Worker) -> None:
         worker.job_id = None
         if worker.retiring:
-            self.workers.remove(worker)
+            self._remove(worker)
         else:
             worker.status = "idle"
 
-    def occupy(self, worker: Worker, job_id: str) -> None:
-        """A reserved worker starts a job."""
-        worker.status, worker.job_id = "busy", job_id
-
-    def finish(self, worker: Worker, *, completed: bool, failed: bool) -> None:
-        """A worker's job ended; a retiring worker leaves the pool."""
-        worker.jobs_completed += completed
-        worker.jobs_failed += failed
+    def finish(self, worker: Worker) -> None:
+        """A worker's job ended (its outcome may still be on its way to Redis)."""
         self._release(worker)
         self._notify()
+
+    def close(self) -> None:
+        """Close every inbox: idle worker tasks end."""
+        for worker in self.workers:
+            self._close(worker)
+
+    def dispose(self) -> None:
+        """Close what worker tasks left open (a task cancelled before it started); call
+        once every worker task has ended."""
+        for worker in self.workers:
+            self._close(worker)
+            if worker.mailbox is not None:
+                worker.mailbox.close()
+            worker.mailbox = None
 
     async def wait_all_idle(self) -> None:
         """Return once no worker holds a job."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _codec
 from ._drivers._errors import MissingGroupError
@@ -88,7 +89,9 @@ class AsyncWorkerPool:
         self.event_bus = event_bus
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = Slots(self.id)
-        self._recorder = CompletionRecorder(queue)
+        self._recorder = CompletionRecorder(queue, self._recorded, 0)
+        self._keeper = LeaseKeeper(queue, self.id, 0)
+        self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._abandoned: set[str] = set()  # lease lost, or handed back by an immediate stop
         self._cursors = ["0-0"] * 4
@@ -120,7 +123,9 @@ class AsyncWorkerPool:
         """Grow or shrink to `count` workers; busy surplus workers finish their job first."""
         if count < 1:
             raise ConfigurationError(f"worker count must be at least 1, not {count}")
-        self._slots.resize(count)
+        for worker in self._slots.resize(count):
+            if self.running:
+                self._start_worker(worker)
         await self.beat()
 
     async def stop(self, graceful: bool = True, grace: float | None = None) -> None:
@@ -140,16 +145,21 @@ class AsyncWorkerPool:
             raise ConfigurationError("this worker pool is already running")
         self._stop_requested, self._done = anyio.Event(), anyio.Event()
         self._slots.resize(count or default_worker_count())
-        keeper = LeaseKeeper(self.queue, self.id, self.timings.lease / 3)
+        t = self.timings  # read at start: the CLI may set timings after construction
+        self._recorder = CompletionRecorder(self.queue, self._recorded, t.settle_deadline)
+        self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)
         try:
             async with anyio.create_task_group() as tg:
+                self._tg = tg
                 await self._beat()
-                tg.start_soon(keeper.run, self._lease_lost)
-                services = (self._recorder.run, self._heartbeats, self._lag_probe, self._promote)
-                for service in services:
+                await tg.start(self._recorder.run)
+                tg.start_soon(self._keeper.run, self._lease_lost)
+                for service in (self._heartbeats, self._lag_probe, self._promote):
                     tg.start_soon(service)
+                for worker in self._slots.workers:
+                    self._start_worker(worker)
                 intake = anyio.CancelScope()
-                tg.start_soon(self._serve_intake, intake, tg, keeper)
+                tg.start_soon(self._serve_intake, intake)
                 task_status.started()
                 log.info("pool %s started with %d workers", self.id, len(self._slots.workers))
                 await self._stop_requested.wait()
@@ -157,13 +167,24 @@ class AsyncWorkerPool:
                 await self._drain()
                 tg.cancel_scope.cancel()
         finally:
+            self._slots.dispose()
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 await self._leave()
             self._done.set()
 
-    async def _serve_intake(self, intake: anyio.CancelScope, tg: Any, keeper: LeaseKeeper) -> None:
+    def _start_worker(self, worker: Worker) -> None:
+        assert self._tg is not None
+        self._tg.start_soon(self._work, worker, self._slots.open_inbox(worker))
+
+    async def _work(self, worker: Worker, inbox: MemoryObjectReceiveStream[Delivery]) -> None:
+        """One worker: run the jobs handed to it, one at a time, until its inbox closes."""
+        async with inbox:
+            async for d in inbox:
+                await self._run_job(worker, d)
+
+    async def _serve_intake(self, intake: anyio.CancelScope) -> None:
         with intake:
-            await self._read_loop(tg, keeper)
+            await self._read_loop()
 
     async def _drain(self) -> None:
         """Stop the intake, then let running jobs finish or cancel them (handed back later)."""
@@ -174,6 +195,8 @@ class AsyncWorkerPool:
             self._abandon(job_id)
         with anyio.move_on_after(self.timings.settle_deadline + 5):
             await self._slots.wait_all_idle()
+            await self._recorder.wait_idle()
+        self._slots.close()
 
     async def _leave(self) -> None:
         try:
@@ -186,12 +209,12 @@ class AsyncWorkerPool:
 
     # -- intake ---------------------------------------------------------------------------
 
-    async def _read_loop(self, tg: Any, keeper: LeaseKeeper) -> None:
+    async def _read_loop(self) -> None:
         failures = 0
         while True:
             held = await self._slots.reserve()
             try:
-                await self._fill(held, tg, keeper)
+                await self._fill(held)
                 failures = 0
             except MissingGroupError:
                 await self.queue.ensure_groups()
@@ -201,29 +224,26 @@ class AsyncWorkerPool:
             finally:
                 self._slots.give_back(held)
 
-    async def _fill(self, held: list[Worker], tg: Any, keeper: LeaseKeeper) -> None:
+    async def _fill(self, held: list[Worker]) -> None:
         """Start jobs for the reserved workers: lapsed leases first, then new jobs, then block."""
         t = self.timings
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + t.reclaim_interval
             lease_ms, cursors = int(t.lease * 1000), self._cursors
             got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, cursors)
-            self._launch(held, got, tg, keeper)
+            self._launch(held, got)
         if held:
             got = await self.queue.start(self.id, len(held))
             if not got:
                 block_ms = int(t.reclaim_interval * 1000)
                 got = await self.queue.wait_for_jobs(self.id, len(held), block_ms)
-            self._launch(held, got, tg, keeper)
+            self._launch(held, got)
 
-    def _launch(
-        self, held: list[Worker], got: list[Delivery], tg: Any, keeper: LeaseKeeper
-    ) -> None:
+    def _launch(self, held: list[Worker], got: list[Delivery]) -> None:
         for d in got:
             worker = held.pop()
-            self._slots.occupy(worker, d.job_id)
-            keeper.hold(d, d.job.timeout if d.job else None, self.timings.lease)
-            tg.start_soon(self._run_job, worker, d, keeper)
+            self._keeper.hold(d, d.job.timeout if d.job else None, self.timings.lease)
+            self._slots.hand(worker, d)
 
     def _lease_lost(self, job_id: str) -> None:
         if job_id in self._scopes:
@@ -237,25 +257,45 @@ class AsyncWorkerPool:
 
     # -- one job --------------------------------------------------------------------------
 
-    async def _run_job(self, worker: Worker, d: Delivery, keeper: LeaseKeeper) -> None:
-        done = (False, False)
+    async def _run_job(self, worker: Worker, d: Delivery) -> None:
+        handed_over = False  # to the recorder, which then owns the lease
         try:
             log.info("job %s started (%s, attempt %s)", d.job_id, worker.id, d.attempt)
-            priority = d.job.priority.name.lower() if d.job else None
-            payload = _event(d, worker=worker.id, priority=priority)
-            await publish(self.event_bus, "job.started", payload)
+            if self.event_bus is not None:
+                priority = d.job.priority.name.lower() if d.job else None
+                payload = _event(d, worker=worker.id, priority=priority)
+                await publish(self.event_bus, "job.started", payload)
             handler = self.handlers.get(d.job.handler) if d.job else None
             outcome: Completed | Outcome | None = None
             with anyio.CancelScope(deadline=deadline(d)) as scope:
                 self._scopes[d.job_id] = scope
                 outcome = await execute(d, handler, self._progress(d))
-            if d.job_id not in self._abandoned:
-                done = await self._settle(d, outcome if outcome is not None else timed_out(d))
+            if d.job_id in self._abandoned:
+                return
+            if isinstance(outcome, Completed):
+                await self._recorder.add(d, outcome.result_json, worker)
+                handed_over = True
+            else:
+                worker.jobs_failed += await self._settle(d, outcome or timed_out(d))
         finally:
             self._scopes.pop(d.job_id, None)
             self._abandoned.discard(d.job_id)
-            keeper.drop(d.job_id)
-            self._slots.finish(worker, completed=done[0], failed=done[1])
+            if not handed_over:
+                self._keeper.drop(d.job_id)
+            self._slots.finish(worker)
+
+    async def _recorded(self, d: Delivery, worker: Worker, recorded: bool | None) -> None:
+        """The recorder's word on a completion: the lease goes, the counters move."""
+        self._keeper.drop(d.job_id)
+        if recorded:
+            worker.jobs_completed += 1
+            log.info("job %s completed", d.job_id)
+            if self.event_bus is not None:
+                await publish(self.event_bus, "job.completed", _event(d, status="COMPLETED"))
+        elif recorded is False:
+            log.warning("job %s: outcome refused, its lease passed on", d.job_id)
+        else:
+            log.error("job %s: outcome not recorded; it runs again after its lease", d.job_id)
 
     def _progress(self, d: Delivery) -> ProgressCallback:
         async def progress(current: Any = None, total: Any = None, message: Any = None) -> None:
@@ -270,7 +310,7 @@ class AsyncWorkerPool:
 
         return progress
 
-    async def _settle(self, d: Delivery, outcome: Completed | Outcome) -> tuple[bool, bool]:
+    async def _settle(self, d: Delivery, outcome: Outcome) -> bool:
         """Record how the attempt ended, retrying through Redis outages until the deadline;
         shielded, so that a stop or cancellation never loses an outcome."""
         failures = 0
@@ -281,26 +321,22 @@ class AsyncWorkerPool:
                     return await self._record(d, outcome)
                 except LeaseLostError:
                     log.warning("job %s: outcome refused, its lease passed on", d.job_id)
-                    return False, False
+                    return False
                 except StreamJobsError as exc:
                     failures += 1
                     await self._pause(f"recording job {d.job_id}", exc, failures)
-        log.error("job %s: outcome not recorded; it will run again once its lease lapses", d.job_id)
-        return False, False
+        log.error("job %s: outcome not recorded; it runs again once its lease lapses", d.job_id)
+        return False
 
-    async def _record(self, d: Delivery, outcome: Completed | Outcome) -> tuple[bool, bool]:
-        if isinstance(outcome, Completed):
-            await self._recorder.complete(d, outcome.result_json)
-            log.info("job %s completed", d.job_id)
-            await publish(self.event_bus, "job.completed", _event(d, status="COMPLETED"))
-            return True, False
+    async def _record(self, d: Delivery, outcome: Outcome) -> bool:
+        """Record an unsuccessful attempt (retry, FAILED or dead letter); True once done."""
         error = outcome.error
         if outcome.verdict is Verdict.RETRY:
             await self.queue.retry(d, error, outcome.delay)
             log.info("job %s failed (%s); retry in %.3gs", d.job_id, error, outcome.delay)
             payload = _event(d, status="RETRYING", error=error, delay=outcome.delay)
             await publish(self.event_bus, "job.retrying", payload)
-            return False, True
+            return True
         if outcome.verdict is Verdict.FAILED:
             await self.queue.fail(d, error)
             log.info("job %s failed for good: %s", d.job_id, error)
@@ -311,7 +347,7 @@ class AsyncWorkerPool:
         await publish(self.event_bus, "job.failed", _event(d, status=status, error=error))
         if outcome.verdict is Verdict.DEAD_LETTER:
             await publish(self.event_bus, "job.dead_letter", _event(d, error=error))
-        return False, True
+        return True
 
     # -- services -------------------------------------------------------------------------
 
