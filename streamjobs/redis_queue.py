@@ -44,6 +44,11 @@ class Delivery:
         return self.record.get("attempts", "0")
 
 
+def _entry_order(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def check_version(version: tuple[int, ...]) -> None:
     """Refuse a Redis older than 6.2 (no XAUTOCLAIM) with a message that says so."""
     if version[:2] < MIN_REDIS:
@@ -98,6 +103,9 @@ class RedisJobQueue:
         self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
         self.driver_name = driver
         self._driver: Driver | None = None
+        # Entries a blocking read delivered beyond what was asked (XREADGROUP's COUNT is per
+        # stream), by consumer: already theirs, started by the next start() call.
+        self._carried: dict[str, list[tuple[int, str]]] = {}
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -166,16 +174,25 @@ class RedisJobQueue:
         self, consumer: str, count: int, delivered: Iterable[tuple[str, str]] = ()
     ) -> list[Delivery]:
         """Start up to `count` jobs, highest priority first; `delivered` are (stream, entry)
-        pairs a blocking read already handed to this consumer."""
+        pairs a blocking read already handed to this consumer. Never more than `count`."""
         index = {stream: i + 1 for i, stream in enumerate(self.keys.streams)}
-        pairs = [part for stream, entry in delivered for part in (index[stream], entry)]
+        held = self._carried.pop(consumer, []) + [(index[s], e) for s, e in delivered]
+        held.sort(key=lambda pair: (pair[0], _entry_order(pair[1])))
+        if len(held) > count:
+            self._carried[consumer] = held[count:]
+        pairs = [part for pair in held[:count] for part in pair]
         reply = await self._run("start", consumer, count, *pairs)
         return [_delivery(raw, consumer) for raw in reply]
 
     async def wait_for_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        """Block until new entries arrive (or block_ms passes), then start them."""
-        got = await self.driver.read_group(GROUP, consumer, self.keys.streams, count, block_ms)
-        return await self.start(consumer, count, got) if got else []
+        """Block until new entries arrive (or block_ms passes), then start up to `count`."""
+        if not self._carried.get(consumer):
+            streams = self.keys.streams
+            got = await self.driver.read_group(GROUP, consumer, streams, count, block_ms)
+            if not got:
+                return []
+            return await self.start(consumer, count, got)
+        return await self.start(consumer, count)
 
     async def reclaim(
         self, consumer: str, count: int, lease_ms: int, max_crashes: int, cursors: list[str]
@@ -231,7 +248,9 @@ class RedisJobQueue:
 
     async def release(self, consumer: str) -> int:
         """Hand back every entry the consumer holds; returns how many jobs went back."""
-        return int(await self._run("release", consumer))
+        handed = int(await self._run("release", consumer))
+        self._carried.pop(consumer, None)
+        return handed
 
     async def purge_dead_letters(self, limit: int) -> tuple[int, int]:
         """Delete up to `limit` of the oldest dead letters and their records for good;

@@ -186,3 +186,19 @@ async def test_a_failing_event_bus_never_breaks_a_job(redis_url: str, queue_name
         await service.start_workers(1)
         job_id = await service.submit_job("ok")
         assert (await service.wait_for_result(job_id, timeout=10)).result == "fine"
+
+
+async def test_a_read_woken_by_several_priorities_starts_no_more_than_asked(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    """XREADGROUP's COUNT is per stream: a blocking read can deliver more than was asked."""
+    ids = {p: await svc.submit_job("x", priority=p) for p in ("low", "critical", "high")}
+    queue = svc.queue
+    got = await queue.driver.read_group("workers", "reader", queue.keys.streams, 1, 100)
+    assert len(got) == 3  # one from each stream: more than the one asked for
+    first = await queue.start("reader", 1, got)
+    second = await queue.wait_for_jobs("reader", 1, 100)
+    assert [d.job_id for d in first + second] == [ids["critical"], ids["high"]]
+    assert await queue.release("reader") == 3  # the started two and the carried one
+    statuses = {await svc.get_job_status(i) for i in ids.values()}
+    assert statuses == {JobStatus.PENDING}
