@@ -23,9 +23,10 @@ _names = itertools.count()
 FAST = Timings(lease=1.0, reclaim_interval=0.2, heartbeat=0.5)
 
 
-@pytest.fixture(scope="session")
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every integration test runs on asyncio and on trio (coredis), unless it says why not."""
+    return str(request.param)
 
 
 def _docker_url() -> Iterator[str]:

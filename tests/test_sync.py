@@ -35,11 +35,6 @@ pytestmark = pytest.mark.anyio
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture
 def client(redis_url: str, queue_name: str) -> Iterator[SyncJobClient]:
     with SyncJobClient(redis_url, name=queue_name, timings=FAST) as c:

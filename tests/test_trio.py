@@ -30,11 +30,6 @@ pytestmark = pytest.mark.anyio
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def add(job: JobDefinition, progress: Any) -> int:
     await progress(1, 2, "halfway")
     await anyio.lowlevel.checkpoint()
