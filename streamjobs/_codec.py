@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -75,7 +75,7 @@ def _count(name: str, value: object) -> int:
 
 
 def _payload(args: object, kwargs: object, limit: int) -> tuple[str, str]:
-    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+    if isinstance(args, (str, bytes, Mapping)) or not isinstance(args, Iterable):
         raise InvalidJobError("args", f"must be a tuple or list, not {type(args).__name__}")
     if kwargs is None:
         kwargs = {}
@@ -134,6 +134,44 @@ def new_job(
         "retry_backoff", _num(backoff or 1.0),
     )  # fmt: skip
     return NewJob(fields[1], handler, prio, int(wait * 1000), fields)
+
+
+def new_jobs(specs: Iterable[Mapping[str, Any]], max_payload: int) -> list[NewJob]:
+    """Validate a bulk submission whole: each mapping takes new_job's keywords (`handler`
+    included); the first bad one raises, naming its index (`jobs[3].timeout: ...`)."""
+    jobs = []
+    for i, spec in enumerate(specs):
+        unknown = sorted(set(spec) - _SUBMIT_KEYWORDS)
+        if unknown:
+            raise InvalidJobError(f"jobs[{i}].{unknown[0]}", "is not a submit_job keyword")
+        if "handler" not in spec:
+            raise InvalidJobError(f"jobs[{i}].handler", "is required")
+        try:
+            jobs.append(new_job(**spec, max_payload=max_payload))
+        except InvalidJobError as exc:
+            raise InvalidJobError(f"jobs[{i}].{exc.field}", str(exc).split(": ", 1)[1]) from None
+    return jobs
+
+
+_SUBMIT_KEYWORDS = frozenset(
+    {"handler", "args", "kwargs", "priority", "timeout", "max_retries", "retry_delay",
+     "retry_backoff", "job_id", "delay"}
+)  # fmt: skip
+
+
+def dead_letter(entry: str, fields: Mapping[str, str]) -> JobDefinition:
+    """A dead-letter stream entry as a JobDefinition; a foreign entry (not a job of ours)
+    keeps its raw fields in kwargs."""
+    try:
+        if not fields.get("id"):
+            raise ValueError("not a job of ours")
+        job = definition({**fields, "status": JobStatus.DEAD_LETTER.value})
+    except (ValueError, KeyError, TypeError):
+        raw = {k: v for k, v in fields.items() if k.startswith("raw")}
+        job = JobDefinition(id=fields.get("id") or entry, handler=fields.get("handler", ""),
+                            kwargs=raw, status=JobStatus.DEAD_LETTER)  # fmt: skip
+    job.error = fields.get("error") or None
+    return job
 
 
 def _num(value: float) -> str:

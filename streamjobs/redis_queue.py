@@ -141,22 +141,27 @@ class RedisJobQueue:
         if driver is not None:
             await driver.aclose()
 
+    def script_args(self, *args: Any) -> tuple[Any, ...]:
+        """A script's ARGV: the arguments every script takes, then its own."""
+        return (*self._common, *args)
+
     async def _run(self, name: str, *args: Any) -> Any:
-        return await self.driver.eval(script(name), self.keys.all, (*self._common, *args))
+        return await self.driver.eval(script(name), self.keys.all, self.script_args(*args))
 
     # -- submitting -----------------------------------------------------------------------
 
-    def _enqueue_args(self, job: _codec.NewJob) -> tuple[Any, ...]:
-        return (*self._common, job.id, int(job.priority), job.delay_ms, *job.fields)
+    def enqueue_args(self, job: _codec.NewJob) -> tuple[Any, ...]:
+        """enqueue.lua's ARGV for a validated job."""
+        return self.script_args( job.id, int(job.priority), job.delay_ms, *job.fields)
 
     async def enqueue(self, job: _codec.NewJob) -> bool:
         """Write a validated job; False when its id already had a record (nothing written)."""
-        reply = await self.driver.eval(script("enqueue"), self.keys.all, self._enqueue_args(job))
+        reply = await self.driver.eval(script("enqueue"), self.keys.all, self.enqueue_args(job))
         return bool(reply[0])
 
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
         """Write many jobs in one round trip; each is its own atomic enqueue."""
-        calls = [self._enqueue_args(job) for job in jobs]
+        calls = [self.enqueue_args(job) for job in jobs]
         replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
         return [bool(reply[0]) for reply in replies]
 
@@ -243,7 +248,7 @@ class RedisJobQueue:
     ) -> list[str]:
         """Renew (job id, stream, entry) leases from a thread; returns the job ids lost."""
         flat = [part for job_id, stream, entry in held for part in (stream, entry, job_id)]
-        args = (*self._common, consumer, *flat)
+        args = self.script_args(consumer, *flat)
         return list(driver.eval(script("extend_lease"), self.keys.all, args))
 
     async def release(self, consumer: str) -> int:
@@ -299,7 +304,7 @@ class RedisJobQueue:
     async def dead_letters(self, limit: int) -> list[JobDefinition]:
         """The newest dead letters, newest first."""
         entries = await self.driver.stream_range(self.keys.dead, limit, reverse=True)
-        return [_dead_definition(entry, fields) for entry, fields in entries]
+        return [_codec.dead_letter(entry, fields) for entry, fields in entries]
 
     async def snapshot(self, max_pool_age: float) -> list[Any]:
         """The raw reply of metrics.lua (see there)."""
@@ -323,17 +328,3 @@ class _GuideCompat:
         if key == self._queue._key("error"):
             return await self._queue.driver.hget(self._queue.keys.job(field), "error")
         return await self._queue.driver.hget(key, field)
-
-
-def _dead_definition(entry: str, fields: dict[str, str]) -> JobDefinition:
-    """A dead letter as a JobDefinition; a foreign entry keeps its raw fields in kwargs."""
-    try:
-        if not fields.get("id"):
-            raise ValueError("not a job of ours")
-        job = _codec.definition({**fields, "status": JobStatus.DEAD_LETTER.value})
-    except (ValueError, KeyError, TypeError):
-        raw = {k: v for k, v in fields.items() if k.startswith("raw")}
-        job = JobDefinition(id=fields.get("id") or entry, handler=fields.get("handler", ""),
-                            kwargs=raw, status=JobStatus.DEAD_LETTER)  # fmt: skip
-    job.error = fields.get("error") or None
-    return job

@@ -125,7 +125,7 @@ class JobService:
         """Queue a job and return its id; a `job_id` that already has a record enqueues
         nothing. Invalid input raises InvalidJobError, naming the field, and writes nothing."""
         job = _codec.new_job(
-            handler, args if isinstance(args, (list, tuple)) else tuple(args), kwargs,
+            handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload,
@@ -136,12 +136,7 @@ class JobService:
     async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Queue many jobs in one round trip; each mapping takes submit_job's keywords
         (`handler` included). All are validated before anything is written."""
-        specs = []
-        for i, spec in enumerate(jobs):
-            try:
-                specs.append(_codec.new_job(**spec, max_payload=self._queue.max_payload))
-            except TypeError as exc:
-                raise ConfigurationError(f"jobs[{i}]: {exc}") from None
+        specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if specs:
             await self._queue.enqueue_many(specs)
         return [job.id for job in specs]

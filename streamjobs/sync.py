@@ -23,9 +23,8 @@ from . import _codec
 from ._metrics import metrics_from
 from ._scripts import script
 from .async_worker import Timings
-from .errors import ConfigurationError
 from .models import JobDefinition, JobPriority, JobResult, JobStatus
-from .redis_queue import RedisJobQueue, _dead_definition
+from .redis_queue import RedisJobQueue
 
 __all__ = ["SyncJobClient"]
 
@@ -76,7 +75,7 @@ class SyncJobClient:
     def _run(self, name: str, *args: Any) -> Any:
         """Run one transition script with the queue's common arguments, as the queue does."""
         keys = self._queue.keys
-        return self._driver.eval(script(name), keys.all, (*self._queue._common, *args))
+        return self._driver.eval(script(name), keys.all, self._queue.script_args(*args))
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -98,26 +97,21 @@ class SyncJobClient:
         input raises InvalidJobError naming the field and writes nothing; a `job_id` that
         already has a record enqueues nothing."""
         job = _codec.new_job(
-            handler, args if isinstance(args, (list, tuple)) else tuple(args), kwargs,
+            handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload,
         )  # fmt: skip
         keys = self._queue.keys.all
-        self._driver.eval(script("enqueue"), keys, self._queue._enqueue_args(job))
+        self._driver.eval(script("enqueue"), keys, self._queue.enqueue_args(job))
         return job.id
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Queue many jobs in one round trip; each mapping takes submit_job's keywords
         (`handler` included). All are validated before anything is written."""
-        specs = []
-        for i, spec in enumerate(jobs):
-            try:
-                specs.append(_codec.new_job(**spec, max_payload=self._queue.max_payload))
-            except TypeError as exc:
-                raise ConfigurationError(f"jobs[{i}]: {exc}") from None
+        specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if specs:
-            calls = [self._queue._enqueue_args(job) for job in specs]
+            calls = [self._queue.enqueue_args(job) for job in specs]
             self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls)
         return [job.id for job in specs]
 
@@ -182,7 +176,7 @@ class SyncJobClient:
     def get_dead_letters(self, limit: int = 100) -> list[JobDefinition]:
         """The newest dead letters (each with `.error` and `.attempts`), newest first."""
         entries = self._driver.stream_range(self._queue.keys.dead, limit, reverse=True)
-        return [_dead_definition(entry, fields) for entry, fields in entries]
+        return [_codec.dead_letter(entry, fields) for entry, fields in entries]
 
     def get_metrics(self) -> dict[str, Any]:
         """Queue depth by state and priority, lifetime counters, and worker counts: the same

@@ -20,7 +20,6 @@ import pytest
 import redis
 
 from streamjobs import (
-    ConfigurationError,
     InvalidJobError,
     JobDefinition,
     JobPriority,
@@ -101,7 +100,9 @@ def test_invalid_input_is_refused_like_the_async_api_and_writes_nothing(
         client.submit_job("square", max_retries=-1)
     with pytest.raises(InvalidJobError, match="timeout"):
         client.submit_many([{"handler": "square"}, {"handler": "square", "timeout": -1}])
-    with pytest.raises(ConfigurationError, match=r"jobs\[0\]"):
+    with pytest.raises(InvalidJobError, match=r"jobs\[1\]\.timeout"):
+        client.submit_many([{"handler": "square"}, {"handler": "square", "timeout": -1}])
+    with pytest.raises(InvalidJobError, match=r"jobs\[0\]\.colour: is not a submit_job keyword"):
         client.submit_many([{"handler": "square", "colour": "blue"}])
     assert _keys(redis_url, queue_name) == before
 
