@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -33,9 +35,20 @@ class Completed:
 
 
 def is_async(fn: Callable[..., Any]) -> bool:
-    """True for coroutine functions (and objects whose __call__ is one)."""
+    """True for coroutine functions (and objects whose __call__ is one); asked once per
+    handler, as the answer cannot change."""
+    try:
+        return _ASYNC[fn]
+    except (KeyError, TypeError):
+        pass
     call = getattr(fn, "__call__", None)  # noqa: B004 - want the bound __call__
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+    answer = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+    with contextlib.suppress(TypeError):  # unhashable callables are asked every time
+        _ASYNC[fn] = answer
+    return answer
+
+
+_ASYNC: weakref.WeakKeyDictionary[Callable[..., Any], bool] = weakref.WeakKeyDictionary()
 
 
 def _sync_progress(progress: ProgressCallback) -> Callable[..., None]:

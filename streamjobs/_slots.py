@@ -51,10 +51,11 @@ class Slots:
 
     def _notify(self) -> None:
         if self._waiters:
-            self._changed.set()
-            self._changed = anyio.Event()
+            self._changed.set()  # a fresh Event is made by the next wait, not per change
 
     async def _wait_change(self) -> None:
+        if self._changed.is_set():
+            self._changed = anyio.Event()
         self._waiters += 1
         try:
             await self._changed.wait()
@@ -108,10 +109,12 @@ class Slots:
         return [w for w in self.workers if w.status == "idle" and not w.retiring and w.inbox]
 
     async def reserve(self) -> list[Worker]:
-        """Reserve every idle worker, waiting for at least one."""
+        """Reserve idle workers, waiting for at least one; at most half the pool, so that one
+        half's jobs run while the other half's are being read (no lockstep)."""
         while not self.idle:
             await self._wait_change()
-        taken = self.idle
+        half = max(1, (sum(1 for w in self.workers if not w.retiring) + 1) // 2)
+        taken = self.idle[:half]
         for worker in taken:
             worker.status = "reserved"
         return taken

@@ -151,7 +151,7 @@ local function start_entry(index, entry, fields, owner, now)
     return nil
   end
   local key = JOB_PREFIX .. job_id
-  local s = redis.call('HMGET', key, 'status', 'entry')
+  local s = redis.call('HMGET', key, 'status', 'entry', 'attempts')
   if not s[1] then
     bury_raw(stream, entry, fields, 'undecodable entry: no record for job ' .. job_id, now)
     return nil
@@ -160,8 +160,9 @@ local function start_entry(index, entry, fields, owner, now)
     drop_entry(stream, entry)
     return nil
   end
-  local attempt = redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now)
+  local attempt = (tonumber(s[3]) or 0) + 1
+  redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now,
+             'attempts', attempt)
   emit('job.started', job_id, now, {'attempt', attempt, 'worker', owner})
   return {index, entry, redis.call('HGETALL', key)}
 end
