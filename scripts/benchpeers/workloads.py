@@ -119,6 +119,15 @@ def _float(url: str, key: str) -> float:
     return float(value)
 
 
+def _span(url: str) -> tuple[float, float]:
+    """The first no-op job's start and the last one's end, over every worker process."""
+    client = _client(url)
+    firsts, lasts = client.hvals(_probe.FIRSTS), client.hvals(_probe.LASTS)
+    if not firsts or not lasts:
+        raise WorkloadError("no no-op job was ever recorded")
+    return min(map(float, firsts)), max(map(float, lasts))
+
+
 async def _wait_done(url: str, n: int, alive: Callable[[], bool], timeout: float) -> None:
     ok = await wait_for(lambda: _done(url) >= n or not alive(), timeout, 0.01)
     done = _done(url)
@@ -136,11 +145,11 @@ async def e2e(cls: type[Peer], url: str, sizes: Sizes, log: Path) -> Figures:
     kept too (``jobs_per_s_from_spawn``).
     """
     async with fresh_peer(cls, url) as peer:
-        await fill(peer, list(range(sizes.e2e)))
+        await fill(peer, [_probe.NOOP] * sizes.e2e)
         spawned = time.time()
         with running_worker(peer, log) as alive:
             await _wait_done(url, sizes.e2e, alive, sizes.timeout)
-        first, last = _float(url, _probe.FIRST), _float(url, _probe.LAST)
+        first, last = _span(url)
     return {
         "jobs_per_s": sizes.e2e / max(last - first, 1e-9),
         "jobs_per_s_from_spawn": sizes.e2e / max(last - spawned, 1e-9),
