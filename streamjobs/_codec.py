@@ -6,9 +6,10 @@ results are JSON (orjson). Everything a submit could get wrong is caught here, b
 
 from __future__ import annotations
 
+import base64
 import math
+import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +19,12 @@ import orjson
 
 from .errors import InvalidJobError
 from .models import JobDefinition, JobPriority, JobResult, JobStatus, timestamp
+
+#: Record fields a job leaves out when they hold these values (a smaller record per job).
+DEFAULTS = {
+    "args": "[]", "kwargs": "{}", "priority": "10", "timeout": "300", "max_retries": "3",
+    "retry_delay": "1", "retry_backoff": "2", "attempts": "0",
+}  # fmt: skip
 
 #: Largest encoded args + kwargs accepted by default (bytes).
 DEFAULT_MAX_PAYLOAD = 512 * 1024
@@ -94,8 +101,8 @@ def _payload(args: object, kwargs: object, limit: int) -> tuple[str, str]:
 
 
 def _job_id(job_id: str | None) -> str:
-    if job_id is None:
-        return uuid.uuid4().hex
+    if job_id is None:  # 96 random bits in 16 URL-safe characters
+        return base64.urlsafe_b64encode(os.urandom(12)).decode()
     if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
         raise InvalidJobError(
             "job_id", f"{job_id!r} must be 1-128 letters, digits or _.:@/+=- characters"
@@ -127,13 +134,17 @@ def new_job(
     backoff = _seconds("retry_backoff", retry_backoff, allow_none=False, positive=True)
     wait = _seconds("delay", delay, allow_none=True, positive=False) or 0.0
     args_json, kwargs_json = _payload(args, kwargs, max_payload)
-    fields = (
-        "id", _job_id(job_id), "handler", handler, "args", args_json, "kwargs", kwargs_json,
-        "priority", str(int(prio)), "timeout", "" if limit is None else _num(limit),
-        "max_retries", str(retries), "retry_delay", _num(first_delay or 0.0),
-        "retry_backoff", _num(backoff or 1.0),
-    )  # fmt: skip
-    return NewJob(fields[1], handler, prio, int(wait * 1000), fields)
+    new_id = _job_id(job_id)
+    values = {
+        "args": args_json, "kwargs": kwargs_json, "priority": str(int(prio)),
+        "timeout": "" if limit is None else _num(limit), "max_retries": str(retries),
+        "retry_delay": _num(first_delay or 0.0), "retry_backoff": _num(backoff or 1.0),
+    }  # fmt: skip
+    fields = ["handler", handler]  # the id is in the key
+    for name, value in values.items():
+        if value != DEFAULTS[name]:  # records keep what differs from the defaults
+            fields += (name, value)
+    return NewJob(new_id, handler, prio, int(wait * 1000), tuple(fields))
 
 
 def new_jobs(specs: Iterable[Mapping[str, Any]], max_payload: int) -> list[NewJob]:
@@ -186,10 +197,19 @@ def _int(value: str | None) -> int | None:
     return int(value) if value else None
 
 
+def with_id(job_id: str, record: dict[str, str]) -> dict[str, str]:
+    """A job's record as read from its hash, with the id its key carries ({} stays {})."""
+    if record:
+        record["id"] = job_id
+    return record
+
+
 def definition(record: Mapping[str, str]) -> JobDefinition:
-    """A JobDefinition from a job hash (or a dead-letter entry); raises ValueError if corrupt."""
-    args = orjson.loads(record.get("args") or "[]")
-    kwargs = orjson.loads(record.get("kwargs") or "{}")
+    """A JobDefinition from a job record (see with_id) or a dead-letter entry; raises
+    ValueError if corrupt."""
+    record = {**DEFAULTS, **record}
+    args = orjson.loads(record["args"])
+    kwargs = orjson.loads(record["kwargs"])
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError("args must be a JSON list and kwargs a JSON object")
     return JobDefinition(

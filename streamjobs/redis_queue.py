@@ -16,6 +16,8 @@ from .errors import ConfigurationError, RedisVersionError, StreamJobsError
 from .models import JobDefinition, JobStatus
 
 DEFAULT_URL = "redis://localhost:6379/0"
+#: Jobs per enqueue.lua call in a bulk submit: calls stay short, so Redis never stalls long.
+ENQUEUE_CHUNK = 200
 MIN_REDIS = (6, 2)
 
 
@@ -150,20 +152,27 @@ class RedisJobQueue:
 
     # -- submitting -----------------------------------------------------------------------
 
-    def enqueue_args(self, job: _codec.NewJob) -> tuple[Any, ...]:
-        """enqueue.lua's ARGV for a validated job."""
-        return self.script_args( job.id, int(job.priority), job.delay_ms, *job.fields)
+    def enqueue_calls(self, jobs: Sequence[_codec.NewJob]) -> list[tuple[Any, ...]]:
+        """enqueue.lua's ARGV for validated jobs, ENQUEUE_CHUNK jobs per call."""
+        calls = []
+        for start in range(0, len(jobs), ENQUEUE_CHUNK):
+            flat: list[Any] = []
+            for job in jobs[start : start + ENQUEUE_CHUNK]:
+                flat += (job.id, int(job.priority), job.delay_ms, len(job.fields), *job.fields)
+            calls.append(self.script_args(*flat))
+        return calls
 
     async def enqueue(self, job: _codec.NewJob) -> bool:
         """Write a validated job; False when its id already had a record (nothing written)."""
-        reply = await self.driver.eval(script("enqueue"), self.keys.all, self.enqueue_args(job))
-        return bool(reply[0])
+        [call] = self.enqueue_calls([job])
+        [code] = await self.driver.eval(script("enqueue"), self.keys.all, call)
+        return bool(code)
 
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
         """Write many jobs in one round trip; each is its own atomic enqueue."""
-        calls = [self.enqueue_args(job) for job in jobs]
+        calls = self.enqueue_calls(jobs)
         replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
-        return [bool(reply[0]) for reply in replies]
+        return [bool(code) for reply in replies for code in reply]
 
     async def cancel(self, job_id: str) -> int:
         """1 cancelled, 0 running or terminal, -1 unknown (see cancel.lua)."""
@@ -293,8 +302,8 @@ class RedisJobQueue:
         return _GuideCompat(self)
 
     async def record(self, job_id: str) -> dict[str, str]:
-        """A job's record ({} when unknown or expired)."""
-        return await self.driver.hgetall(self.keys.job(job_id))
+        """A job's record with its id ({} when unknown or expired)."""
+        return _codec.with_id(job_id, await self.driver.hgetall(self.keys.job(job_id)))
 
     async def status(self, job_id: str) -> JobStatus | None:
         """A job's status, or None when unknown or expired."""

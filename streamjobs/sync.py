@@ -103,7 +103,8 @@ class SyncJobClient:
             max_payload=self._queue.max_payload,
         )  # fmt: skip
         keys = self._queue.keys.all
-        self._driver.eval(script("enqueue"), keys, self._queue.enqueue_args(job))
+        [call] = self._queue.enqueue_calls([job])
+        self._driver.eval(script("enqueue"), keys, call)
         return job.id
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -111,7 +112,7 @@ class SyncJobClient:
         (`handler` included). All are validated before anything is written."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if specs:
-            calls = [self._queue.enqueue_args(job) for job in specs]
+            calls = self._queue.enqueue_calls(specs)
             self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls)
         return [job.id for job in specs]
 
@@ -132,12 +133,12 @@ class SyncJobClient:
 
     def get_job_result(self, job_id: str) -> JobResult | None:
         """The job's outcome once terminal; None before, or when unknown."""
-        record = self._driver.hgetall(self._queue.keys.job(job_id))
+        record = _codec.with_id(job_id, self._driver.hgetall(self._queue.keys.job(job_id)))
         return _codec.result(record) if record else None
 
     def get_job(self, job_id: str) -> JobDefinition | None:
         """The job's definition and state, or None when unknown."""
-        record = self._driver.hgetall(self._queue.keys.job(job_id))
+        record = _codec.with_id(job_id, self._driver.hgetall(self._queue.keys.job(job_id)))
         return _codec.definition(record) if record else None
 
     def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:

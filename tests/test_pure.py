@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from streamjobs import InvalidJobError, JobPriority, RedisVersionError
-from streamjobs._codec import definition, new_job, parse_priority
+from streamjobs._codec import definition, new_job, parse_priority, with_id
 from streamjobs._keys import QueueKeys
 from streamjobs._outcome import RetryPolicy, Verdict, after_error
 from streamjobs.redis_queue import check_version
@@ -105,6 +105,18 @@ def test_bad_input_is_refused_naming_the_field(kwargs: dict[str, object], field:
     assert str(caught.value).startswith(f"{field}: ")
 
 
+def test_records_leave_out_default_values() -> None:
+    plain = new_job("h")
+    assert plain.fields == ("handler", "h")
+    custom = new_job("h", (1,), {"a": 1}, priority="low", timeout=None, max_retries=0)
+    record = dict(zip(custom.fields[::2], custom.fields[1::2]))
+    assert record == {"handler": "h", "args": "[1]", "kwargs": '{"a":1}', "priority": "0",
+                      "timeout": "", "max_retries": "0"}  # fmt: skip
+    job = definition(with_id(custom.id, {**record, "status": "PENDING"}))
+    assert (job.timeout, job.max_retries, job.retry_delay, job.retry_backoff) == (None, 0, 1, 2)
+    assert len(custom.id) == 16
+
+
 def test_priorities_are_accepted_by_enum_number_or_name() -> None:
     assert parse_priority(JobPriority.HIGH) is JobPriority.HIGH
     assert parse_priority(30) is JobPriority.CRITICAL
@@ -115,7 +127,9 @@ def test_dates_in_args_travel_as_iso_strings_and_the_record_reads_back() -> None
     job = new_job("backup", (dt.date(2026, 11, 28),), {"full": True}, priority="high", delay=2)
     record = dict(zip(job.fields[::2], job.fields[1::2]))
     assert record["args"] == '["2026-11-28"]' and job.delay_ms == 2000
-    back = definition({**record, "status": "PENDING"})
+    assert "id" not in record  # the key carries it
+    back = definition(with_id(job.id, {**record, "status": "PENDING"}))
+    assert back.id == job.id
     assert (back.args, back.kwargs) == (("2026-11-28",), {"full": True})
     assert back.priority is JobPriority.HIGH
 

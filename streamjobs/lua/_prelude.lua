@@ -107,15 +107,25 @@ local function trim_dead()
   end
 end
 
+-- The fields of a job's record that its dead letter keeps (a record leaves out defaults).
+local DEFINITION = {handler = true, args = true, kwargs = true, priority = true, timeout = true,
+                    max_retries = true, retry_delay = true, retry_backoff = true,
+                    attempts = true, created_at = true}
+
 -- Move a known job to the dead-letter stream; its record stays while the dead letter does.
 local function bury(key, job_id, error, reason, now)
-  local f = redis.call('HMGET', key, 'handler', 'args', 'kwargs', 'priority', 'timeout',
-                       'max_retries', 'retry_delay', 'retry_backoff', 'attempts', 'created_at')
-  local dead = redis.call('XADD', DEAD, '*', 'id', job_id, 'handler', f[1] or '',
-    'args', f[2] or '[]', 'kwargs', f[3] or '{}', 'priority', f[4] or '10',
-    'timeout', f[5] or '', 'max_retries', f[6] or '0', 'retry_delay', f[7] or '0',
-    'retry_backoff', f[8] or '1', 'attempts', f[9] or '0', 'created_at', f[10] or '',
-    'error', error, 'reason', reason, 'failed_at', now)
+  local cmd = {'XADD', DEAD, '*', 'id', job_id}
+  local record = redis.call('HGETALL', key)
+  for i = 1, #record, 2 do
+    if DEFINITION[record[i]] then
+      cmd[#cmd + 1] = record[i]
+      cmd[#cmd + 1] = record[i + 1]
+    end
+  end
+  for _, part in ipairs({'error', error, 'reason', reason, 'failed_at', now}) do
+    cmd[#cmd + 1] = part
+  end
+  local dead = redis.call(unpack(cmd))
   redis.call('HSET', key, 'status', 'DEAD_LETTER', 'error', error, 'finished_at', now,
              'dead_entry', dead)
   redis.call('PERSIST', key)
@@ -164,5 +174,8 @@ local function start_entry(index, entry, fields, owner, now)
   redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now,
              'attempts', attempt)
   emit('job.started', job_id, now, {'attempt', attempt, 'worker', owner})
-  return {index, entry, redis.call('HGETALL', key)}
+  local record = redis.call('HGETALL', key)
+  record[#record + 1] = 'id'  -- the id lives in the key, not in the record
+  record[#record + 1] = job_id
+  return {index, entry, record}
 end

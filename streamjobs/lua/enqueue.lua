@@ -1,23 +1,34 @@
---[[ enqueue: submit a job; a job id that already has a record enqueues nothing.
-Invariant: the record and its stream entry (or delayed-set member) are written together.
-ARGV 4 job id, 5 priority (30, 20, 10, 0), 6 delay (ms, 0 = now), 7... record field, value.
-Returns {1, status} when enqueued, {0, status} when the id was taken (idempotent submit).
-Events: job.queued, or job.scheduled with its due time.
+--[[ enqueue: submit jobs; a job id that already has a record enqueues nothing. One call may
+carry many jobs (a bulk submit), each enqueued on its own terms.
+Invariant: a job's record and its stream entry (or delayed-set member) are written together.
+ARGV 4... per job: job id, priority (30, 20, 10, 0), delay (ms, 0 = now), the number N of
+record items that follow, then N items (field, value, field, value ...).
+Returns one code per job: 1 enqueued, 0 the id was taken (idempotent submit).
+Events: job.queued, or job.scheduled with its due time, per job enqueued.
 ]]
-local job_id, priority, delay_ms = ARGV[4], ARGV[5], tonumber(ARGV[6])
-local key = JOB_PREFIX .. job_id
-local existing = redis.call('HGET', key, 'status')
-if existing then return {0, existing} end
 local now = now_ms()
-redis.call('HSET', key, 'created_at', now, 'attempts', 0, unpack(ARGV, 7))
-if delay_ms > 0 then
-  local due = now + delay_ms
-  wake_if_first(due)
-  redis.call('ZADD', DELAYED, due, job_id)
-  redis.call('HSET', key, 'status', 'SCHEDULED')
-  emit('job.scheduled', job_id, now, {'due', due})
-  return {1, 'SCHEDULED'}
+local codes = {}
+local i = 4
+while i <= #ARGV do
+  local job_id, priority, delay_ms, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  local first, last = i + 4, i + 3 + n
+  i = last + 1
+  local key = JOB_PREFIX .. job_id
+  if redis.call('EXISTS', key) == 1 then
+    codes[#codes + 1] = 0
+  elseif delay_ms > 0 then
+    local due = now + delay_ms
+    wake_if_first(due)
+    redis.call('ZADD', DELAYED, due, job_id)
+    redis.call('HSET', key, 'created_at', now, 'status', 'SCHEDULED', unpack(ARGV, first, last))
+    emit('job.scheduled', job_id, now, {'due', due})
+    codes[#codes + 1] = 1
+  else
+    local entry = redis.call('XADD', stream_of(priority), '*', 'id', job_id)
+    redis.call('HSET', key, 'created_at', now, 'status', 'PENDING', 'entry', entry,
+               unpack(ARGV, first, last))
+    emit('job.queued', job_id, now, nil)
+    codes[#codes + 1] = 1
+  end
 end
-push(key, job_id, priority)
-emit('job.queued', job_id, now, nil)
-return {1, 'PENDING'}
+return codes
