@@ -73,6 +73,7 @@ def test_jobs_of_a_worker_killed_mid_job_are_taken_back_after_the_lease_and_all_
         assert LEASE * 1000 / 2 <= taken_back_after <= 10_000, (job_id, taken_back_after)
         if report.runs.get(job_id, 0) > 1:  # it was running, not only delivered
             assert record["crashes"] == "1", record
+    assert any(report.runs.get(job_id, 0) > 1 for job_id in orphans), "no job died mid-run"
     assert workers.terminate(survivor) == 0
 
 
