@@ -47,6 +47,10 @@ class Timings:
     max_promote_sleep: float = 30.0  # the promoter's longest sleep without a wake-up
     unhealthy_lag: float = 1.0  # event-loop lag that marks a pool unhealthy
 
+    def __post_init__(self) -> None:
+        # A pool must beat within every lease, or a lapsed lease would look like a crash.
+        object.__setattr__(self, "heartbeat", min(self.heartbeat, self.lease / 2))
+
     @property
     def registry_ttl(self) -> float:
         """How long a silent pool stays listed (as unhealthy) before it is forgotten."""
@@ -94,6 +98,7 @@ class AsyncWorkerPool:
         self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._abandoned: set[str] = set()  # lease lost, or handed back by an immediate stop
+        self._suspects: list[Delivery] = []  # reclaimed after a crash: each runs alone
         self._cursors = ["0-0"] * 4
         self._next_reclaim = 0.0
         self._lag = 0.0
@@ -212,6 +217,9 @@ class AsyncWorkerPool:
     async def _read_loop(self) -> None:
         failures = 0
         while True:
+            if self._suspects:
+                await self._run_suspect()
+                continue
             held = await self._slots.reserve()
             try:
                 await self._fill(held)
@@ -231,13 +239,36 @@ class AsyncWorkerPool:
             self._next_reclaim = time.monotonic() + t.reclaim_interval
             lease_ms, cursors = int(t.lease * 1000), self._cursors
             got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, cursors)
-            self._launch(held, got)
+            self._launch(held, await self._set_aside_suspects(got))
         if held:
             got = await self.queue.start(self.id, len(held))
             if not got:
                 block_ms = int(t.reclaim_interval * 1000)
                 got = await self.queue.wait_for_jobs(self.id, len(held), block_ms)
-            self._launch(held, got)
+            self._launch(held, await self._set_aside_suspects(got))
+
+    async def _set_aside_suspects(self, got: list[Delivery]) -> list[Delivery]:
+        """Jobs whose worker died running them run alone, so that a job crashing its process
+        takes no other job down with it: this pool keeps one (leased while it waits for a
+        solo run) and hands any other straight back to its stream for another turn."""
+        suspects = [d for d in got if int(d.record.get("crashes") or 0) > 0]
+        if not suspects:
+            return got
+        keep = suspects[:1] if not self._suspects else []
+        for d in keep:
+            self._keeper.hold(d, d.job.timeout if d.job else None, self.timings.lease)
+        self._suspects += keep
+        if passed_on := suspects[len(keep) :]:
+            await self.queue.release(self.id, passed_on)
+        return [d for d in got if d not in suspects]
+
+    async def _run_suspect(self) -> None:
+        """Run one suspect with no other job beside it, and wait until it is done."""
+        await self._slots.wait_all_idle()
+        held = await self._slots.reserve()
+        self._launch(held, [self._suspects.pop(0)])
+        self._slots.give_back(held)
+        await self._slots.wait_all_idle()
 
     def _launch(self, held: list[Worker], got: list[Delivery]) -> None:
         for d in got:

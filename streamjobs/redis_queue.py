@@ -260,10 +260,13 @@ class RedisJobQueue:
         args = self.script_args(consumer, *flat)
         return list(driver.eval(script("extend_lease"), self.keys.all, args))
 
-    async def release(self, consumer: str) -> int:
-        """Hand back every entry the consumer holds; returns how many jobs went back."""
-        handed = int(await self._run("release", consumer))
-        self._carried.pop(consumer, None)
+    async def release(self, consumer: str, only: Sequence[Delivery] = ()) -> int:
+        """Hand back every entry the consumer holds (or `only` those jobs) to the tail of
+        their streams; returns how many jobs went back."""
+        pairs = [part for d in only for part in (d.stream + 1, d.entry)]
+        handed = int(await self._run("release", consumer, *pairs))
+        if not only:
+            self._carried.pop(consumer, None)
         return handed
 
     async def purge_dead_letters(self, limit: int) -> tuple[int, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -15,6 +16,9 @@ from . import _codec
 from ._metrics import metrics_from, workers_from
 from ._runner import Handler
 from .async_worker import AsyncWorkerPool, Timings
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 from .errors import ConfigurationError
 from .events import EventBus
 from .models import JobDefinition, JobPriority, JobResult, JobStatus, WorkerInfo
@@ -98,9 +102,16 @@ class JobService:
         tb: TracebackType | None,
     ) -> None:  # fmt: skip
         stack, self._stack = self._stack, None
-        if stack is not None:
-            await stack.__aexit__(exc_type, exc, tb)
         self._tg = None
+        if stack is None:
+            return
+        try:
+            await stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The body ran inside the service's task group, which wraps what it raised:
+            # let the body's own exception through as itself.
+            if exc is None or len(group.exceptions) != 1 or group.exceptions[0] is not exc:
+                raise
 
     # -- handlers and submitting ----------------------------------------------------------
 

@@ -48,7 +48,7 @@ def translate(exc: Exception) -> StreamJobsError:
         return RedisUnavailableError(f"Redis is unreachable: {text or type(exc).__name__}")
     if _missing_group(exc, text):
         return MissingGroupError(text)
-    if text.startswith("OOM") or "OOM command not allowed" in text:
+    if "maxmemory" in text:  # "OOM command not allowed when used memory > 'maxmemory'"
         return QueueFullError(f"Redis is out of memory, nothing was written: {text}")
     if "BUSY" in text.split(" ", 1)[0] or "LOADING" in text:
         return RedisUnavailableError(f"Redis is not ready: {text}")

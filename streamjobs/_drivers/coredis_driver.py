@@ -141,6 +141,9 @@ class CoredisDriver:
 
     async def create_group(self, stream: str, group: str) -> None:
         async with self._command() as client:
+            with suppress(cex.ResponseError):  # no such key yet
+                if any(g["name"] == group for g in await client.xinfo_groups(stream)):
+                    return  # asked first: a full Redis refuses XGROUP CREATE even when it exists
             with suppress(cex.StreamDuplicateConsumerGroupError):  # BUSYGROUP: it exists
                 await client.xgroup_create(stream, group, identifier="0", mkstream=True)
 

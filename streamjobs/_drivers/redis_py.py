@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -125,6 +126,10 @@ class RedisPyDriver:
 
     async def create_group(self, stream: str, group: str) -> None:
         async with _translated():
+            with contextlib.suppress(rex.ResponseError):  # no such key yet
+                groups: Any = await self._client.xinfo_groups(stream)
+                if any(g["name"] == group for g in groups):
+                    return  # asked first: a full Redis refuses XGROUP CREATE even when it exists
             try:
                 await self._client.xgroup_create(stream, group, id="0", mkstream=True)
             except rex.ResponseError as exc:

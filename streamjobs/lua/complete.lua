@@ -2,29 +2,24 @@
 many jobs may be completed in one call.
 Invariant: at-least-once; an entry is acknowledged (and deleted) only here, with its result;
 a consumer whose lease was taken over cannot write over the new owner's attempt.
+The acknowledgements come first: XACK and XDEL are allowed when Redis is out of memory, and
+once a script has written, Redis lets it finish, so a full Redis can still drain its queue.
 ARGV 4... groups of six: job id, consumer, attempt, stream index, entry id, result (JSON).
 Returns one code per job: 1 recorded (or already recorded by this attempt), 0 refused as
 stale.
 Events: job.completed per job.
 ]]
 local now = now_ms()
-local codes, fresh = {}, 0
+local codes, fresh = {}, {}
 local done = {{}, {}, {}, {}}  -- entry ids to acknowledge and delete, per stream
 for i = 4, #ARGV, 6 do
-  local job_id, owner, attempt = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local key = JOB_PREFIX .. job_id
-  local check = settle_check(key, owner, attempt)
+  local check = settle_check(JOB_PREFIX .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
   if check == 'ok' then
     local entries = done[tonumber(ARGV[i + 3])]
     entries[#entries + 1] = ARGV[i + 4]
-    redis.call('HSET', key, 'result', ARGV[i + 5], 'status', 'COMPLETED', 'finished_at', now)
-    redis.call('PEXPIRE', key, RESULT_TTL_MS)
-    emit('job.completed', job_id, now, {'attempt', attempt})
-    codes[#codes + 1] = 1
-    fresh = fresh + 1
-  else
-    codes[#codes + 1] = check == 'done' and 1 or 0
+    fresh[#fresh + 1] = i
   end
+  codes[#codes + 1] = (check == 'stale') and 0 or 1
 end
 for index = 1, 4 do
   if #done[index] > 0 then
@@ -32,5 +27,11 @@ for index = 1, 4 do
     redis.call('XDEL', STREAMS[index], unpack(done[index]))
   end
 end
-if fresh > 0 then redis.call('HINCRBY', STATS, 'completed', fresh) end
+for _, i in ipairs(fresh) do
+  local key = JOB_PREFIX .. ARGV[i]
+  redis.call('HSET', key, 'result', ARGV[i + 5], 'status', 'COMPLETED', 'finished_at', now)
+  redis.call('PEXPIRE', key, RESULT_TTL_MS)
+  emit('job.completed', ARGV[i], now, {'attempt', ARGV[i + 2]})
+end
+if #fresh > 0 then redis.call('HINCRBY', STATS, 'completed', #fresh) end
 return codes

@@ -1,8 +1,9 @@
 --[[ reclaim: take over entries whose lease lapsed (their worker died or stalled) and start
 them for this consumer, highest priority first.
-Invariant: a job that was RUNNING when its lease lapsed counts one crash; at `max crashes`
-it is dead-lettered instead of killing yet another worker. Entries never started (delivered,
-then the reader vanished) start without a crash counted.
+Invariant: a job that was RUNNING when its lease lapsed counts one crash when its worker pool
+is gone (no heartbeat within the last lease); at `max crashes` it is dead-lettered instead
+of killing yet another worker. A live pool's lapsed entry (a reply lost on the network, a job
+past its timeout) and entries never started restart without a crash counted.
 ARGV 4 consumer, 5 count, 6 lease (ms of idleness that make an entry lapsed), 7 max crashes,
 8-11 XAUTOCLAIM cursors per stream (kept by the caller between passes).
 Returns {cursors (4), started jobs as in start.lua}.
@@ -12,11 +13,19 @@ local owner, count, lease_ms, max_crashes = ARGV[4], tonumber(ARGV[5]), ARGV[6],
 local now = now_ms()
 local cursors, started = {}, {}
 
+-- True when the pool that held the job has sent a heartbeat within the last lease.
+local function pool_alive(pool)
+  local beat = pool and redis.call('HGET', POOL_PREFIX .. pool, 'heartbeat_at')
+  return beat and now - tonumber(beat) < tonumber(lease_ms)
+end
+
 local function take_over(index, entry, fields)
   local job_id = field(fields, 'id')
   local key = JOB_PREFIX .. (job_id or '')
-  local s = job_id and redis.call('HMGET', key, 'status', 'entry') or {}
-  if s[1] == 'RUNNING' and s[2] == entry then
+  local s = job_id and redis.call('HMGET', key, 'status', 'entry', 'owner') or {}
+  if s[1] == 'RUNNING' and s[2] == entry and pool_alive(s[3]) then
+    redis.call('HSET', key, 'status', 'PENDING')
+  elseif s[1] == 'RUNNING' and s[2] == entry then
     local crashes = redis.call('HINCRBY', key, 'crashes', 1)
     emit('job.lost', job_id, now, {'crashes', crashes})
     if crashes >= max_crashes then

@@ -1,8 +1,9 @@
---[[ release: hand back every entry a stopping consumer holds, at once (no waiting for a
-lease to lapse): each goes to the tail of its stream, PENDING, its interrupted attempt not
-counted; then the consumer leaves the groups.
+--[[ release: hand back entries a consumer holds, at once (no waiting for a lease to lapse):
+each goes to the tail of its stream, PENDING, its interrupted attempt not counted. With no
+entries named, every entry the consumer holds goes back and the consumer leaves the groups
+(a stopping pool); with entries named, only those (a pool passing on jobs it won't run).
 Invariant: an entry leaves this consumer in the same step that queues it again.
-ARGV 4 consumer.
+ARGV 4 consumer, 5... optional pairs of stream index and entry id.
 Returns the number of jobs handed back.
 Events: job.requeued per job.
 ]]
@@ -32,10 +33,18 @@ local function hand_back(stream, entry)
     return
   end
   push(key, job_id, s[4])
-  emit('job.requeued', job_id, now, {'reason', 'worker stopped'})
+  emit('job.requeued', job_id, now, {'reason', 'handed back by its worker'})
   handed = handed + 1
 end
 
+if #ARGV >= 5 then
+  for i = 5, #ARGV, 2 do
+    local stream, entry = STREAMS[tonumber(ARGV[i])], ARGV[i + 1]
+    local p = redis.call('XPENDING', stream, GROUP, entry, entry, 1)
+    if p[1] and p[1][2] == owner then hand_back(stream, entry) end
+  end
+  return handed
+end
 for index = 1, 4 do
   local held = redis.call('XPENDING', STREAMS[index], GROUP, '-', '+', 1000, owner)
   for _, p in ipairs(held) do hand_back(STREAMS[index], p[1]) end

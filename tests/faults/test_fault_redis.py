@@ -159,12 +159,6 @@ def test_out_of_memory_refuses_a_submit_whole_and_keeps_what_was_queued(
     check_invariants(client, ledger, KEYS, accepted, lease=LEASE)
 
 
-@pytest.mark.xfail(strict=True, reason="complete.lua (batched, 5aeebf9) writes HSET, a "
-                   "deny-oom command, before its XACK/XDEL; Redis refuses a script's first "
-                   "deny-oom write while over maxmemory, so no completion can be recorded "
-                   "until memory frees, which only completions would do. The previous "
-                   "complete.lua acknowledged first (XACK/XDEL are not deny-oom) and "
-                   "passed")  # fmt: skip
 def test_workers_running_when_redis_fills_up_finish_what_is_queued(
     small_server: RedisProcess, ledger: redis.Redis, workers: Workers
 ) -> None:
@@ -182,10 +176,6 @@ def test_workers_running_when_redis_fills_up_finish_what_is_queued(
     assert report.statuses["COMPLETED"] == len(accepted)
 
 
-@pytest.mark.xfail(strict=True, reason="_drivers/_errors.py translate() looks for 'OOM' in the "
-                   "message, but redis-py raises OutOfMemoryError with the code stripped "
-                   "('command not allowed when used memory > maxmemory'), so a full Redis "
-                   "surfaces as a generic StreamJobsError('Redis error: ...')")  # fmt: skip
 def test_a_submit_refused_for_lack_of_memory_raises_queue_full(
     small_server: RedisProcess, ledger: redis.Redis
 ) -> None:
@@ -224,10 +214,6 @@ async def test_a_redis_older_than_6_2_is_refused_with_a_clear_message(
         assert await real.get_job_status("none") is None  # the real server is accepted
 
 
-@pytest.mark.xfail(strict=True, reason="RedisJobQueue.connect() runs XGROUP CREATE ... MKSTREAM "
-                   "for every stream; Redis refuses that write with OOM before it can answer "
-                   "BUSYGROUP, so a worker (re)started while Redis is full exits at once instead "
-                   "of draining the queue that would free the memory")  # fmt: skip
 def test_a_worker_started_while_redis_is_out_of_memory_drains_the_queue(
     small_server: RedisProcess, ledger: redis.Redis, workers: Workers
 ) -> None:

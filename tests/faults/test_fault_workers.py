@@ -8,7 +8,6 @@ import os
 import signal
 import time
 
-import pytest
 import redis
 
 from tests._redis import RedisProcess
@@ -170,10 +169,6 @@ def test_a_handler_that_kills_its_worker_is_dead_lettered_after_max_crashes(
     assert report.statuses["COMPLETED"] == len(others) + len(later)
 
 
-@pytest.mark.xfail(strict=True, reason="reclaim.lua starts a crashed job together with the "
-                   "jobs that were lapsed beside it; each death counts a crash for every job "
-                   "the dead worker ran, so bystanders reach max_crashes with the poison job "
-                   "and are dead-lettered as 'worker lost'")  # fmt: skip
 def test_jobs_running_beside_a_crashing_handler_are_not_dead_lettered_with_it(
     server: RedisProcess, ledger: redis.Redis, workers: Workers
 ) -> None:
