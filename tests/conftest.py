@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,9 +26,18 @@ FAST = Timings(lease=1.0, reclaim_interval=0.2, heartbeat=0.5)
 
 
 @pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    """Every integration test runs on asyncio and on trio (coredis), unless it says why not."""
-    return str(request.param)
+def anyio_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every integration test runs on asyncio and on trio (coredis), unless it says why not.
+
+    coredis 6.9 leaves the two memory streams of a connection it built but never started (a
+    command cancelled while it connects, as at shutdown) unclosed, and they warn when
+    collected. After a trio test they are collected here, their warning ignored; our own
+    streams stay checked by the same tests on asyncio, where coredis is not used."""
+    yield str(request.param)
+    if request.param == "trio":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 def _docker_url() -> Iterator[str]:

@@ -143,9 +143,10 @@ async def test_another_process_can_follow_events_as_they_happen(svc: JobService)
     seen: list[str] = []
 
     async def follow() -> None:
-        async with contextlib.aclosing(svc.events()) as events:
+        async with contextlib.aclosing(svc.events(since="0-0")) as events:
             async for event in events:
-                seen.append(event["type"])
+                if event["job_id"] == "followed":
+                    seen.append(event["type"])
                 if event["type"] == "job.completed":
                     return
 
@@ -157,8 +158,8 @@ async def test_another_process_can_follow_events_as_they_happen(svc: JobService)
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tg:
             tg.start_soon(follow)
-            await anyio.sleep(0.1)
-            await svc.submit_job("ok")
+            await anyio.sleep(0.1)  # the follower is blocked on the stream, waiting
+            await svc.submit_job("ok", job_id="followed")
     assert seen == ["job.queued", "job.started", "job.completed"]
 
 
