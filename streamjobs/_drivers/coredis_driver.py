@@ -21,6 +21,7 @@ from coredis import exceptions as cex
 
 from .._scripts import Script
 from ._errors import translate
+from ._pipeline import ReloadingCalls
 
 Entry = tuple[str, dict[str, str]]
 
@@ -85,23 +86,15 @@ class CoredisDriver:
     async def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
+        books = ReloadingCalls(len(calls), cex.NoScriptError)
         async with self._command() as client:
-            for _ in range(2):  # a NOSCRIPT reply means the call did not run: load, run again
+            while True:
                 async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
-                    for i in todo:
+                    for i in books.todo:
                         pipe.evalsha(script.sha, keys, calls[i])
-                for i, reply in zip(todo, pipe.results or ()):
-                    replies[i] = reply
-                todo = [i for i in todo if isinstance(replies[i], cex.NoScriptError)]
-                if not todo:
-                    break
+                if not books.record(pipe.results or ()):
+                    return books.result()
                 await client.script_load(script.source)
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-        return replies
 
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int

@@ -14,6 +14,7 @@ from redis import exceptions as rex
 from .._scripts import Script
 from ..errors import RedisUnavailableError
 from ._errors import translate
+from ._pipeline import ReloadingCalls
 
 Entry = tuple[str, dict[str, str]]
 
@@ -67,23 +68,15 @@ class RedisPyDriver:
     async def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
+        books = ReloadingCalls(len(calls), rex.NoScriptError)
         async with _translated():
-            replies: list[Any] = [None] * len(calls)
-            todo = list(range(len(calls)))
-            for _ in range(2):  # a NOSCRIPT reply means the call did not run: load, run again
+            while True:
                 pipe = self._client.pipeline(transaction=False)
-                for i in todo:
+                for i in books.todo:
                     pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
-                for i, reply in zip(todo, await pipe.execute(raise_on_error=False)):
-                    replies[i] = reply
-                todo = [i for i in todo if isinstance(replies[i], rex.NoScriptError)]
-                if not todo:
-                    break
+                if not books.record(await pipe.execute(raise_on_error=False)):
+                    return books.result()
                 await self._client.script_load(script.source)
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            return replies
 
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int

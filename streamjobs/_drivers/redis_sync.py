@@ -15,6 +15,7 @@ from redis import exceptions as rex
 
 from .._scripts import Script
 from ._errors import translate
+from ._pipeline import ReloadingCalls
 
 Entry = tuple[str, dict[str, str]]
 
@@ -49,23 +50,16 @@ class SyncDriver:
     ) -> list[Any]:
         """Run a script once per argument list, pipelined in one round trip; calls refused
         with NOSCRIPT (they did not run) run again once the script is loaded."""
-        replies: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
+        books = ReloadingCalls(len(calls), rex.NoScriptError)
         with _translated():
-            for _ in range(2):
+            while True:
                 with self._client.pipeline(transaction=False) as pipe:
-                    for i in todo:
+                    for i in books.todo:
                         pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
-                    for i, reply in zip(todo, pipe.execute(raise_on_error=False)):
-                        replies[i] = reply
-                todo = [i for i in todo if isinstance(replies[i], rex.NoScriptError)]
-                if not todo:
-                    break
+                    again = books.record(pipe.execute(raise_on_error=False))
+                if not again:
+                    return books.result()
                 self._client.script_load(script.source)
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-        return replies
 
     def read_stream(self, key: str, last_id: str, count: int, block_ms: int | None) -> list[Entry]:
         """XREAD entries after `last_id` (blocking up to block_ms when given)."""
