@@ -32,8 +32,18 @@ demo: $(STAMP) ## the main job end to end on a throwaway redis-server (or REDIS_
 worker: $(STAMP) ## the example app's worker on REDIS_URL (or a throwaway redis-server)
 	$(PY) examples/run_worker.py
 
-bench: $(STAMP) ## benchmarks against peer queues, side by side on one Redis
-	$(PY) scripts/bench.py
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[bench]'
+	$(BENCH_VENV)/bin/python -m pip install -q --no-deps arq || echo "bench: arq is skipped"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP) ## streamjobs against peer queues side by side (own venv, own redis)
+	$(BENCH_VENV)/bin/python scripts/bench.py --json bench-results.json
 
 faults: $(STAMP) ## the fault-injection suite with its long variants
 	$(PY) -m pytest -q tests/faults -m "slow or not slow"
