@@ -49,7 +49,7 @@ def _worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(jobs scheduled for later are not waited for)")  # fmt: skip
     p.add_argument("--lease", type=float, default=None,
                    help="seconds a running job's lease lasts; a killed worker's job is taken "
-                   "over once it lapses (default: the app's, 6)")  # fmt: skip
+                   "over once it lapses (default: the app's, 5)")  # fmt: skip
     p.add_argument(
         "--grace",
         type=float,
