@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 import gc
+import importlib.util
 import itertools
 import os
+import sys
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -20,6 +23,9 @@ from streamjobs import AsyncWorkerPool, JobService, RedisJobQueue, Timings
 from tests._redis import RedisProcess
 
 _names = itertools.count()
+
+#: The example apps, run by tests as users would run them.
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 #: Timings that keep crash tests short: leases lapse after 1 s.
 FAST = Timings(lease=1.0, reclaim_interval=0.2, heartbeat=0.5)
@@ -38,6 +44,16 @@ def anyio_backend(request: pytest.FixtureRequest) -> Iterator[str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()
+
+
+def load_example(name: str) -> Any:
+    """Import examples/<name>.py as a module of its own."""
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _docker_url() -> Iterator[str]:

@@ -6,12 +6,9 @@ The workers are an async pool, run on asyncio and on trio; the client itself has
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -27,11 +24,10 @@ from streamjobs import (
     JobStatus,
 )
 from streamjobs.sync import SyncJobClient
-from tests.conftest import FAST
+from tests.conftest import FAST, load_example
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 @pytest.fixture
@@ -154,7 +150,7 @@ async def test_dead_letters_are_listed_and_retried(svc: JobService, client: Sync
 
 
 def test_flask_style_views_enqueue_and_report(client: SyncJobClient) -> None:
-    module = _load_example("flask_style_enqueue")
+    module = load_example("flask_style_enqueue")
     try:
         answer, code = module.enqueue_report({"account": "acme", "request_id": "r-1"}, client)
         assert (code, answer["job_id"]) == (202, "r-1")
@@ -170,7 +166,7 @@ def test_flask_style_views_enqueue_and_report(client: SyncJobClient) -> None:
 
 
 async def test_apscheduler_example_submits_the_nightly_backup_once(svc: JobService) -> None:
-    module = _load_example("apscheduler_integration")
+    module = load_example("apscheduler_integration")
     day = date(2026, 5, 1)
     assert await module.submit_daily_backup(svc, day) == "backup-2026-05-01"
     assert await module.submit_daily_backup(svc, day) == "backup-2026-05-01"
@@ -183,7 +179,7 @@ async def test_apscheduler_example_submits_the_nightly_backup_once(svc: JobServi
 async def test_apscheduler_example_schedules_at_two(anyio_backend: str, svc: JobService) -> None:
     """About asyncio: the guide uses APScheduler's AsyncIOScheduler."""
     pytest.importorskip("apscheduler", reason="apscheduler is not installed")
-    scheduler = _load_example("apscheduler_integration").build_scheduler(svc)
+    scheduler = load_example("apscheduler_integration").build_scheduler(svc)
     scheduler.start(paused=True)
     try:
         job = scheduler.get_job("daily-backup")
@@ -192,10 +188,3 @@ async def test_apscheduler_example_schedules_at_two(anyio_backend: str, svc: Job
         scheduler.shutdown(wait=False)
 
 
-def _load_example(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module

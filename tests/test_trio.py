@@ -6,9 +6,6 @@ Every test runs on asyncio and trio, except those about one backend, which say w
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,11 +20,10 @@ from streamjobs import (
     JobStatus,
     RedisJobQueue,
 )
-from tests.conftest import FAST
+from tests.conftest import FAST, load_example
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 async def add(job: JobDefinition, progress: Any) -> int:
@@ -202,19 +198,12 @@ async def test_example_app_runs(
     anyio_backend: str, example: str, redis_url: str, queue_name: str
 ) -> None:
     """Each example app is about its own event loop."""
-    module = _load_example(example)
+    module = load_example(example)
     with anyio.fail_after(30):
         results = await module.run(redis_url, queue_name=queue_name, jobs=5)
     assert len(results) == 5 and all(r.status is JobStatus.COMPLETED for r in results)
 
 
-def _load_example(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"examples_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 async def _metrics(redis_url: str, queue_name: str) -> dict[str, Any]:
