@@ -14,6 +14,10 @@ from ..errors import ConfigurationError
 
 Entry = tuple[str, dict[str, str]]
 
+#: Longest wait for the reply to a command that does not block (seconds); a blocking command
+#: gets its block time on top.
+COMMAND_DEADLINE = 15.0
+
 
 class Driver(Protocol):
     """What the queue needs from an async Redis client."""

@@ -20,6 +20,8 @@ import coredis
 from coredis import exceptions as cex
 
 from .._scripts import Script
+from ..errors import RedisUnavailableError
+from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
 
@@ -27,10 +29,14 @@ Entry = tuple[str, dict[str, str]]
 
 
 @asynccontextmanager
-async def _translated() -> AsyncIterator[None]:
+async def _translated(deadline: float) -> AsyncIterator[None]:
+    """Bound a command in time and turn client errors into streamjobs errors."""
     try:
-        yield
-    except (cex.RedisError, TimeoutError) as exc:
+        with anyio.fail_after(deadline):
+            yield
+    except TimeoutError:
+        raise RedisUnavailableError(f"Redis did not answer within {deadline:g}s") from None
+    except cex.RedisError as exc:
         raise translate(exc) from exc
 
 
@@ -57,18 +63,21 @@ class CoredisDriver:
             if self._stack is not None:
                 return False
             stack = AsyncExitStack()
-            async with _translated():
+            try:
                 await stack.enter_async_context(self._client)
+            except cex.RedisError as exc:
+                raise translate(exc) from exc
             self._stack = stack
             return True
 
     @asynccontextmanager
-    async def _command(self) -> AsyncIterator[coredis.Redis[str]]:
-        """The client for one command, with its errors translated; a failed first command
-        closes the pool again (see the module docstring)."""
+    async def _command(self, block: float = 0.0) -> AsyncIterator[coredis.Redis[str]]:
+        """The client for one command, bounded in time (`block` seconds on top for a blocking
+        one) and with its errors translated; a failed first command closes the pool again
+        (see the module docstring). The pool opens outside the deadline's scope."""
         opened = await self._open()
         try:
-            async with _translated():
+            async with _translated(COMMAND_DEADLINE + block):
                 yield self._client
         except BaseException:
             if opened:  # no shield here: the pool's scope must close before any new one
@@ -99,20 +108,20 @@ class CoredisDriver:
     async def read_group(
         self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int
     ) -> list[tuple[str, str]]:
-        async with self._command() as client:
+        async with self._command(block_ms / 1000) as client:
             reply = await client.xreadgroup(
                 group, consumer, {s: ">" for s in streams}, count=count, block=block_ms
             )
         return [(s, str(e.identifier)) for s, entries in (reply or {}).items() for e in entries]
 
     async def wait_list(self, key: str, timeout: float) -> bool:
-        async with self._command() as client:
+        async with self._command(timeout) as client:
             return await client.blpop([key], timeout=max(timeout, 0.001)) is not None
 
     async def read_stream(
         self, key: str, last_id: str, count: int, block_ms: int | None
     ) -> list[Entry]:
-        async with self._command() as client:
+        async with self._command((block_ms or 0) / 1000) as client:
             reply = await client.xread({key: last_id}, count=count, block=block_ms)
         return [_entry(e) for entries in (reply or {}).values() for e in entries]
 

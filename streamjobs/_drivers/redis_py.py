@@ -13,13 +13,12 @@ from redis import exceptions as rex
 
 from .._scripts import Script
 from ..errors import RedisUnavailableError
+from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
 
 Entry = tuple[str, dict[str, str]]
 
-#: Longest wait for a reply to a command that does not block (seconds).
-COMMAND_DEADLINE = 15.0
 #: Connections for commands that do not block; more callers wait for a free one.
 MAX_CONNECTIONS = 32
 
