@@ -44,10 +44,13 @@ class CompletionRecorder:
             raise RuntimeError("the recorder is not running")
         self._pending += 1
         try:
-            await self._send.send((d, result_json, token))
-        except BaseException:
-            self._pending -= 1
-            raise
+            self._send.send_nowait((d, result_json, token))  # no checkpoint on the hot path
+        except anyio.WouldBlock:
+            try:
+                await self._send.send((d, result_json, token))
+            except BaseException:
+                self._pending -= 1
+                raise
 
     async def wait_idle(self) -> None:
         """Return once every queued completion went to Redis (or was given up)."""
