@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from .errors import InvalidJobError
-from .models import JobDefinition, JobPriority, JobResult, JobStatus, timestamp
+from .models import JobDefinition, JobPriority, JobProgress, JobResult, JobStatus, timestamp
 
 #: Record fields a job leaves out when they hold these values (a smaller record per job).
 DEFAULTS = {
@@ -227,6 +227,15 @@ def definition(record: Mapping[str, str]) -> JobDefinition:
         created_at=timestamp(_int(record.get("created_at"))),
         error=record.get("error") or None,
     )
+
+
+def progress(record: Mapping[str, str]) -> JobProgress | None:
+    """The last progress a job reported, or None when it reported none."""
+    if "progress_at" not in record:
+        return None
+    message = record.get("progress_message") or None
+    return JobProgress(_float(record.get("progress_current")),
+                       _float(record.get("progress_total")), message)  # fmt: skip
 
 
 def result(record: Mapping[str, str]) -> JobResult | None:

@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -432,5 +432,3 @@ class AsyncWorkerPool:
         log.warning("%s failed (%s); trying again in %.2fs", doing, exc, delay)
         await anyio.sleep(delay)
 
-
-Handlers = Mapping[str, Callable[..., Any]]

@@ -21,7 +21,7 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 from .errors import ConfigurationError
 from .events import EventBus
-from .models import JobDefinition, JobPriority, JobResult, JobStatus, WorkerInfo
+from .models import JobDefinition, JobPriority, JobProgress, JobResult, JobStatus, WorkerInfo
 from .redis_queue import RedisJobQueue
 
 _TERMINAL_EVENTS = {"job.completed", "job.failed", "job.cancelled"}
@@ -171,6 +171,11 @@ class JobService:
         """The job's definition and state, or None when unknown."""
         record = await self._queue.record(job_id)
         return _codec.definition(record) if record else None
+
+    async def get_job_progress(self, job_id: str) -> JobProgress | None:
+        """The last progress the job reported (current, total, message), or None."""
+        record = await self._queue.record(job_id)
+        return _codec.progress(record) if record else None
 
     async def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:
         """Wait until the job is terminal and return its result (TimeoutError past `timeout`).

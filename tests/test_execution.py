@@ -10,7 +10,7 @@ import anyio
 import pytest
 import redis
 
-from streamjobs import JobDefinition, JobFailed, JobPriority, JobService, JobStatus
+from streamjobs import JobDefinition, JobFailed, JobPriority, JobProgress, JobService, JobStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -146,8 +146,7 @@ async def test_a_plain_def_handler_runs_in_a_worker_thread_and_reports_progress(
     job_id = await svc.submit_job("blocking")
     result = await svc.wait_for_result(job_id, timeout=10)
     assert result.status is JobStatus.COMPLETED and result.result != loop_thread
-    record = await svc.queue.record(job_id)
-    assert (record["progress_current"], record["progress_message"]) == ("1", "halfway")
+    assert await svc.get_job_progress(job_id) == JobProgress(1, 2, "halfway")
 
 
 async def test_an_unknown_handler_is_dead_lettered_at_once(svc: JobService) -> None:

@@ -217,3 +217,9 @@ async def test_scripts_flushed_from_redis_are_loaded_again(
     for job_id in (first, second, *ids):
         assert await svc.get_job_status(job_id) is JobStatus.PENDING
     assert raw.xlen(svc.queue.keys.streams[2]) == 5
+
+
+async def test_progress_is_none_until_a_job_reports_some(svc: JobService) -> None:
+    job_id = await svc.submit_job("x")
+    assert await svc.get_job_progress(job_id) is None
+    assert await svc.get_job_progress("no-such-job") is None
