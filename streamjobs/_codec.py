@@ -10,7 +10,7 @@ import base64
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -195,6 +195,11 @@ def _float(value: str | None) -> float | None:
 
 def _int(value: str | None) -> int | None:
     return int(value) if value else None
+
+
+def pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A flat field, value, field, value ... reply (HGETALL, a stream entry) as a dict."""
+    return dict(zip(flat[::2], flat[1::2]))
 
 
 def with_id(job_id: str, record: dict[str, str]) -> dict[str, str]:

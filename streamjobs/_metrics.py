@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ._codec import pairs
 from ._keys import PRIORITIES
 from .models import WorkerInfo
 
@@ -13,16 +14,12 @@ if TYPE_CHECKING:
     from .async_worker import Timings
 
 
-def _pairs(flat: list[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2]))
-
-
 def workers_from(snapshot: list[Any], timings: Timings) -> list[WorkerInfo]:
     """Every worker of every live pool in the snapshot."""
     now_s = int(snapshot[4]) / 1000
     found = []
     for flat in snapshot[5]:
-        pool = _pairs(flat)
+        pool = pairs(flat)
         beat = int(pool.get("heartbeat_at") or 0) / 1000
         lag = float(pool.get("lag") or 0)
         every = float(pool.get("heartbeat") or timings.heartbeat)  # the pool's own timings
@@ -45,7 +42,7 @@ def workers_from(snapshot: list[Any], timings: Timings) -> list[WorkerInfo]:
 def metrics_from(snapshot: list[Any], timings: Timings) -> dict[str, Any]:
     """The contract's metrics: jobs by state and priority, lifetime counters, workers."""
     streams, delayed, dead, stats = snapshot[0], int(snapshot[1]), int(snapshot[2]), snapshot[3]
-    counters = {k: int(v) for k, v in _pairs(stats).items()}
+    counters = {k: int(v) for k, v in pairs(stats).items()}
     by_priority = {
         p.name.lower(): max(0, int(length) - int(delivered))
         for p, (length, delivered) in zip(PRIORITIES, streams)

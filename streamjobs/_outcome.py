@@ -56,6 +56,12 @@ def after_error(policy: RetryPolicy, attempts: int, error: str, *, permanent: bo
     return Outcome(Verdict.RETRY, error, policy.delay_for(retry))
 
 
+def reconnect_delay(failures: int) -> float:
+    """Seconds to wait before trying Redis again after `failures` failures in a row:
+    0.1 s, doubling, at most 5 s."""
+    return min(0.05 * 2.0 ** min(failures, 10), 5.0)
+
+
 def describe(exc: BaseException) -> str:
     """One line naming an exception: `ValueError: bad input`."""
     text = str(exc)

@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from ._outcome import reconnect_delay
 from .errors import StreamJobsError
 from .redis_queue import Delivery, RedisJobQueue
 
@@ -104,7 +105,7 @@ class CompletionRecorder:
                     return [code == 1 for code in codes]
                 except StreamJobsError as exc:
                     failures += 1
-                    delay = min(0.05 * 2**failures, 5.0)
+                    delay = reconnect_delay(failures)
                     log.warning("recording %d completion(s) failed (%s); again in %.2fs",
                                 len(batch), exc, delay)  # fmt: skip
                     await anyio.sleep(delay)

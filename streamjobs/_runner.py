@@ -14,8 +14,8 @@ from typing import Any, cast
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-import orjson
 
+from ._codec import dumps
 from ._outcome import Outcome, RetryPolicy, Verdict, after_error, describe
 from .errors import JobFailed
 from .models import JobDefinition
@@ -104,7 +104,7 @@ async def execute(
     except Exception as exc:
         return after_error(_policy(job), int(d.attempt), describe(exc), permanent=False)
     try:
-        return Completed(orjson.dumps(result).decode())
+        return Completed(dumps(result))
     except TypeError as exc:
         error = f"result is not JSON-serializable: {exc}"
         return Outcome(Verdict.DEAD_LETTER, error, reason="unserializable result")

@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from . import _codec
 from ._drivers._errors import MissingGroupError
 from ._lease import LeaseKeeper
-from ._outcome import Outcome, Verdict
+from ._outcome import Outcome, Verdict, reconnect_delay
 from ._recorder import CompletionRecorder
 from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
 from ._slots import Slots, Worker
@@ -428,7 +428,7 @@ class AsyncWorkerPool:
             self._lag = max(self._lag, time.monotonic() - before - 0.25)
 
     async def _pause(self, doing: str, exc: Exception, failures: int) -> None:
-        delay = min(0.05 * 2**failures, 5.0)
+        delay = reconnect_delay(failures)
         log.warning("%s failed (%s); trying again in %.2fs", doing, exc, delay)
         await anyio.sleep(delay)
 

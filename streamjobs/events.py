@@ -9,14 +9,6 @@ from typing import Any, Protocol
 
 log = logging.getLogger("streamjobs.events")
 
-#: Every event type, as written to the events stream and published to an event bus.
-EVENT_TYPES = (
-    "job.queued", "job.scheduled", "job.started", "job.progress", "job.completed",
-    "job.failed", "job.retrying", "job.dead_letter", "job.cancelled", "job.requeued",
-    "job.lost",
-)  # fmt: skip
-
-
 class EventBus(Protocol):
     """Anything with `publish(event_type, payload)`, async or plain."""
 

@@ -64,12 +64,8 @@ def _settled(reply: Any) -> None:
         raise LeaseLostError("the job's lease passed to another worker; its outcome stands")
 
 
-def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    return dict(zip(flat[::2], flat[1::2]))
-
-
 def _delivery(raw: Sequence[Any], consumer: str) -> Delivery:
-    record = _pairs(raw[2])
+    record = _codec.pairs(raw[2])
     try:
         job: JobDefinition | None = _codec.definition(record)
     except (ValueError, KeyError, TypeError):
@@ -122,15 +118,14 @@ class RedisJobQueue:
         """Connect, check the server (Redis >= 6.2) and create the consumer groups."""
         if self._driver is not None:
             return
-        driver = connect(self.redis_url, self.driver_name)
+        driver = self._driver = connect(self.redis_url, self.driver_name)
         try:
             check_version(await driver.server_version())
-            for stream in self.keys.streams:
-                await driver.create_group(stream, GROUP)
+            await self.ensure_groups()
         except BaseException:
+            self._driver = None
             await driver.aclose()
             raise
-        self._driver = driver
 
     async def ensure_groups(self) -> None:
         """Create the consumer groups again (after a FLUSHALL or a restart without data)."""

@@ -9,7 +9,7 @@ import pytest
 from streamjobs import InvalidJobError, JobPriority, RedisVersionError
 from streamjobs._codec import definition, new_job, parse_priority, with_id
 from streamjobs._keys import QueueKeys
-from streamjobs._outcome import RetryPolicy, Verdict, after_error
+from streamjobs._outcome import RetryPolicy, Verdict, after_error, reconnect_delay
 from streamjobs.redis_queue import check_version
 
 
@@ -139,3 +139,8 @@ def test_redis_older_than_6_2_is_refused_with_a_clear_message() -> None:
     check_version((7, 4, 1))
     with pytest.raises(RedisVersionError, match=r"Redis 6\.0\.16 is too old.*6\.2 or newer"):
         check_version((6, 0, 16))
+
+
+def test_reconnecting_backs_off_from_a_tenth_of_a_second_to_five() -> None:
+    assert [reconnect_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
+    assert reconnect_delay(7) == reconnect_delay(10_000) == 5.0
