@@ -317,6 +317,11 @@ class RedisJobQueue:
         """The raw reply of metrics.lua (see there)."""
         return list(await self._run("metrics", int(max_pool_age * 1000)))
 
+    async def last_event_id(self) -> str:
+        """The id of the newest event ("0-0" when there is none): follow from there."""
+        newest = await self.driver.stream_range(self.keys.events, 1, reverse=True)
+        return newest[0][0] if newest else "0-0"
+
     async def read_events(
         self, last_id: str, count: int = 100, block_ms: int | None = None
     ) -> list[tuple[str, dict[str, str]]]:

@@ -24,8 +24,6 @@ from .events import EventBus
 from .models import JobDefinition, JobPriority, JobProgress, JobResult, JobStatus, WorkerInfo
 from .redis_queue import RedisJobQueue
 
-_TERMINAL_EVENTS = {"job.completed", "job.failed", "job.cancelled"}
-
 
 class JobService:
     """Submit jobs, run workers and read back status, results, dead letters and metrics."""
@@ -179,33 +177,21 @@ class JobService:
 
     async def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:
         """Wait until the job is terminal and return its result (TimeoutError past `timeout`).
-        Blocks on the events stream, re-checking the record at least every second."""
+        Blocks on the events stream, reading the record again when an event names the job,
+        and at least every second (as the sync client does)."""
         with anyio.fail_after(timeout):
-            last = await self._last_event_id()
-            while True:
-                result = await self.get_job_result(job_id)
-                if result is not None:
-                    return result
-                last = await self._wait_event(job_id, last)
-
-    async def _last_event_id(self) -> str:
-        newest = await self._queue.driver.stream_range(self._queue.keys.events, 1, reverse=True)
-        return newest[0][0] if newest else "0-0"
-
-    async def _wait_event(self, job_id: str, last: str) -> str:
-        for _ in range(100):
-            events = await self._queue.read_events(last, 500, block_ms=1000)
-            if not events:
-                return last
-            last = events[-1][0]
-            for _, fields in events:
-                if fields.get("job_id") == job_id and fields.get("type") in _TERMINAL_EVENTS:
-                    return last
-        return last
+            last = await self._queue.last_event_id()
+            result = await self.get_job_result(job_id)
+            while result is None:
+                events = await self._queue.read_events(last, 500, block_ms=1000)
+                last = events[-1][0] if events else last
+                if not events or any(f.get("job_id") == job_id for _, f in events):
+                    result = await self.get_job_result(job_id)
+            return result
 
     async def events(self, since: str = "$") -> AsyncIterator[dict[str, Any]]:
         """Follow the events stream ("$": only new events; "0": from the oldest kept)."""
-        last = since if since != "$" else await self._last_event_id()
+        last = since if since != "$" else await self._queue.last_event_id()
         while True:
             for entry, fields in await self._queue.read_events(last, 100, block_ms=5000):
                 last = entry
