@@ -1,8 +1,8 @@
 """The driver seam: every driver carries the same commands to the same replies, translates
 client errors the same way, survives cancellation, and is picked by event loop.
 
-Runs redis-py and coredis on asyncio, and coredis on trio (redis-py's asyncio client cannot
-run under trio; `test_redis_py_is_refused_under_trio` checks it says so).
+Runs our RESP driver, redis-py and coredis on asyncio, and coredis on trio (the first two
+cannot run under trio; `test_redis_py_is_refused_under_trio` checks it says so).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from tests._redis import free_port
 
 pytestmark = pytest.mark.anyio
 
-COMBOS = [("asyncio", "redis-py"), ("asyncio", "coredis"), ("trio", "coredis")]
+COMBOS = [
+    ("asyncio", "resp"), ("asyncio", "redis-py"), ("asyncio", "coredis"), ("trio", "coredis"),
+]  # fmt: skip
 
 
 def _script(source: str) -> Script:
@@ -77,20 +79,71 @@ async def test_picks_the_driver_for_the_running_loop(
     anyio_backend: str, combo: tuple[str, str], redis_url: str
 ) -> None:
     d = connect(redis_url)
-    expected = "CoredisDriver" if anyio_backend == "trio" else "RedisPyDriver"
+    expected = "CoredisDriver" if anyio_backend == "trio" else "RespDriver"
     assert type(d).__name__ == expected
     assert running_library() == anyio_backend
     await d.aclose()
 
 
 @pytest.mark.parametrize("combo", [("trio", "coredis")], ids=["trio"])
-async def test_redis_py_is_refused_under_trio(combo: tuple[str, str], redis_url: str) -> None:
-    with pytest.raises(ConfigurationError, match="driver='coredis'"):
-        connect(redis_url, "redis-py")
+@pytest.mark.parametrize("name", ["resp", "redis-py"])
+async def test_asyncio_drivers_are_refused_under_trio(
+    combo: tuple[str, str], name: str, redis_url: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=f"driver='{name}'.*driver='coredis'"):
+        connect(redis_url, name)
+
+
+async def test_concurrent_commands_each_get_their_own_reply(
+    driver: Driver, queue_name: str
+) -> None:
+    key = f"{queue_name}:k"
+
+    async def ask(n: int) -> None:
+        got[n] = await driver.eval(ECHO, [key], [f"a{n}", n])
+
+    got: dict[int, object] = {}
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for n in range(200):
+                tg.start_soon(ask, n)
+        bulk = await driver.eval_many(ECHO, [key], [[f"b{n}", n] for n in range(50)])
+    assert got == {n: [key, f"a{n}", n + 1, None, 1] for n in range(200)}
+    assert bulk == [[key, f"b{n}", n + 1, None, 1] for n in range(50)]
+
+
+async def test_a_cancelled_command_does_not_shift_later_replies(
+    driver: Driver, queue_name: str
+) -> None:
+    key = f"{queue_name}:n"
+    with anyio.fail_after(5):
+        for _ in range(5):
+            with anyio.CancelScope() as scope:
+                scope.cancel()  # cancelled at its first checkpoint: sent or not, never read
+                await driver.eval(COUNT, [key], [])
+        counted = await driver.eval(COUNT, [key], [])
+        assert await driver.eval(ECHO, [key], ["after", 1]) == [key, "after", 2, None, 1]
+    assert 1 <= counted <= 6  # the cancelled ones may or may not have run, but in order
+
+
+async def test_the_database_in_the_url_is_the_one_written(
+    combo: tuple[str, str], redis_url: str, queue_name: str
+) -> None:
+    url = redis_url.rsplit("/", 1)[0] + "/5"
+    d = connect(url, combo[1])
+    try:
+        await d.server_version()  # opens it outside a cancel scope (coredis' rule)
+        with anyio.fail_after(5):
+            await d.eval(COUNT, [f"{queue_name}:db"], [])
+    finally:
+        await d.aclose()
+    with redis.Redis.from_url(url) as db5, redis.Redis.from_url(redis_url) as db0:
+        assert db5.get(f"{queue_name}:db") == b"1"
+        assert db0.get(f"{queue_name}:db") is None
 
 
 async def test_unknown_driver_names_the_choices(redis_url: str) -> None:
-    with pytest.raises(ConfigurationError, match="redis-py, coredis"):
+    with pytest.raises(ConfigurationError, match="resp, redis-py, coredis"):
         connect(redis_url, "aioredis")
 
 

@@ -69,7 +69,7 @@ def _service(redis_url: str, queue_name: str, driver: str | None = None) -> JobS
 async def test_jobs_run_end_to_end_in_the_callers_task_group(
     anyio_backend: str, redis_url: str, queue_name: str
 ) -> None:
-    expected = "CoredisDriver" if anyio_backend == "trio" else "RedisPyDriver"
+    expected = "CoredisDriver" if anyio_backend == "trio" else "RespDriver"
     with anyio.fail_after(20):
         async with _service(redis_url, queue_name) as svc, anyio.create_task_group() as tg:
             assert type(svc.queue.driver).__name__ == expected

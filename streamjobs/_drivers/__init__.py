@@ -63,7 +63,7 @@ class Driver(Protocol):
 
 
 #: The async drivers by name; `None` picks by event loop (see `connect`).
-DRIVERS = ("redis-py", "coredis")
+DRIVERS = ("resp", "redis-py", "coredis")
 _TRIO_EXTRA = "pip install 'streamjobs[trio]'"
 
 
@@ -86,19 +86,27 @@ def running_library() -> str | None:
 
 
 def connect(url: str, name: str | None = None) -> Driver:
-    """The async driver named `name`, or the one for the running event loop: redis-py's asyncio
-    client under asyncio (the faster one), coredis under trio. The driver connects lazily."""
+    """The async driver named `name`, or the one for the running event loop: our own RESP
+    connection under asyncio (the fastest; redis-py's client for TLS, which it leaves out),
+    coredis under trio. The driver connects lazily."""
     library = running_library()
     if name is None:
-        name = "coredis" if library == "trio" else "redis-py"
+        if library == "trio":
+            name = "coredis"
+        else:
+            name = "redis-py" if url.startswith("rediss://") else "resp"
     if name == "coredis":
         return _coredis(url)
-    if name == "redis-py":
+    if name in ("resp", "redis-py"):
         if library == "trio":
             raise ConfigurationError(
-                "driver='redis-py' runs on asyncio only; under trio use driver='coredis' "
+                f"driver={name!r} runs on asyncio only; under trio use driver='coredis' "
                 f"(or leave driver unset), from the trio extra: {_TRIO_EXTRA}"
             )
+        if name == "resp":
+            from .resp import RespDriver
+
+            return RespDriver(url)
         from .redis_py import RedisPyDriver
 
         return RedisPyDriver(url)

@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from streamjobs import JobService, JobStatus, RedisJobQueue
-from streamjobs._drivers import coredis_driver, redis_py
+from streamjobs._drivers import coredis_driver, redis_py, resp
 from streamjobs.errors import RedisUnavailableError
 from tests._redis import RedisProcess
 from tests.faults._proxy import Proxy
@@ -15,14 +15,14 @@ from tests.faults._proxy import Proxy
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("driver", ["redis-py", "coredis"])
+@pytest.mark.parametrize("driver", ["resp", "redis-py", "coredis"])
 async def test_a_stalled_redis_fails_a_command_within_its_deadline(
     anyio_backend: str, driver: str, redis_process: RedisProcess,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    if anyio_backend == "trio" and driver == "redis-py":
-        pytest.skip("redis-py's asyncio client does not run under trio")
-    for module in (redis_py, coredis_driver):
+    if anyio_backend == "trio" and driver != "coredis":
+        pytest.skip(f"the {driver} driver runs on asyncio only")
+    for module in (resp, redis_py, coredis_driver):
         monkeypatch.setattr(module, "COMMAND_DEADLINE", 0.5)
 
 
