@@ -243,3 +243,18 @@ def test_sync_driver_translates_unreachable_redis() -> None:
     with pytest.raises(RedisUnavailableError):
         d.hget("k", "f")
     d.close()
+
+
+async def test_a_dropped_connection_fails_cleanly_then_reconnects(
+    driver: Driver, redis_url: str, queue_name: str
+) -> None:
+    key = f"{queue_name}:k"
+    assert await driver.eval(ECHO, [key], ["a", 1]) == [key, "a", 2, None, 1]
+    with redis.Redis.from_url(redis_url) as admin:
+        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    with anyio.fail_after(10):
+        try:
+            await driver.eval(ECHO, [key], ["b", 1])
+        except RedisUnavailableError:
+            pass  # the loss may be seen by this call; then it must be ours, not the client's
+        assert await driver.eval(ECHO, [key], ["c", 1]) == [key, "c", 2, None, 1]

@@ -331,15 +331,12 @@ class RespDriver:
         return _pairs(await self._run("HGETALL", key))
 
     async def create_group(self, stream: str, group: str) -> None:
-        conn = await self._connection()
-        groups = await conn.call(("XINFO", "GROUPS", stream), COMMAND_DEADLINE)
+        [groups] = await self._send([("XINFO", "GROUPS", stream)])
         if not isinstance(groups, ReplyError) and any(  # an error: no such key yet
             _pairs(g).get("name") == group for g in groups
         ):
             return  # asked first: a full Redis refuses XGROUP CREATE even when it exists
-        reply = await conn.call(
-            ("XGROUP", "CREATE", stream, group, "0", "MKSTREAM"), COMMAND_DEADLINE
-        )
+        [reply] = await self._send([("XGROUP", "CREATE", stream, group, "0", "MKSTREAM")])
         if not (isinstance(reply, ReplyError) and str(reply).startswith("BUSYGROUP")):
             _checked(reply)
 
