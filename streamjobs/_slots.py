@@ -4,16 +4,52 @@ than it can start (no hoarding)."""
 
 from __future__ import annotations
 
-import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 if TYPE_CHECKING:
     from .redis_queue import Delivery
+
+
+class Inbox:
+    """A worker's jobs waiting to run: a deque and an event to wake the worker, which costs a
+    busy pool far less per job than a memory object stream (no checkpoints, no waiter books).
+    Iterating ends once the inbox is closed and empty."""
+
+    def __init__(self) -> None:
+        self._items: deque[Delivery] = deque()
+        self._wake: anyio.Event | None = None
+        self.closed = False
+
+    def put(self, d: Delivery) -> None:
+        if self.closed:
+            raise anyio.ClosedResourceError
+        self._items.append(d)
+        if self._wake is not None:
+            self._wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def __aiter__(self) -> Inbox:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        while not self._items:
+            if self.closed:
+                raise StopAsyncIteration
+            self._wake = anyio.Event()
+            try:
+                await self._wake.wait()
+            finally:
+                self._wake = None
+        return self._items.popleft()
 
 
 @dataclass(eq=False)
@@ -27,8 +63,7 @@ class Worker:
     jobs_failed: int = 0
     job_id: str | None = None
     started: float = field(default_factory=time.time)
-    inbox: MemoryObjectSendStream[Delivery] | None = None
-    mailbox: MemoryObjectReceiveStream[Delivery] | None = None  # the inbox's other end
+    inbox: Inbox | None = None  # None once closed
 
     def as_record(self) -> dict[str, object]:
         """The worker as the heartbeat registry stores it."""
@@ -80,11 +115,10 @@ class Slots:
         self._notify()
         return added
 
-    def open_inbox(self, worker: Worker) -> MemoryObjectReceiveStream[Delivery]:
-        """The receiving end of a worker's inbox; its task serves it until it closes."""
-        send, receive = anyio.create_memory_object_stream["Delivery"](math.inf)
-        worker.inbox, worker.mailbox = send, receive
-        return receive
+    def open_inbox(self, worker: Worker) -> Inbox:
+        """A worker's inbox; its task serves it until it closes."""
+        worker.inbox = Inbox()
+        return worker.inbox
 
     def _remove(self, worker: Worker) -> None:
         if worker in self.workers:
@@ -93,7 +127,7 @@ class Slots:
 
     @staticmethod
     def _close(worker: Worker) -> None:
-        """Close the sending end: the worker's task ends once its inbox is empty."""
+        """Close the inbox: the worker's task ends once it is empty."""
         if worker.inbox is not None:
             worker.inbox.close()
         worker.inbox = None
@@ -129,7 +163,7 @@ class Slots:
         """Give a reserved worker its job."""
         assert worker.inbox is not None
         worker.status, worker.job_id = "busy", d.job_id
-        worker.inbox.send_nowait(d)
+        worker.inbox.put(d)
 
     def _release(self, worker: Worker) -> None:
         worker.job_id = None
@@ -153,9 +187,6 @@ class Slots:
         once every worker task has ended."""
         for worker in self.workers:
             self._close(worker)
-            if worker.mailbox is not None:
-                worker.mailbox.close()
-            worker.mailbox = None
 
     async def wait_all_idle(self) -> None:
         """Return once no worker holds a job."""

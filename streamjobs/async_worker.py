@@ -19,15 +19,15 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _codec
+from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
 from ._lease import LeaseKeeper
 from ._outcome import Outcome, Verdict, reconnect_delay
 from ._recorder import CompletionRecorder
 from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
-from ._slots import Slots, Worker
+from ._slots import Inbox, Slots, Worker
 from .errors import ConfigurationError, StreamJobsError
 from .events import EventBus, publish
 from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
@@ -155,38 +155,42 @@ class AsyncWorkerPool:
         self._recorder = CompletionRecorder(self.queue, self._recorded, t.settle_deadline)
         self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)
         try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                await self._beat()
-                await tg.start(self._recorder.run)
-                tg.start_soon(self._keeper.run, self._lease_lost)
-                for service in (self._heartbeats, self._lag_probe, self._promote):
-                    tg.start_soon(service)
-                for worker in self._slots.workers:
-                    self._start_worker(worker)
-                intake = anyio.CancelScope()
-                tg.start_soon(self._serve_intake, intake)
-                task_status.started()
-                log.info("pool %s started with %d workers", self.id, len(self._slots.workers))
-                await self._stop_requested.wait()
-                intake.cancel()
-                await self._drain()
-                tg.cancel_scope.cancel()
+            with library_pinned():
+                await self._serve(task_status)
         finally:
             self._slots.dispose()
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 await self._leave()
             self._done.set()
 
+    async def _serve(self, task_status: TaskStatus[None]) -> None:
+        assert self._stop_requested is not None
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await self._beat()
+            await tg.start(self._recorder.run)
+            tg.start_soon(self._keeper.run, self._lease_lost)
+            for service in (self._heartbeats, self._lag_probe, self._promote):
+                tg.start_soon(service)
+            for worker in self._slots.workers:
+                self._start_worker(worker)
+            intake = anyio.CancelScope()
+            tg.start_soon(self._serve_intake, intake)
+            task_status.started()
+            log.info("pool %s started with %d workers", self.id, len(self._slots.workers))
+            await self._stop_requested.wait()
+            intake.cancel()
+            await self._drain()
+            tg.cancel_scope.cancel()
+
     def _start_worker(self, worker: Worker) -> None:
         assert self._tg is not None
         self._tg.start_soon(self._work, worker, self._slots.open_inbox(worker))
 
-    async def _work(self, worker: Worker, inbox: MemoryObjectReceiveStream[Delivery]) -> None:
+    async def _work(self, worker: Worker, inbox: Inbox) -> None:
         """One worker: run the jobs handed to it, one at a time, until its inbox closes."""
-        async with inbox:
-            async for d in inbox:
-                await self._run_job(worker, d)
+        async for d in inbox:
+            await self._run_job(worker, d)
 
     async def _serve_intake(self, intake: anyio.CancelScope) -> None:
         with intake:

@@ -6,7 +6,8 @@ A driver carries commands; it knows nothing of jobs. Everything above it speaks 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from .._scripts import Script
@@ -83,6 +84,23 @@ def running_library() -> str | None:
         return sniffio.current_async_library()
     except sniffio.AsyncLibraryNotFoundError:
         return None
+
+
+@contextmanager
+def library_pinned() -> Iterator[None]:
+    """Name the running event loop once for the tasks started inside (sniffio's context
+    variable). Under plain `asyncio.run` every anyio call otherwise finds the library by
+    asking asyncio for the current task, a cost a busy worker pays many times per job."""
+    try:
+        import sniffio
+    except ImportError:  # anyio then asks asyncio for the running loop, which is cheap
+        yield
+        return
+    token = sniffio.current_async_library_cvar.set(running_library())
+    try:
+        yield
+    finally:
+        sniffio.current_async_library_cvar.reset(token)
 
 
 def connect(url: str, name: str | None = None) -> Driver:
