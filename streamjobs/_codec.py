@@ -209,28 +209,35 @@ def with_id(job_id: str, record: dict[str, str]) -> dict[str, str]:
     return record
 
 
+_PRIORITY = {str(int(p)): p for p in JobPriority}
+_STATUS = {s.value: s for s in JobStatus}
+
+
 def definition(record: Mapping[str, str]) -> JobDefinition:
     """A JobDefinition from a job record (see with_id) or a dead-letter entry; raises
-    ValueError if corrupt."""
-    record = {**DEFAULTS, **record}
-    args = orjson.loads(record["args"])
-    kwargs = orjson.loads(record["kwargs"])
+    ValueError if corrupt. Runs once per job a worker starts, so it looks up rather than
+    converts wherever it can."""
+    get, default = record.get, DEFAULTS
+    args = orjson.loads(get("args", default["args"]))
+    kwargs = orjson.loads(get("kwargs", default["kwargs"]))
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError("args must be a JSON list and kwargs a JSON object")
+    priority = get("priority", default["priority"]) or "10"
+    status = get("status") or "PENDING"
     return JobDefinition(
         id=record["id"],
         handler=record["handler"],
         args=tuple(args),
         kwargs=kwargs,
-        priority=JobPriority(int(record.get("priority") or 10)),
-        timeout=_float(record.get("timeout")),
-        max_retries=int(record.get("max_retries") or 0),
-        retry_delay=float(record.get("retry_delay") or 0),
-        retry_backoff=float(record.get("retry_backoff") or 1),
-        attempts=int(record.get("attempts") or 0),
-        status=JobStatus(record.get("status") or JobStatus.PENDING),
-        created_at=timestamp(_int(record.get("created_at"))),
-        error=record.get("error") or None,
+        priority=_PRIORITY.get(priority) or JobPriority(int(priority)),
+        timeout=_float(get("timeout", default["timeout"])),
+        max_retries=int(get("max_retries", default["max_retries"]) or 0),
+        retry_delay=float(get("retry_delay", default["retry_delay"]) or 0),
+        retry_backoff=float(get("retry_backoff", default["retry_backoff"]) or 1),
+        attempts=int(get("attempts", default["attempts"]) or 0),
+        status=_STATUS.get(status) or JobStatus(status),
+        created_at=timestamp(_int(get("created_at"))),
+        error=get("error") or None,
     )
 
 
