@@ -9,6 +9,7 @@ registry behind `get_workers()`. Everything lives in the pool's task group.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -98,6 +99,9 @@ class AsyncWorkerPool:
         self._keeper = LeaseKeeper(queue, self.id, 0)
         self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._deadlines: dict[str, float] = {}  # running jobs' timeouts, on anyio's clock
+        self._watch_until = math.inf  # when the timeout watch wakes next
+        self._sooner: anyio.Event | None = None  # set: a deadline came before _watch_until
         self._abandoned: set[str] = set()  # lease lost, or handed back by an immediate stop
         self._suspects: list[Delivery] = []  # reclaimed after a crash: each runs alone
         self._cursors = ["0-0"] * 4
@@ -170,7 +174,7 @@ class AsyncWorkerPool:
             await self._beat()
             await tg.start(self._recorder.run)
             tg.start_soon(self._keeper.run, self._lease_lost)
-            for service in (self._heartbeats, self._lag_probe, self._promote):
+            for service in (self._heartbeats, self._lag_probe, self._promote, self._watch):
                 tg.start_soon(service)
             for worker in self._slots.workers:
                 self._start_worker(worker)
@@ -303,8 +307,9 @@ class AsyncWorkerPool:
                 await publish(self.event_bus, "job.started", payload)
             handler = self.handlers.get(d.job.handler) if d.job else None
             outcome: Completed | Outcome | None = None
-            with anyio.CancelScope(deadline=deadline(d)) as scope:
+            with anyio.CancelScope() as scope:  # cancelled by _watch at the job's deadline
                 self._scopes[d.job_id] = scope
+                self._time_limit(d.job_id, deadline(d))
                 outcome = await execute(d, handler, self._progress(d))
             if d.job_id in self._abandoned:
                 return
@@ -315,10 +320,35 @@ class AsyncWorkerPool:
                 worker.jobs_failed += await self._settle(d, outcome or timed_out(d))
         finally:
             self._scopes.pop(d.job_id, None)
+            self._deadlines.pop(d.job_id, None)
             self._abandoned.discard(d.job_id)
             if not handed_over:
                 self._keeper.drop(d.job_id)
             self._slots.finish(worker)
+
+    def _time_limit(self, job_id: str, due: float) -> None:
+        if due < math.inf:
+            self._deadlines[job_id] = due
+            if due < self._watch_until and self._sooner is not None:
+                self._watch_until = due
+                self._sooner.set()
+
+    async def _watch(self) -> None:
+        """Cancel jobs that run past their timeout. One timer for the pool, asleep until the
+        soonest deadline of the jobs running, costs less per job than a deadline scope each;
+        with equal timeouts a new job's deadline is never the soonest, so it wakes nothing."""
+        self._sooner = anyio.Event()
+        while True:
+            now = anyio.current_time()
+            for job_id, due in list(self._deadlines.items()):
+                if due <= now:
+                    del self._deadlines[job_id]
+                    self._scopes[job_id].cancel()
+            self._watch_until = min(self._deadlines.values(), default=math.inf)
+            if self._sooner.is_set():  # the next wake-up needs a fresh event
+                self._sooner = anyio.Event()
+            with anyio.move_on_after(self._watch_until - now):
+                await self._sooner.wait()
 
     async def _recorded(self, d: Delivery, worker: Worker, recorded: bool | None) -> None:
         """The recorder's word on a completion: the lease goes, the counters move."""

@@ -78,6 +78,27 @@ async def test_a_job_past_its_timeout_is_cancelled_and_counts_as_a_failed_attemp
     assert result.error == "TimeoutError: the job ran past its 0.2s timeout"
 
 
+async def test_a_short_timeout_is_enforced_beside_a_long_one_that_started_first(
+    svc: JobService,
+) -> None:
+    async def hang(job: JobDefinition, progress: Any) -> str:
+        await anyio.sleep(job.args[0])
+        return "finished"
+
+    svc.register_handler("hang", hang)
+    await svc.start_workers(2)
+    long_id = await svc.submit_job("hang", args=(1.5,), timeout=60, max_retries=0)
+    with anyio.fail_after(10):
+        while await svc.get_job_status(long_id) is not JobStatus.RUNNING:
+            await anyio.sleep(0.01)
+        short_id = await svc.submit_job("hang", args=(30,), timeout=0.2, max_retries=0)
+        short = await svc.wait_for_result(short_id, timeout=5)
+        assert short.status is JobStatus.DEAD_LETTER
+        assert short.error == "TimeoutError: the job ran past its 0.2s timeout"
+        assert short.duration is not None and short.duration < 1.0
+        assert (await svc.wait_for_result(long_id, timeout=5)).result == "finished"
+
+
 async def test_retries_wait_the_exponential_backoff_then_dead_letter(
     svc: JobService, raw: redis.Redis
 ) -> None:
