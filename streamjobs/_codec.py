@@ -56,7 +56,7 @@ def parse_priority(value: object) -> JobPriority:
         if isinstance(value, str):
             return JobPriority[value.strip().upper()]
         if isinstance(value, int) and not isinstance(value, bool):
-            return JobPriority(value)
+            return _PRIORITY.get(str(value)) or JobPriority(value)
     except (KeyError, ValueError):
         pass
     names = ", ".join(p.name.lower() for p in JobPriority)
@@ -82,19 +82,23 @@ def _count(name: str, value: object) -> int:
 
 
 def _payload(args: object, kwargs: object, limit: int) -> tuple[str, str]:
-    if isinstance(args, (str, bytes, Mapping)) or not isinstance(args, Iterable):
-        raise InvalidJobError("args", f"must be a tuple or list, not {type(args).__name__}")
+    if type(args) is not tuple and type(args) is not list:  # the common case checks nothing
+        if isinstance(args, (str, bytes, Mapping)) or not isinstance(args, Iterable):
+            raise InvalidJobError("args", f"must be a tuple or list, not {type(args).__name__}")
+        args = list(args)
     if kwargs is None:
         kwargs = {}
     if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
         raise InvalidJobError("kwargs", "must be a dict with string keys")
+    if type(kwargs) is not dict:
+        kwargs = dict(kwargs)
     encoded = []
-    for name, value in (("args", list(args)), ("kwargs", dict(kwargs))):
+    for name, value in (("args", args), ("kwargs", kwargs)):
         try:
-            encoded.append(dumps(value))
+            encoded.append(dumps(value) if value else "[]" if name == "args" else "{}")
         except TypeError as exc:
             raise InvalidJobError(name, f"cannot be carried as JSON ({exc})") from None
-    size = sum(len(text) for text in encoded)
+    size = len(encoded[0]) + len(encoded[1])
     if size > limit:
         raise InvalidJobError("args", f"payload is {size} bytes, over the {limit}-byte limit")
     return encoded[0], encoded[1]
