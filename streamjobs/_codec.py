@@ -11,9 +11,8 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -32,9 +31,9 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,128}$")
 _HANDLER = re.compile(r"^\S{1,200}$")
 
 
-@dataclass(frozen=True)
-class NewJob:
-    """A validated submission, ready to be written by `enqueue.lua`."""
+class NewJob(NamedTuple):
+    """A validated submission, ready to be written by `enqueue.lua` (a named tuple: made
+    once per submitted job, and cheaper to make than a frozen dataclass)."""
 
     id: str
     handler: str
@@ -129,26 +128,60 @@ def new_job(
     max_payload: int = DEFAULT_MAX_PAYLOAD,
 ) -> NewJob:
     """Validate a submission and encode its record; raises InvalidJobError naming the field."""
-    if not isinstance(handler, str) or not _HANDLER.match(handler):
-        raise InvalidJobError("handler", f"{handler!r} must be a non-empty name without spaces")
+    if not isinstance(handler, str) or handler not in _GOOD_HANDLERS:
+        if not isinstance(handler, str) or not _HANDLER.match(handler):
+            raise InvalidJobError("handler", f"{handler!r} must be a non-empty name without spaces")
+        if len(_GOOD_HANDLERS) < _CACHE_SIZE:
+            _GOOD_HANDLERS.add(handler)
+    options = (priority, timeout, max_retries, retry_delay, retry_backoff, delay)
+    key = (*options, *map(type, options))  # types too: True == 1, but True is no count
+    try:
+        prio, option_fields, delay_ms = _OPTIONS[key]
+    except KeyError:
+        prio, option_fields, delay_ms = _OPTIONS.setdefault(key, _options(*options))
+        if len(_OPTIONS) > _CACHE_SIZE:
+            _OPTIONS.clear()
+    except TypeError:  # an unhashable value: nothing to cache, but it is still checked
+        prio, option_fields, delay_ms = _options(*options)
+    args_json, kwargs_json = _payload(args, kwargs, max_payload)
+    new_id = _job_id(job_id)
+    fields = ["handler", handler]  # the id is in the key; defaults are left out
+    if args_json != "[]":
+        fields += ("args", args_json)
+    if kwargs_json != "{}":
+        fields += ("kwargs", kwargs_json)
+    return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields))
+
+
+#: Submissions mostly repeat a handful of handlers and option sets: each is checked and
+#: encoded once, then looked up (a submit is then mostly its payload and its id).
+_CACHE_SIZE = 1024
+_GOOD_HANDLERS: set[str] = set()
+_OPTIONS: dict[tuple[Any, ...], tuple[JobPriority, tuple[str, ...], int]] = {}
+
+
+def _options(
+    priority: object, timeout: object, max_retries: object, retry_delay: object,
+    retry_backoff: object, delay: object,
+) -> tuple[JobPriority, tuple[str, ...], int]:  # fmt: skip
+    """The checked options of a submission: its priority, the record fields that differ from
+    the defaults, and its delay in ms."""
     prio = parse_priority(priority)
     limit = _seconds("timeout", timeout, allow_none=True, positive=True)
     retries = _count("max_retries", max_retries)
     first_delay = _seconds("retry_delay", retry_delay, allow_none=False, positive=False)
     backoff = _seconds("retry_backoff", retry_backoff, allow_none=False, positive=True)
     wait = _seconds("delay", delay, allow_none=True, positive=False) or 0.0
-    args_json, kwargs_json = _payload(args, kwargs, max_payload)
-    new_id = _job_id(job_id)
     values = {
-        "args": args_json, "kwargs": kwargs_json, "priority": str(int(prio)),
-        "timeout": "" if limit is None else _num(limit), "max_retries": str(retries),
-        "retry_delay": _num(first_delay or 0.0), "retry_backoff": _num(backoff or 1.0),
+        "priority": str(int(prio)), "timeout": "" if limit is None else _num(limit),
+        "max_retries": str(retries), "retry_delay": _num(first_delay or 0.0),
+        "retry_backoff": _num(backoff or 1.0),
     }  # fmt: skip
-    fields = ["handler", handler]  # the id is in the key
+    fields: list[str] = []
     for name, value in values.items():
-        if value != DEFAULTS[name]:  # records keep what differs from the defaults
+        if value != DEFAULTS[name]:
             fields += (name, value)
-    return NewJob(new_id, handler, prio, int(wait * 1000), tuple(fields))
+    return prio, tuple(fields), int(wait * 1000)
 
 
 def new_jobs(specs: Iterable[Mapping[str, Any]], max_payload: int) -> list[NewJob]:
@@ -156,9 +189,8 @@ def new_jobs(specs: Iterable[Mapping[str, Any]], max_payload: int) -> list[NewJo
     included); the first bad one raises, naming its index (`jobs[3].timeout: ...`)."""
     jobs = []
     for i, spec in enumerate(specs):
-        unknown = sorted(set(spec) - _SUBMIT_KEYWORDS)
-        if unknown:
-            raise InvalidJobError(f"jobs[{i}].{unknown[0]}", "is not a submit_job keyword")
+        if unknown := spec.keys() - _SUBMIT_KEYWORDS:
+            raise InvalidJobError(f"jobs[{i}].{min(unknown)}", "is not a submit_job keyword")
         if "handler" not in spec:
             raise InvalidJobError(f"jobs[{i}].handler", "is required")
         try:

@@ -81,7 +81,11 @@ async def test_a_job_past_its_timeout_is_cancelled_and_counts_as_a_failed_attemp
 async def test_a_short_timeout_is_enforced_beside_a_long_one_that_started_first(
     svc: JobService,
 ) -> None:
+    long_started = anyio.Event()
+
     async def hang(job: JobDefinition, progress: Any) -> str:
+        if job.timeout == 60:
+            long_started.set()
         await anyio.sleep(job.args[0])
         return "finished"
 
@@ -89,8 +93,7 @@ async def test_a_short_timeout_is_enforced_beside_a_long_one_that_started_first(
     await svc.start_workers(2)
     long_id = await svc.submit_job("hang", args=(1.5,), timeout=60, max_retries=0)
     with anyio.fail_after(10):
-        while await svc.get_job_status(long_id) is not JobStatus.RUNNING:
-            await anyio.sleep(0.01)
+        await long_started.wait()
         short_id = await svc.submit_job("hang", args=(30,), timeout=0.2, max_retries=0)
         short = await svc.wait_for_result(short_id, timeout=5)
         assert short.status is JobStatus.DEAD_LETTER

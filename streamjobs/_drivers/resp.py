@@ -94,19 +94,20 @@ class _Connection(asyncio.Protocol):
     def request(
         self, commands: Sequence[Sequence[Any]], timeout: float
     ) -> list[asyncio.Future[Any]]:
-        """Send commands (written together this event-loop turn); one future per reply."""
+        """Send commands; one future per reply. Commands sent while replies are awaited go out
+        together at the end of this event-loop turn (one write for many callers)."""
         if self.lost is not None:
             raise type(self.lost)(*self.lost.args)
         now = self._loop.time()
         futures = []
-        packed = [hiredis.pack_command(tuple(command)) for command in commands]
-        if not self._waiting:
+        if not self._waiting:  # idle: write each at once, so Redis starts on the first
             assert self._transport is not None
-            self._transport.write(b"".join(packed))
+            for command in commands:
+                self._transport.write(hiredis.pack_command(tuple(command)))
         else:
             if not self._out:
                 self._loop.call_soon(self._flush)
-            self._out += packed
+            self._out += [hiredis.pack_command(tuple(command)) for command in commands]
         for _ in commands:
             future = self._loop.create_future()
             self._waiting.append((future, now + timeout, timeout))

@@ -37,6 +37,11 @@ end
 -- Append a lifecycle event; `extra` is a flat list of field, value.
 local function emit(kind, job_id, now, extra)
   if EVENTS_MAXLEN <= 0 then return end
+  if not extra then  -- the common case, without building a command table
+    redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', kind, 'job_id', job_id,
+               'at', now)
+    return
+  end
   local cmd = {'XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
                'type', kind, 'job_id', job_id, 'at', now}
   if extra then
