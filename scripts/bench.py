@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchpeers import PEERS, _procs
+from benchpeers.runpeer import median_of
 from benchpeers.workloads import WORKLOADS, Sizes
 
 QUICK = Sizes(enqueue=500, e2e=500, latency=50, memory=5000, latency_interval=0.01)
@@ -78,15 +79,18 @@ def _wait_runner(proc: subprocess.Popen[bytes], timeout: float) -> None:
         _procs.stop(proc, grace=20)  # SIGTERM lets it kill its own workers first
 
 
-def run_peer(peer: str, workloads: list[str], args: argparse.Namespace, sizes: Sizes) -> Result:
-    """Run ``workloads`` for one peer in a child interpreter; return its JSON result."""
+def run_peer(
+    peer: str, workloads: list[str], args: argparse.Namespace, sizes: Sizes, repeat: int
+) -> Result:
+    """Run ``workloads`` ``repeat`` times for one peer in a child interpreter; return its JSON
+    result."""
     with benchmark_redis(args) as url, tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         config = {
             "peer": peer,
             "url": url,
             "workloads": workloads,
-            "repeat": args.repeat,
+            "repeat": repeat,
             "sizes": asdict(sizes),
             "log": str(args.logdir / f"{peer}-worker.log"),
         }
@@ -110,17 +114,40 @@ def _merge(into: Result, part: Result) -> None:
     into.update(part)
 
 
+def _merge_round(into: Result, part: Result) -> None:
+    """Add one round's runs to a peer's results; medians are taken over every round so far.
+    A workload that was n/a, failed or never finished stays so."""
+    cells = into.setdefault("results", {})
+    for workload, cell in part.pop("results", {}).items():
+        have = cells.get(workload)
+        if have is None:
+            cells[workload] = cell
+        elif "median" in have:
+            runs = have["runs"] + cell.get("runs", [])
+            cells[workload] = {**cell, "runs": runs}
+            if "median" in cell:
+                cells[workload]["median"] = median_of(runs)
+    into.update(part)
+
+
 def run_all(args: argparse.Namespace, sizes: Sizes) -> dict[str, Result]:
-    """Steady-state workloads peer after peer (no CPU contention), then recovery in parallel."""
+    """Steady-state workloads peer after peer (no CPU contention), in rounds: each round runs
+    every peer once, so that a machine whose speed drifts during the run (a shared VM) slows
+    every peer alike instead of whichever ran last. Then recovery, in parallel."""
     results: dict[str, Result] = {p: {} for p in args.peers}
     steady = [w for w in args.workloads if w != "recovery"]
-    for peer in args.peers if steady else []:
-        _merge(results[peer], run_peer(peer, steady, args, sizes))
+    for _ in range(args.repeat if steady else 0):
+        for peer in args.peers:
+            if "skipped" in results[peer] or "error" in results[peer]:
+                continue
+            _merge_round(results[peer], run_peer(peer, steady, args, sizes, 1))
     runnable = [p for p in args.peers if "skipped" not in results[p]]
     if "recovery" in args.workloads and runnable:
         parallel = 1 if args.redis_url else len(runnable)
         with ThreadPoolExecutor(max_workers=parallel) as pool:
-            parts = pool.map(lambda p: run_peer(p, ["recovery"], args, sizes), runnable)
+            parts = pool.map(
+                lambda p: run_peer(p, ["recovery"], args, sizes, args.repeat), runnable
+            )
             for peer, part in zip(runnable, parts, strict=True):
                 _merge(results[peer], part)
     return results

@@ -22,7 +22,7 @@ from . import _probe
 from .workloads import WORKLOADS, Figures, Sizes
 
 
-def _median(runs: list[Figures]) -> Figures:
+def median_of(runs: list[Figures]) -> Figures:
     keys = runs[0].keys()
     return {k: statistics.median(r[k] for r in runs if k in r) for k in keys}
 
@@ -41,7 +41,7 @@ async def _repeat(name: str, peer: Any, url: str, sizes: Sizes, repeat: int, log
             break  # a lease that does not expire in the cap will not expire on a retry either
     if any("never" in r for r in runs):
         return {"never": True, "runs": runs}
-    return {"median": _median(runs), "runs": runs}
+    return {"median": median_of(runs), "runs": runs}
 
 
 async def run(config: dict[str, Any]) -> dict[str, Any]:
