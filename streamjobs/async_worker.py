@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec
@@ -255,6 +256,8 @@ class AsyncWorkerPool:
                 block_ms = int(t.reclaim_interval * 1000)
                 got = await self.queue.wait_for_jobs(self.id, len(held), block_ms)
             self._launch(held, await self._set_aside_suspects(got))
+            if got:  # let the workers just handed a job start it before the next read is
+                await anyio.lowlevel.checkpoint()  # written: a job's latency, not the read's
 
     async def _set_aside_suspects(self, got: list[Delivery]) -> list[Delivery]:
         """Jobs whose worker died running them run alone, so that a job crashing its process
