@@ -105,7 +105,10 @@ def _payload(args: object, kwargs: object, limit: int) -> tuple[str, str]:
 
 def _job_id(job_id: str | None) -> str:
     if job_id is None:  # 96 random bits in 16 URL-safe characters
-        return base64.urlsafe_b64encode(os.urandom(12)).decode()
+        while True:  # but never a leading "-", which a command line would take for an option
+            fresh = base64.urlsafe_b64encode(os.urandom(12)).decode()
+            if fresh[0] != "-":
+                return fresh
     if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
         raise InvalidJobError(
             "job_id", f"{job_id!r} must be 1-128 letters, digits or _.:@/+=- characters"

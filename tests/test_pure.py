@@ -10,6 +10,7 @@ from streamjobs import InvalidJobError, JobPriority, RedisVersionError
 from streamjobs._codec import definition, new_job, parse_priority, with_id
 from streamjobs._keys import QueueKeys
 from streamjobs._outcome import RetryPolicy, Verdict, after_error, reconnect_delay
+from streamjobs._scripts import script, with_prelude
 from streamjobs.redis_queue import check_version
 
 
@@ -144,3 +145,22 @@ def test_redis_older_than_6_2_is_refused_with_a_clear_message() -> None:
 def test_reconnecting_backs_off_from_a_tenth_of_a_second_to_five() -> None:
     assert [reconnect_delay(n) for n in (1, 2, 3)] == [0.1, 0.2, 0.4]
     assert reconnect_delay(7) == reconnect_delay(10_000) == 5.0
+
+
+def test_a_script_carries_only_the_prelude_definitions_it_needs() -> None:
+    prelude = (
+        "--[[ header ]]\nlocal A = 1\n-- b adds\nlocal function b(x)\n  return x + A\nend\n"
+        "local function c()\n  return 0\nend\n"
+    )
+    source = with_prelude(prelude, "return b(2)")
+    assert source.startswith("--[[ header ]]\n")
+    assert "local A = 1" in source and "-- b adds\nlocal function b(x)" in source
+    assert "local function c" not in source
+    assert "local function bury" not in script("heartbeat").source
+    assert "local function start_entry" in script("start").source
+
+
+def test_generated_job_ids_never_start_with_a_dash_a_shell_would_take_for_an_option() -> None:
+    ids = {new_job("h").id for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 16 and not i.startswith("-") for i in ids)
