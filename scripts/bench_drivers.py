@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""What the coredis driver costs against redis-py's asyncio client: the same workloads through
-`JobService` on each driver, on a private redis-server (never the shared one).
+"""What each driver costs: the same workloads through `JobService` on our RESP driver and
+redis-py's client (asyncio) and on coredis (asyncio and trio), on a private redis-server (never
+the shared one).
 
     python scripts/bench_drivers.py [--jobs 2000] [--repeat 3] [--redis-url URL]
 
 Workloads: `submit` (one submit_job per round trip), `batch` (submit_many, 100 a call) and
 `e2e` (jobs pre-queued, 8 in-process workers run no-op handlers until all are recorded).
-Configurations: redis-py on asyncio (the default there), coredis on asyncio (driver="coredis"),
-coredis on trio (the default there). The ratio line compares the two drivers on asyncio, the
-one place both run: coredis throughput / redis-py throughput (1.00 = same speed).
+Configurations: resp on asyncio (the default there), redis-py on asyncio (driver="redis-py"),
+coredis on asyncio (driver="coredis"), coredis on trio (the default there). The ratio columns:
+coredis on trio against redis-py on asyncio, and against resp, the asyncio default
+(throughput / throughput; 1.00 = same speed).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from streamjobs import AsyncWorkerPool, JobDefinition, JobService, RedisJobQueue
 
-CONFIGS = (("asyncio", "redis-py"), ("asyncio", "coredis"), ("trio", "coredis"))
+CONFIGS = (
+    ("asyncio", "resp"), ("asyncio", "redis-py"), ("asyncio", "coredis"), ("trio", "coredis"),
+)  # fmt: skip
 WORKLOADS = ("submit", "batch", "e2e")
 Bench = Callable[[JobService, int], Awaitable[None]]
 
@@ -103,19 +107,22 @@ def redis(url: str | None) -> Iterator[str]:
 
 
 def report(results: dict[tuple[str, str, str], float]) -> None:
+    versus = (("redis-py", "trio/coredis ÷ redis-py"), ("resp", "trio/coredis ÷ resp"))
     head = f"{'workload':<8}" + "".join(f"{b + '/' + d:>18}" for b, d in CONFIGS)
-    print(head + f"{'coredis/redis-py':>18}")
-    ratios = []
+    print(head + "".join(f"{label:>26}" for _, label in versus))
+    ratios: dict[str, list[float]] = {driver: [] for driver, _ in versus}
     for w in WORKLOADS:
         row = [results[(b, d, w)] for b, d in CONFIGS]
-        ratio = results[("asyncio", "coredis", w)] / results[("asyncio", "redis-py", w)]
-        ratios.append(ratio)
-        print(f"{w:<8}" + "".join(f"{v:>14,.0f}/s  " for v in row) + f"{ratio:>17.2f}x")
-    mean = statistics.geometric_mean(ratios)
-    print(
-        f"\ncoredis driver / redis-py driver on asyncio, throughput (geometric mean): {mean:.2f}x"
-    )
-    print(f"(coredis takes {1 / mean:.2f}x the time of redis-py for the same work)")
+        line = f"{w:<8}" + "".join(f"{v:>14,.0f}/s  " for v in row)
+        for driver, _ in versus:
+            ratio = results[("trio", "coredis", w)] / results[("asyncio", driver, w)]
+            ratios[driver].append(ratio)
+            line += f"{ratio:>25.2f}x"
+        print(line)
+    for driver, label in versus:
+        mean = statistics.geometric_mean(ratios[driver])
+        print(f"{label}, throughput (geometric mean): {mean:.2f}x "
+              f"(takes {1 / mean:.2f}x the time)")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
