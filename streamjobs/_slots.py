@@ -32,6 +32,11 @@ class Inbox:
         if self._wake is not None:
             self._wake.set()
 
+    @property
+    def exhausted(self) -> bool:
+        """Closed, and every job in it taken."""
+        return self.closed and not self._items
+
     def close(self) -> None:
         self.closed = True
         if self._wake is not None:

@@ -193,9 +193,15 @@ class AsyncWorkerPool:
         self._tg.start_soon(self._work, worker, self._slots.open_inbox(worker))
 
     async def _work(self, worker: Worker, inbox: Inbox) -> None:
-        """One worker: run the jobs handed to it, one at a time, until its inbox closes."""
-        async for d in inbox:
-            await self._run_job(worker, d)
+        """One worker: run the jobs handed to it, one at a time, until its inbox closes.
+        One cancel scope serves job after job and is renewed only after a timeout or a lost
+        lease cancelled it: a scope per job would cost more than a no-op job itself."""
+        while not inbox.exhausted:
+            with anyio.CancelScope() as scope:
+                async for d in inbox:
+                    await self._run_job(worker, d, scope)
+                    if scope.cancel_called:
+                        break
 
     async def _serve_intake(self, intake: anyio.CancelScope) -> None:
         with intake:
@@ -300,7 +306,9 @@ class AsyncWorkerPool:
 
     # -- one job --------------------------------------------------------------------------
 
-    async def _run_job(self, worker: Worker, d: Delivery) -> None:
+    async def _run_job(self, worker: Worker, d: Delivery, scope: anyio.CancelScope) -> None:
+        """Run one job in its worker's `scope`, which only this job's timeout or abandonment
+        cancels while it runs, then hand its outcome on."""
         handed_over = False  # to the recorder, which then owns the lease
         try:
             log.info("job %s started (%s, attempt %s)", d.job_id, worker.id, d.attempt)
@@ -309,25 +317,41 @@ class AsyncWorkerPool:
                 payload = _event(d, worker=worker.id, priority=priority)
                 await publish(self.event_bus, "job.started", payload)
             handler = self.handlers.get(d.job.handler) if d.job else None
+            self._scopes[d.job_id] = scope
+            self._time_limit(d.job_id, deadline(d))
             outcome: Completed | Outcome | None = None
-            with anyio.CancelScope() as scope:  # cancelled by _watch at the job's deadline
-                self._scopes[d.job_id] = scope
-                self._time_limit(d.job_id, deadline(d))
+            try:
                 outcome = await execute(d, handler, self._progress(d))
+            except anyio.get_cancelled_exc_class():
+                if not scope.cancel_called:
+                    raise  # the pool itself is being cancelled
+                # this job's deadline passed, or it was abandoned: its outcome follows
+            finally:
+                self._scopes.pop(d.job_id, None)  # nothing cancels this job from here on
+                self._deadlines.pop(d.job_id, None)
             if d.job_id in self._abandoned:
                 return
-            if isinstance(outcome, Completed):
-                await self._recorder.add(d, outcome.result_json, worker)
-                handed_over = True
+            if scope.cancel_called:  # the scope stays cancelled: go on under a shield
+                with anyio.CancelScope(shield=True):
+                    handed_over = await self._conclude(worker, d, outcome)
             else:
-                worker.jobs_failed += await self._settle(d, outcome or timed_out(d))
+                handed_over = await self._conclude(worker, d, outcome)
         finally:
-            self._scopes.pop(d.job_id, None)
-            self._deadlines.pop(d.job_id, None)
             self._abandoned.discard(d.job_id)
             if not handed_over:
                 self._keeper.drop(d.job_id)
             self._slots.finish(worker)
+
+    async def _conclude(
+        self, worker: Worker, d: Delivery, outcome: Completed | Outcome | None
+    ) -> bool:
+        """Hand a completion to the recorder (True: it owns the lease now), or settle any
+        other outcome here; None is a job cancelled at its deadline."""
+        if isinstance(outcome, Completed):
+            await self._recorder.add(d, outcome.result_json, worker)
+            return True
+        worker.jobs_failed += await self._settle(d, outcome or timed_out(d))
+        return False
 
     def _time_limit(self, job_id: str, due: float) -> None:
         if due < math.inf:
