@@ -81,26 +81,28 @@ def _count(name: str, value: object) -> int:
 
 
 def _payload(args: object, kwargs: object, limit: int) -> tuple[str, str]:
-    if type(args) is not tuple and type(args) is not list:  # the common case checks nothing
+    if type(args) is not tuple and type(args) is not list:  # the common cases check nothing
         if isinstance(args, (str, bytes, Mapping)) or not isinstance(args, Iterable):
             raise InvalidJobError("args", f"must be a tuple or list, not {type(args).__name__}")
         args = list(args)
-    if kwargs is None:
-        kwargs = {}
-    if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+    no_kwargs = kwargs is None or (type(kwargs) is dict and not kwargs)
+    if not no_kwargs and (
+        not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs)
+    ):
         raise InvalidJobError("kwargs", "must be a dict with string keys")
-    if type(kwargs) is not dict:
-        kwargs = dict(kwargs)
-    encoded = []
-    for name, value in (("args", args), ("kwargs", kwargs)):
-        try:
-            encoded.append(dumps(value) if value else "[]" if name == "args" else "{}")
-        except TypeError as exc:
-            raise InvalidJobError(name, f"cannot be carried as JSON ({exc})") from None
-    size = len(encoded[0]) + len(encoded[1])
+    args_json = _json("args", args) if args else "[]"
+    kwargs_json = "{}" if no_kwargs else _json("kwargs", dict(kwargs))  # type: ignore[call-overload]
+    size = len(args_json) + len(kwargs_json)
     if size > limit:
         raise InvalidJobError("args", f"payload is {size} bytes, over the {limit}-byte limit")
-    return encoded[0], encoded[1]
+    return args_json, kwargs_json
+
+
+def _json(name: str, value: object) -> str:
+    try:
+        return dumps(value)
+    except TypeError as exc:
+        raise InvalidJobError(name, f"cannot be carried as JSON ({exc})") from None
 
 
 def _job_id(job_id: str | None) -> str:
