@@ -72,6 +72,12 @@ class QueueKeys:
         return f"{self.base}wake"
 
     @property
+    def ready(self) -> str:
+        """List idle readers block on: one token per job made ready, so one new job wakes one
+        reader, whose start runs the moment the token is popped."""
+        return f"{self.base}ready"
+
+    @property
     def job_prefix(self) -> str:
         """Prefix of job record hashes."""
         return f"{self.base}job:"
@@ -102,4 +108,5 @@ class QueueKeys:
             self.job_prefix,
             self.wake,
             self.pool_prefix,
+            self.ready,
         )

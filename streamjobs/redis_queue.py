@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +44,6 @@ class Delivery:
     def attempt(self) -> str:
         """This attempt's number, as the record holds it."""
         return self.record.get("attempts", "0")
-
-
-def _entry_order(entry: str) -> tuple[int, int]:
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def check_version(version: tuple[int, ...]) -> None:
@@ -101,9 +96,6 @@ class RedisJobQueue:
         self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
         self.driver_name = driver
         self._driver: Driver | None = None
-        # Entries a blocking read delivered beyond what was asked (XREADGROUP's COUNT is per
-        # stream), by consumer: already theirs, started by the next start() call.
-        self._carried: dict[str, list[tuple[int, str]]] = {}
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -179,29 +171,20 @@ class RedisJobQueue:
 
     # -- working --------------------------------------------------------------------------
 
-    async def start(
-        self, consumer: str, count: int, delivered: Iterable[tuple[str, str]] = ()
-    ) -> list[Delivery]:
-        """Start up to `count` jobs, highest priority first; `delivered` are (stream, entry)
-        pairs a blocking read already handed to this consumer. Never more than `count`."""
-        index = {stream: i + 1 for i, stream in enumerate(self.keys.streams)}
-        held = self._carried.pop(consumer, []) + [(index[s], e) for s, e in delivered]
-        held.sort(key=lambda pair: (pair[0], _entry_order(pair[1])))
-        if len(held) > count:
-            self._carried[consumer] = held[count:]
-        pairs = [part for pair in held[:count] for part in pair]
-        reply = await self._run("start", consumer, count, *pairs)
+    async def start(self, consumer: str, count: int) -> list[Delivery]:
+        """Start up to `count` new jobs, highest priority first."""
+        reply = await self._run("start", consumer, count)
         return [_delivery(raw, consumer) for raw in reply]
 
     async def wait_for_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        """Block until new entries arrive (or block_ms passes), then start up to `count`."""
-        if not self._carried.get(consumer):
-            streams = self.keys.streams
-            got = await self.driver.read_group(GROUP, consumer, streams, count, block_ms)
-            if not got:
-                return []
-            return await self.start(consumer, count, got)
-        return await self.start(consumer, count)
+        """Block until a job is made ready (or block_ms passes), then start up to `count`:
+        start.lua goes out in the same write as the blocking pop, so Redis runs it the moment
+        the pop returns, and waking costs no round trip of its own."""
+        reply = await self.driver.wait_list_then_eval(
+            self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
+            self.script_args(consumer, count),
+        )  # fmt: skip
+        return [_delivery(raw, consumer) for raw in reply]
 
     async def reclaim(
         self, consumer: str, count: int, lease_ms: int, max_crashes: int, cursors: list[str]
@@ -259,10 +242,7 @@ class RedisJobQueue:
         """Hand back every entry the consumer holds (or `only` those jobs) to the tail of
         their streams; returns how many jobs went back."""
         pairs = [part for d in only for part in (d.stream + 1, d.entry)]
-        handed = int(await self._run("release", consumer, *pairs))
-        if not only:
-            self._carried.pop(consumer, None)
-        return handed
+        return int(await self._run("release", consumer, *pairs))
 
     async def purge_dead_letters(self, limit: int) -> tuple[int, int]:
         """Delete up to `limit` of the oldest dead letters and their records for good;

@@ -39,6 +39,13 @@ ECHO = _script("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) + 1, false, true}")
 COUNT = _script("return redis.call('INCR', KEYS[1])")
 ADD = _script("return redis.call('XADD', KEYS[1], '*', 'n', ARGV[1])")
 PUSH = _script("return redis.call('RPUSH', KEYS[1], 'x')")
+READ_GROUP = _script(
+    "local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], 'c', 'COUNT', ARGV[2], 'STREAMS', "
+    "KEYS[1], '>') local ids = {} for i, e in ipairs(r and r[1][2] or {}) do ids[i] = e[1] end "
+    "return ids"
+)
+LEN = _script("return redis.call('LLEN', KEYS[1])")
+PUSH_TWO = _script("return redis.call('RPUSH', KEYS[1], 'x', 'y')")
 
 
 def _flush_scripts(redis_url: str) -> None:
@@ -183,7 +190,7 @@ async def test_streams_hashes_and_groups(driver: Driver, sync: SyncDriver, queue
     await driver.create_group(stream, group)
     await driver.create_group(stream, group)  # idempotent
     ids = [sync.eval(ADD, [stream], [n]) for n in range(3)]
-    assert await driver.read_group(group, "c1", [stream], 2, 100) == [(stream, i) for i in ids[:2]]
+    assert await driver.eval(READ_GROUP, [stream], [group, 2]) == ids[:2]
     assert await driver.read_stream(stream, ids[0], 10, None) == [
         (ids[1], {"n": "1"}), (ids[2], {"n": "2"}),
     ]  # fmt: skip
@@ -208,21 +215,38 @@ async def test_blocking_reads_time_out_and_wake(driver: Driver, queue_name: str)
         assert await driver.wait_list(key, 0.05) is False  # the waiter popped it
 
 
+async def test_the_script_after_a_blocking_pop_runs_once_it_returns_or_times_out(
+    driver: Driver, queue_name: str
+) -> None:
+    key = f"{queue_name}:ready"
+    with anyio.fail_after(5):
+        assert await driver.wait_list_then_eval(key, 0.05, LEN, [key], []) == 0  # timed out
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                got.append(await driver.wait_list_then_eval(key, 5.0, LEN, [key], []))
+
+            got: list[int] = []
+            tg.start_soon(wait)
+            await anyio.sleep(0.05)
+            await driver.eval(PUSH_TWO, [key], [])
+    assert got == [1]  # one item popped, the other left when the script ran
+
+
 async def test_cancelled_blocking_read_leaves_the_driver_usable(
     driver: Driver, queue_name: str
 ) -> None:
-    stream = f"{queue_name}:s"
-    await driver.create_group(stream, "g")
+    key = f"{queue_name}:ready"
     with anyio.fail_after(5):
         with anyio.move_on_after(0.1) as scope:
-            await driver.read_group("g", "c", [stream], 1, 10_000)
+            await driver.wait_list_then_eval(key, 10.0, LEN, [key], [])
         assert scope.cancelled_caught
-        assert await driver.eval(ECHO, [stream], ["x", 0]) == [stream, "x", 1, None, 1]
+        assert await driver.eval(ECHO, [key], ["x", 0]) == [key, "x", 1, None, 1]
 
 
 async def test_missing_group_is_translated(driver: Driver, queue_name: str) -> None:
     with pytest.raises(MissingGroupError):
-        await driver.read_group("nogroup", "c", [f"{queue_name}:s"], 1, 10)
+        await driver.eval(READ_GROUP, [f"{queue_name}:s"], ["nogroup", 1])
 
 
 # coredis 6.9 leaves the memory streams of a connection that never connected unclosed, and

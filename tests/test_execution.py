@@ -211,17 +211,37 @@ async def test_a_failing_event_bus_never_breaks_a_job(redis_url: str, queue_name
         assert (await service.wait_for_result(job_id, timeout=10)).result == "fine"
 
 
-async def test_a_read_woken_by_several_priorities_starts_no_more_than_asked(
+async def test_a_woken_reader_starts_no_more_than_asked_highest_priority_first(
     svc: JobService, raw: redis.Redis
 ) -> None:
-    """XREADGROUP's COUNT is per stream: a blocking read can deliver more than was asked."""
     ids = {p: await svc.submit_job("x", priority=p) for p in ("low", "critical", "high")}
     queue = svc.queue
-    got = await queue.driver.read_group("workers", "reader", queue.keys.streams, 1, 100)
-    assert len(got) == 3  # one from each stream: more than the one asked for
-    first = await queue.start("reader", 1, got)
+    first = await queue.wait_for_jobs("reader", 1, 100)
     second = await queue.wait_for_jobs("reader", 1, 100)
     assert [d.job_id for d in first + second] == [ids["critical"], ids["high"]]
-    assert await queue.release("reader") == 3  # the started two and the carried one
+    assert await queue.release("reader") == 2
     statuses = {await svc.get_job_status(i) for i in ids.values()}
     assert statuses == {JobStatus.PENDING}
+
+
+async def test_a_blocked_reader_wakes_for_a_new_job_and_leaves_no_stale_wake_ups(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    queue = svc.queue
+    assert await queue.start("reader", 10) == []  # nothing new: the ready list is cleared
+    got: list[str] = []
+
+    async def wait() -> None:
+        got.extend(d.job_id for d in await queue.wait_for_jobs("reader", 10, 30_000))
+
+    with anyio.fail_after(5):  # far sooner than the 30 s block: the job's token woke it
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.sleep(0.1)
+            job_id = await svc.submit_job("x")
+    assert got == [job_id]
+    assert await queue.release("reader") == 1  # handed back: ready again
+    ids = await svc.submit_many([{"handler": "x"} for _ in range(5)])
+    assert raw.llen(queue.keys.ready) == 6  # one token per job made ready
+    assert {d.job_id for d in await queue.start("reader", 10)} == {job_id, *ids}
+    assert raw.llen(queue.keys.ready) == 0  # all delivered: tokens cleared, no spin

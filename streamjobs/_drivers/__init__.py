@@ -31,10 +31,12 @@ class Driver(Protocol):
     ) -> list[Any]:
         """Run a script once per argument list, pipelined in one round trip."""
 
-    async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int
-    ) -> list[tuple[str, str]]:
-        """Block in XREADGROUP for new entries; returns (stream, entry id) pairs."""
+    async def wait_list_then_eval(
+        self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """BLPOP `key` up to `timeout` seconds, then run the script whether or not an item was
+        popped; where the client allows, both go out in one write, so the script runs the
+        moment the pop returns."""
 
     async def wait_list(self, key: str, timeout: float) -> bool:
         """Block in BLPOP up to `timeout` seconds; True when an item was popped."""

@@ -105,14 +105,12 @@ class CoredisDriver:
                     return books.result()
                 await client.script_load(script.source)
 
-    async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int
-    ) -> list[tuple[str, str]]:
-        async with self._command(block_ms / 1000) as client:
-            reply = await client.xreadgroup(
-                group, consumer, {s: ">" for s in streams}, count=count, block=block_ms
-            )
-        return [(s, str(e.identifier)) for s, entries in (reply or {}).items() for e in entries]
+    async def wait_list_then_eval(
+        self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        # Two round trips here: the pop, then the script (coredis pipelines are not used).
+        await self.wait_list(key, timeout)
+        return await self.eval(script, keys, args)
 
     async def wait_list(self, key: str, timeout: float) -> bool:
         async with self._command(timeout) as client:

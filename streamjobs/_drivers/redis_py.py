@@ -77,14 +77,20 @@ class RedisPyDriver:
                     return books.result()
                 await self._client.script_load(script.source)
 
-    async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int
-    ) -> list[tuple[str, str]]:
-        async with _translated(_blocking_deadline(block_ms)):
-            reply: Any = await self._blocking.xreadgroup(
-                group, consumer, {s: ">" for s in streams}, count=count, block=block_ms
-            )
-        return [(stream, entry) for stream, entries in reply or [] for entry, _ in entries]
+    async def wait_list_then_eval(
+        self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        timeout = max(timeout, 0.001)
+        async with _translated(COMMAND_DEADLINE + timeout):
+            pipe = self._blocking.pipeline(transaction=False)
+            pipe.blpop([key], timeout=timeout)
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            _, reply = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, rex.NoScriptError):
+            return await self.eval(script, keys, args)
+        if isinstance(reply, Exception):
+            raise translate(reply) from reply
+        return reply
 
     async def wait_list(self, key: str, timeout: float) -> bool:
         async with _translated(COMMAND_DEADLINE + timeout):

@@ -241,28 +241,37 @@ class RespDriver:
         """Pipelined commands' replies, error replies among them (NOSCRIPT told apart)."""
         if not commands:
             return []
-        conn = await self._connection()
+        return await self._replies(await self._connection(), commands, COMMAND_DEADLINE)
+
+    async def _replies(
+        self, conn: _Connection, commands: Sequence[Sequence[Any]], timeout: float
+    ) -> list[Any]:
+        futures: list[asyncio.Future[Any]] = []
         try:
-            futures = conn.request(commands, COMMAND_DEADLINE)
+            futures = conn.request(commands, timeout)
             replies = [await future for future in futures]
         except TimeoutError as exc:
             raise RedisUnavailableError(str(exc)) from None
         except OSError as exc:
             raise translate(exc) from exc
+        finally:
+            for future in futures:  # any not awaited (an error, a cancellation): no one's now
+                future.cancel()
         return [_failure(r) if isinstance(r, ReplyError) else r for r in replies]
 
-    async def _blocking(self, block_s: float, *command: Any) -> Any:
-        """A blocking command on a connection of its own, bounded by its block time on top of
-        the command deadline; the connection is reused only after a clean reply."""
+    async def _blocking(self, block_s: float, *commands: Sequence[Any]) -> list[Any]:
+        """Commands that block, on a connection of their own, bounded by the block time on top
+        of the command deadline; the connection is reused only after clean replies. Error
+        replies are returned."""
         while self._idle and not self._idle[-1].open:
             self._idle.pop()
         conn = self._idle.pop() if self._idle else await self._open()
         self._busy.add(conn)
         clean = False
         try:
-            reply = await self._reply(conn, command, COMMAND_DEADLINE + block_s)
+            replies = await self._replies(conn, commands, COMMAND_DEADLINE + block_s)
             clean = True
-            return reply
+            return replies
         finally:
             self._busy.discard(conn)
             if clean and conn.open and not self._closed:
@@ -292,18 +301,22 @@ class RespDriver:
                     raise translate(exc) from None
             await self._run("SCRIPT", "LOAD", script.source)
 
-    async def read_group(
-        self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int
-    ) -> list[tuple[str, str]]:
-        reply = await self._blocking(
-            block_ms / 1000, "XREADGROUP", "GROUP", group, consumer, "COUNT", count,
-            "BLOCK", block_ms, "STREAMS", *streams, *[">"] * len(streams),
+    async def wait_list_then_eval(
+        self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        timeout = max(timeout, 0.001)
+        _, reply = await self._blocking(
+            timeout, ("BLPOP", key, f"{timeout:.3f}"),
+            ("EVALSHA", script.sha, len(keys), *keys, *args),
         )  # fmt: skip
-        return [(stream, entry[0]) for stream, entries in reply or [] for entry in entries]
+        if isinstance(reply, NoScriptError):
+            return await self.eval(script, keys, args)
+        return _checked(reply)
 
     async def wait_list(self, key: str, timeout: float) -> bool:
         timeout = max(timeout, 0.001)
-        return await self._blocking(timeout, "BLPOP", key, f"{timeout:.3f}") is not None
+        [reply] = await self._blocking(timeout, ("BLPOP", key, f"{timeout:.3f}"))
+        return _checked(reply) is not None
 
     async def read_stream(
         self, key: str, last_id: str, count: int, block_ms: int | None
@@ -311,10 +324,11 @@ class RespDriver:
         if block_ms is None:
             reply = await self._run("XREAD", "COUNT", count, "STREAMS", key, last_id)
         else:
-            reply = await self._blocking(
-                block_ms / 1000, "XREAD", "COUNT", count, "BLOCK", block_ms,
-                "STREAMS", key, last_id,
+            [reply] = await self._blocking(
+                block_ms / 1000, ("XREAD", "COUNT", count, "BLOCK", block_ms,
+                                  "STREAMS", key, last_id),
             )  # fmt: skip
+            reply = _checked(reply)
         return [(entry, _pairs(fields)) for _, entries in reply or [] for entry, fields in entries]
 
     async def stream_range(self, key: str, count: int, *, reverse: bool) -> list[Entry]:

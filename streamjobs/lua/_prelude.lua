@@ -10,6 +10,8 @@ KEYS, the same for every script (built by streamjobs/_keys.py, one hash tag for 
   10   job prefix   a job's record hash is <job prefix><job id>
   11   wake         list the promoter blocks on; pushed when a sooner delayed job arrives
   12   pool prefix  a worker pool's heartbeat hash is <pool prefix><pool id>
+  13   ready        list idle readers block on (BLPOP, then start.lua in the same write): one
+                    token per job made ready; start.lua clears it once no new entry is left
 ARGV 1-3, the same for every script: events stream length (0 = no events stream),
   result TTL (ms), dead letters kept. A script's own arguments start at ARGV[4].
 Time is the server's (TIME), so every process shares one clock.
@@ -23,6 +25,7 @@ local WORKERS = KEYS[9]
 local JOB_PREFIX = KEYS[10]
 local WAKE = KEYS[11]
 local POOL_PREFIX = KEYS[12]
+local READY = KEYS[13]
 local EVENTS_MAXLEN = tonumber(ARGV[1])
 local RESULT_TTL_MS = tonumber(ARGV[2])
 local MAX_DEAD = tonumber(ARGV[3])
@@ -68,10 +71,23 @@ local function drop_entry(stream, entry)
   redis.call('XDEL', stream, entry)
 end
 
+-- Wake up to `n` idle readers: each token wakes one. Capped: a reader that wakes takes
+-- many jobs, and one that finds none clears the tokens (start.lua).
+local READY_CAP = 1000
+local function signal_ready(n)
+  if n <= 0 then return end
+  local tokens = {}
+  for i = 1, math.min(n, READY_CAP) do tokens[i] = '1' end
+  if redis.call('LPUSH', READY, unpack(tokens)) > READY_CAP then
+    redis.call('LTRIM', READY, 0, READY_CAP - 1)
+  end
+end
+
 -- Put a job at the tail of its priority stream as PENDING.
 local function push(key, job_id, priority)
   local entry = redis.call('XADD', stream_of(priority), '*', 'id', job_id)
   redis.call('HSET', key, 'status', 'PENDING', 'entry', entry)
+  signal_ready(1)
   return entry
 end
 

@@ -4,10 +4,12 @@ Invariant: a job's record and its stream entry (or delayed-set member) are writt
 ARGV 4... per job: job id, priority (30, 20, 10, 0), delay (ms, 0 = now), the number N of
 record items that follow, then N items (field, value, field, value ...).
 Returns one code per job: 1 enqueued, 0 the id was taken (idempotent submit).
-Events: job.queued, or job.scheduled with its due time, per job enqueued.
+Events: job.queued, or job.scheduled with its due time, per job enqueued. One ready token
+per job queued now (see signal_ready).
 ]]
 local now = now_ms()
 local codes = {}
+local queued = 0
 local i = 4
 while i <= #ARGV do
   local job_id, priority, delay_ms, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
@@ -29,6 +31,8 @@ while i <= #ARGV do
                unpack(ARGV, first, last))
     emit('job.queued', job_id, now, nil)
     codes[#codes + 1] = 1
+    queued = queued + 1
   end
 end
+signal_ready(queued)
 return codes
