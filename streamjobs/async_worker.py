@@ -1,7 +1,8 @@
 """The worker layer: a pool of workers that reads, leases, runs and settles jobs.
 
 One reader takes only as many jobs as the pool has idle workers, highest priority first, and
-blocks in XREADGROUP when the queue is empty. It also takes over jobs whose lease lapsed
+blocks on the queue's ready list when it is empty (start.lua runs the moment a job's token
+arrives, in the same round trip). It also takes over jobs whose lease lapsed
 (reclaim). A promoter moves due delayed jobs; a thread keeps leases fresh; heartbeats feed the
 registry behind `get_workers()`. Everything lives in the pool's task group.
 """
