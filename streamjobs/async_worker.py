@@ -170,6 +170,7 @@ class AsyncWorkerPool:
             self._done.set()
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
+        """The pool's task group: its services and workers, until a stop has drained it."""
         assert self._stop_requested is not None
         async with anyio.create_task_group() as tg:
             self._tg = tg
