@@ -25,6 +25,10 @@ DEFAULTS = {
     "retry_delay": "1", "retry_backoff": "2", "attempts": "0",
 }  # fmt: skip
 
+#: Enum members by the text a record holds: looked up, not converted, once per started job.
+_PRIORITY = {str(int(p)): p for p in JobPriority}
+_STATUS = {s.value: s for s in JobStatus}
+
 #: Largest encoded args + kwargs accepted by default (bytes).
 DEFAULT_MAX_PAYLOAD = 512 * 1024
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,128}$")
@@ -248,10 +252,6 @@ def with_id(job_id: str, record: dict[str, str]) -> dict[str, str]:
     if record:
         record["id"] = job_id
     return record
-
-
-_PRIORITY = {str(int(p)): p for p in JobPriority}
-_STATUS = {s.value: s for s in JobStatus}
 
 
 def definition(record: Mapping[str, str]) -> JobDefinition:

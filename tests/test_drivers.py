@@ -21,8 +21,8 @@ from streamjobs._drivers import Driver, connect, running_library
 from streamjobs._drivers._errors import MissingGroupError
 from streamjobs._drivers.redis_sync import SyncDriver
 from streamjobs._scripts import Script
-from streamjobs.errors import ConfigurationError, RedisUnavailableError
-from tests._redis import free_port
+from streamjobs.errors import ConfigurationError, RedisUnavailableError, StreamJobsError
+from tests._redis import RedisProcess, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -282,3 +282,22 @@ async def test_a_dropped_connection_fails_cleanly_then_reconnects(
         with contextlib.suppress(RedisUnavailableError):
             await driver.eval(ECHO, [key], ["b", 1])
         assert await driver.eval(ECHO, [key], ["c", 1]) == [key, "c", 2, None, 1]
+
+
+async def test_a_password_in_the_url_authenticates(
+    combo: tuple[str, str], redis_process: RedisProcess, queue_name: str
+) -> None:
+    redis_process.client().config_set("requirepass", "s3cret")
+    d = connect(f"redis://:s3cret@127.0.0.1:{redis_process.port}/0", combo[1])
+    try:
+        await d.server_version()  # opens it outside a cancel scope (coredis' rule)
+        with anyio.fail_after(5):
+            assert await d.eval(COUNT, [f"{queue_name}:auth"], []) == 1
+    finally:
+        await d.aclose()
+    wrong = connect(f"redis://:wrong@127.0.0.1:{redis_process.port}/0", combo[1])
+    try:
+        with pytest.raises(StreamJobsError):
+            await wrong.server_version()
+    finally:
+        await wrong.aclose()

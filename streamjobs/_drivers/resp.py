@@ -116,11 +116,6 @@ class _Connection(asyncio.Protocol):
             self._watchdog = self._loop.call_at(now + timeout, self._check_deadlines)
         return futures
 
-    async def call(self, command: Sequence[Any], timeout: float) -> Any:
-        """One command's reply; a Redis error reply is returned, not raised."""
-        [future] = self.request([command], timeout)
-        return await future
-
     def _flush(self) -> None:
         out, self._out = self._out, []
         if out and self._transport is not None and self.lost is None:
@@ -208,8 +203,8 @@ class RespDriver:
         except OSError as exc:
             raise translate(exc) from exc
         try:
-            for command in self._hello:
-                await self._reply(conn, command, deadline)
+            for reply in await self._replies(conn, self._hello, deadline) if self._hello else []:
+                _checked(reply)  # AUTH, SELECT: sent together, checked in order
         except BaseException:
             conn.close()
             raise
@@ -226,16 +221,10 @@ class RespDriver:
                 self._commands = await self._open()
             return self._commands
 
-    async def _reply(self, conn: _Connection, command: Sequence[Any], timeout: float) -> Any:
-        try:
-            return _checked(await conn.call(command, timeout))
-        except TimeoutError as exc:
-            raise RedisUnavailableError(str(exc)) from None
-        except OSError as exc:
-            raise translate(exc) from exc
-
     async def _run(self, *command: Any) -> Any:
-        return await self._reply(await self._connection(), command, COMMAND_DEADLINE)
+        """One command's reply; an error reply is raised, translated."""
+        [reply] = await self._send([command])
+        return _checked(reply)
 
     async def _send(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Pipelined commands' replies, error replies among them (NOSCRIPT told apart)."""
