@@ -24,6 +24,7 @@ import anyio
 import hiredis
 from redis.connection import parse_url
 
+from .._codec import pairs
 from .._scripts import Script
 from ..errors import ConfigurationError, RedisUnavailableError
 from . import COMMAND_DEADLINE
@@ -152,13 +153,6 @@ def _checked(reply: Any) -> Any:
     if isinstance(reply, ReplyError):
         raise translate(_failure(reply)) from None
     return reply
-
-
-def _pairs(flat: list[Any] | None) -> dict[str, str]:
-    if not flat:
-        return {}
-    it = iter(flat)
-    return dict(zip(it, it))
 
 
 class RespDriver:
@@ -318,26 +312,27 @@ class RespDriver:
                                   "STREAMS", key, last_id),
             )  # fmt: skip
             reply = _checked(reply)
-        return [(entry, _pairs(fields)) for _, entries in reply or [] for entry, fields in entries]
+        entries = [entry for _, stream_entries in reply or [] for entry in stream_entries]
+        return [(entry, pairs(fields or [])) for entry, fields in entries]
 
     async def stream_range(self, key: str, count: int, *, reverse: bool) -> list[Entry]:
         if reverse:
             reply = await self._run("XREVRANGE", key, "+", "-", "COUNT", count)
         else:
             reply = await self._run("XRANGE", key, "-", "+", "COUNT", count)
-        return [(entry, _pairs(fields)) for entry, fields in reply]
+        return [(entry, pairs(fields or [])) for entry, fields in reply]
 
     async def hget(self, key: str, field: str) -> str | None:
         value = await self._run("HGET", key, field)
         return None if value is None else str(value)
 
     async def hgetall(self, key: str) -> dict[str, str]:
-        return _pairs(await self._run("HGETALL", key))
+        return pairs(await self._run("HGETALL", key))
 
     async def create_group(self, stream: str, group: str) -> None:
         [groups] = await self._send([("XINFO", "GROUPS", stream)])
         if not isinstance(groups, ReplyError) and any(  # an error: no such key yet
-            _pairs(g).get("name") == group for g in groups
+            pairs(g).get("name") == group for g in groups
         ):
             return  # asked first: a full Redis refuses XGROUP CREATE even when it exists
         [reply] = await self._send([("XGROUP", "CREATE", stream, group, "0", "MKSTREAM")])
