@@ -108,14 +108,8 @@ def run_peer(
         return result
 
 
-def _merge(into: Result, part: Result) -> None:
-    results = into.setdefault("results", {})
-    results.update(part.pop("results", {}))
-    into.update(part)
-
-
 def _merge_round(into: Result, part: Result) -> None:
-    """Add one round's runs to a peer's results; medians are taken over every round so far.
+    """Add a child run's results to a peer's; medians are taken over every run so far.
     A workload that was n/a, failed or never finished stays so."""
     cells = into.setdefault("results", {})
     for workload, cell in part.pop("results", {}).items():
@@ -149,7 +143,7 @@ def run_all(args: argparse.Namespace, sizes: Sizes) -> dict[str, Result]:
                 lambda p: run_peer(p, ["recovery"], args, sizes, args.repeat), runnable
             )
             for peer, part in zip(runnable, parts, strict=True):
-                _merge(results[peer], part)
+                _merge_round(results[peer], part)
     return results
 
 
