@@ -24,13 +24,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisProcess]:
-    """The queue's redis-server, ours to fault."""
-    proc = RedisProcess(tmp_path / "queue").start()
-    try:
-        yield proc
-    finally:
-        proc.kill()
+def server(redis_process: RedisProcess) -> RedisProcess:
+    """The queue's redis-server, ours to fault (the suite's own per-test server)."""
+    return redis_process
 
 
 @pytest.fixture
