@@ -183,13 +183,7 @@ class Slots:
         self._notify()
 
     def close(self) -> None:
-        """Close every inbox: idle worker tasks end."""
-        for worker in self.workers:
-            self._close(worker)
-
-    def dispose(self) -> None:
-        """Close what worker tasks left open (a task cancelled before it started); call
-        once every worker task has ended."""
+        """Close every inbox: idle worker tasks end (closing twice is harmless)."""
         for worker in self.workers:
             self._close(worker)
 

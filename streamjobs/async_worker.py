@@ -164,7 +164,7 @@ class AsyncWorkerPool:
             with library_pinned():
                 await self._serve(task_status)
         finally:
-            self._slots.dispose()
+            self._slots.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 await self._leave()
             self._done.set()
