@@ -151,7 +151,7 @@ class _Connection(asyncio.Protocol):
 def _checked(reply: Any) -> Any:
     """The reply, or its translated error raised."""
     if isinstance(reply, ReplyError):
-        raise translate(_failure(reply)) from None
+        raise translate(reply) from None
     return reply
 
 
