@@ -174,6 +174,7 @@ end
 -- Start the job behind a delivered entry for `owner`: RUNNING, attempt + 1, its record
 -- returned as {stream index, entry id, flat record}. Entries that are not a pending job of
 -- ours are dead-lettered (foreign) or dropped (stale duplicates); those return nil.
+-- The record is read once and updated in place: a started job costs one read, not two.
 local function start_entry(index, entry, fields, owner, now)
   local stream = STREAMS[index]
   local job_id = field(fields, 'id')
@@ -182,20 +183,31 @@ local function start_entry(index, entry, fields, owner, now)
     return nil
   end
   local key = JOB_PREFIX .. job_id
-  local s = redis.call('HMGET', key, 'status', 'entry', 'attempts')
-  if not s[1] then
+  local record = redis.call('HGETALL', key)
+  if #record == 0 then
     bury_raw(stream, entry, fields, 'undecodable entry: no record for job ' .. job_id, now)
     return nil
   end
-  if s[1] ~= 'PENDING' or s[2] ~= entry then
+  local at = {}  -- where each field's value sits in the record
+  for i = 1, #record, 2 do at[record[i]] = i + 1 end
+  if record[at.status] ~= 'PENDING' or (at.entry and record[at.entry]) ~= entry then
     drop_entry(stream, entry)
     return nil
   end
-  local attempt = (tonumber(s[3]) or 0) + 1
+  local attempt = (at.attempts and tonumber(record[at.attempts]) or 0) + 1
   redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now,
              'attempts', attempt)
   emit('job.started', job_id, now, {'attempt', attempt, 'worker', owner})
-  local record = redis.call('HGETALL', key)
+  local changed = {status = 'RUNNING', owner = owner, started_at = tostring(now),
+                   attempts = tostring(attempt)}
+  for name, value in pairs(changed) do
+    if at[name] then
+      record[at[name]] = value
+    else
+      record[#record + 1] = name
+      record[#record + 1] = value
+    end
+  end
   record[#record + 1] = 'id'  -- the id lives in the key, not in the record
   record[#record + 1] = job_id
   return {index, entry, record}
