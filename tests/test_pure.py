@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 
@@ -164,3 +165,19 @@ def test_generated_job_ids_never_start_with_a_dash_a_shell_would_take_for_an_opt
     ids = {new_job("h").id for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(len(i) == 16 and not i.startswith("-") for i in ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_never_generates_an_id_its_parent_generates() -> None:
+    new_job("h")  # the parent now holds a stock of fresh ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next 100 ids, then leave at once
+        os.write(write, " ".join(new_job("h").id for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    os.waitpid(pid, 0)
+    parent = {new_job("h").id for _ in range(100)}
+    assert len(child) == 100 and not child & parent
