@@ -206,6 +206,29 @@ async def test_completed_jobs_leave_no_stream_entries_behind(
         assert raw.xpending(stream, "workers")["pending"] == 0
 
 
+async def test_completions_out_of_order_delete_only_settled_entries(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    queue, stream = svc.queue, svc.queue.keys.streams[2]
+    ids = await svc.submit_many([{"handler": "x"}] * 6)  # ids next to each other: 5-0, 5-1...
+    entries = [entry for entry, _ in raw.xrange(stream)]
+    first, second, third = await queue.start("slow-pool", 3)  # the first keeps running
+    await queue.complete_many([(third, "null"), (second, "null")])
+    assert [entry for entry, _ in raw.xrange(stream)] == [entries[0], *entries[3:]]
+    await queue.complete(first, "null")
+    assert [entry for entry, _ in raw.xrange(stream)] == entries[3:]
+    late = await queue.start("slow-pool", 2)  # the fourth and fifth; the sixth stays queued
+    await queue.complete_many([(d, "null") for d in late])
+    assert [entry for entry, _ in raw.xrange(stream)] == [entries[5]]
+    assert raw.xpending(stream, "workers")["pending"] == 0
+    [last] = await queue.start("slow-pool", 1)
+    assert last.job_id == ids[5]
+    await queue.complete(last, "null")
+    assert raw.xlen(stream) == 0
+    statuses = [await svc.get_job_status(job_id) for job_id in ids]
+    assert statuses == [JobStatus.COMPLETED] * 6
+
+
 async def test_scripts_flushed_from_redis_are_loaded_again(
     svc: JobService, raw: redis.Redis
 ) -> None:

@@ -71,6 +71,43 @@ local function drop_entry(stream, entry)
   redis.call('XDEL', stream, entry)
 end
 
+-- True when stream entry id `a` comes before `b` (ids are "ms-seq"; both parts fit a double).
+local function id_before(a, b)
+  local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
+  local b_ms, b_seq = string.match(b, '^(%d+)-(%d+)$')
+  a_ms, b_ms = tonumber(a_ms), tonumber(b_ms)
+  return a_ms < b_ms or (a_ms == b_ms and tonumber(a_seq) < tonumber(b_seq))
+end
+
+-- The id right after `id`, or `id` itself where its sequence is too large to count on.
+local function id_after(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  seq = tonumber(seq)
+  if seq >= 2 ^ 52 then return id end
+  return ms .. '-' .. string.format('%.0f', seq + 1)
+end
+
+-- Delete entries just acknowledged. Every entry up to the newest one acknowledged here has
+-- been delivered, so every entry before the oldest one still pending, up to that newest
+-- one, has been acknowledged too: those go in one trim from the head (XDEL finds each entry
+-- by a scan of its node, which costs more than the rest of a completion). The entries an
+-- older pending one holds back are deleted one by one.
+local function forget_acked(stream, entries)
+  local newest = entries[1]
+  for i = 2, #entries do
+    if id_before(newest, entries[i]) then newest = entries[i] end
+  end
+  local floor = id_after(newest)
+  local oldest = redis.call('XPENDING', stream, GROUP, '-', '+', 1)[1]
+  if oldest and id_before(oldest[1], floor) then floor = oldest[1] end
+  redis.call('XTRIM', stream, 'MINID', floor)
+  local rest = {}
+  for _, e in ipairs(entries) do
+    if not id_before(e, floor) then rest[#rest + 1] = e end
+  end
+  if #rest > 0 then redis.call('XDEL', stream, unpack(rest)) end
+end
+
 -- Wake up to `n` idle readers: each token wakes one. Capped: a reader that wakes takes
 -- many jobs, and one that finds none clears the tokens (start.lua).
 local READY_CAP = 1000

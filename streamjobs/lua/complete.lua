@@ -2,7 +2,7 @@
 many jobs may be completed in one call.
 Invariant: at-least-once; an entry is acknowledged (and deleted) only here, with its result;
 a consumer whose lease was taken over cannot write over the new owner's attempt.
-The acknowledgements come first: XACK and XDEL are allowed when Redis is out of memory, and
+The acknowledgements come first: XACK, XTRIM and XDEL are allowed when Redis is out of memory, and
 once a script has written, Redis lets it finish, so a full Redis can still drain its queue.
 ARGV 4... groups of six: job id, consumer, attempt, stream index, entry id, result (JSON).
 Returns one code per job: 1 recorded (or already recorded by this attempt), 0 refused as
@@ -24,7 +24,7 @@ end
 for index = 1, 4 do
   if #done[index] > 0 then
     redis.call('XACK', STREAMS[index], GROUP, unpack(done[index]))
-    redis.call('XDEL', STREAMS[index], unpack(done[index]))
+    forget_acked(STREAMS[index], done[index])
   end
 end
 for _, i in ipairs(fresh) do
