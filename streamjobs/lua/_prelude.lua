@@ -37,20 +37,11 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Append a lifecycle event; `extra` is a flat list of field, value.
+-- Append a lifecycle event; `extra` is a flat list of field, value (nil for none).
 local function emit(kind, job_id, now, extra)
   if EVENTS_MAXLEN <= 0 then return end
-  if not extra then  -- the common case, without building a command table
-    redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', kind, 'job_id', job_id,
-               'at', now)
-    return
-  end
-  local cmd = {'XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-               'type', kind, 'job_id', job_id, 'at', now}
-  if extra then
-    for i = 1, #extra do cmd[#cmd + 1] = extra[i] end
-  end
-  redis.call(unpack(cmd))
+  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', kind, 'job_id', job_id,
+             'at', now, unpack(extra or {}))
 end
 
 -- The value of `name` in a flat field/value list (a stream entry), or nil.
