@@ -147,8 +147,10 @@ def run_all(args: argparse.Namespace, sizes: Sizes) -> dict[str, Result]:
     return results
 
 
-ROWS = (  # workload, figure, label, higher is better
+ROWS: tuple[tuple[str, str, str, bool | None], ...] = (  # workload, figure, label,
+    # higher is better (None: a reference, not a race)
     ("enqueue-one", "jobs_per_s", "enqueue-one jobs/s", True),
+    ("enqueue-one", "ping_per_s", "  floor: bare PING/s", None),
     ("enqueue-bulk", "jobs_per_s", "enqueue-bulk jobs/s", True),
     ("e2e", "jobs_per_s", "e2e drain jobs/s", True),
     ("latency", "p50_ms", "latency p50 ms", False),
@@ -183,8 +185,10 @@ def _fmt(value: float | str) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
 
 
-def ratio(values: dict[str, float | str], higher_better: bool) -> str:
+def ratio(values: dict[str, float | str], higher_better: bool | None) -> str:
     own = values.get("streamjobs")
+    if higher_better is None:
+        return "-"
     peers = [v for p, v in values.items() if p != "streamjobs" and not isinstance(v, str)]
     if not isinstance(own, float | int) or not peers:
         return "-"
@@ -235,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run_all(args, sizes)
     print(table(results))
     print("ratio = streamjobs / best peer: above 1 is better for jobs/s rows, below 1 for the rest")
+    print("floor = PINGs/s over a bare socket on the same Redis: no awaited submit beats it")
     for line in notes(results):
         print(f"note: {line}")
     print(f"({time.monotonic() - started:.0f}s; sizes {asdict(sizes)}; median of {args.repeat})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -94,12 +95,42 @@ async def fill(peer: Peer, ids: Sequence[int]) -> None:
 
 
 async def enqueue_one(cls: type[Peer], url: str, sizes: Sizes, log: Path) -> Figures:
+    """Jobs submitted one by one, each awaited; beside it, the round-trip floor it cannot beat."""
     async with fresh_peer(cls, url) as peer:
         t0 = time.perf_counter()
         for i in range(sizes.enqueue):
             await peer.submit(i)
         elapsed = time.perf_counter() - t0
-    return {"jobs_per_s": sizes.enqueue / elapsed}
+    return {"jobs_per_s": sizes.enqueue / elapsed, "ping_per_s": ping_floor(url, sizes.enqueue)}
+
+
+def ping_floor(url: str, count: int) -> float:
+    """PINGs per second over a bare socket, one by one: no client library, no parsing. A
+    submit that waits for Redis to confirm it can go no faster than this, in any queue."""
+    options = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    address = (options.get("host") or "localhost", int(options.get("port") or 6379))
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ping = b"*1\r\n$4\r\nPING\r\n"
+        if options.get("password") is not None:
+            user = options.get("username") or "default"
+            sock.sendall(_command("AUTH", user, options["password"]))
+            if not sock.recv(64).startswith(b"+OK"):
+                raise WorkloadError("the benchmark Redis refused AUTH")
+        t0 = time.perf_counter()
+        for _ in range(count):
+            sock.sendall(ping)
+            if sock.recv(64) != b"+PONG\r\n":
+                raise WorkloadError("PING got an unexpected reply")
+        return count / (time.perf_counter() - t0)
+
+
+def _command(*parts: str) -> bytes:
+    encoded = [part.encode() for part in parts]
+    return b"".join(
+        [f"*{len(encoded)}\r\n".encode()]
+        + [b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded]
+    )
 
 
 async def enqueue_bulk(cls: type[Peer], url: str, sizes: Sizes, log: Path) -> Figures:
