@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from streamjobs import AsyncWorkerPool, JobDefinition, JobService, JobStatus, RedisJobQueue
+from streamjobs.async_worker import Timings
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.anyio
@@ -128,3 +129,38 @@ async def test_redis_url_from_the_environment_is_used_by_default(
     async with JobService(name=queue_name) as service:
         job_id = await service.submit_job("x")
         assert await service.get_job_status(job_id) is JobStatus.PENDING
+
+
+async def test_an_idle_pool_wakes_at_once_for_jobs_queued_again_not_only_for_new_ones(
+    redis_url: str, queue_name: str
+) -> None:
+    """A reader that blocks for a minute between looks still starts, without delay, a job
+    the promoter moved (a scheduled job), one another pool handed back, and a dead letter
+    queued again: each of those scripts leaves a ready token."""
+    dozy = Timings(lease=60.0, reclaim_interval=60.0, heartbeat=1.0)
+    queue = RedisJobQueue(redis_url, name=queue_name)
+    pool = AsyncWorkerPool(queue, timings=dozy)
+    async with JobService(queue=queue, worker_pool=pool) as svc:
+        async def ok(job: JobDefinition, progress: Any) -> str:
+            return "ok"
+
+        async def broken(job: JobDefinition, progress: Any) -> None:
+            raise RuntimeError("broken")
+
+        svc.register_handler("ok", ok)
+        svc.register_handler("flaky", broken)
+        handed = await svc.submit_job("ok")
+        [held] = await svc.queue.start("stopping-pool", 1)  # another pool, about to stop
+        await svc.start_workers(2)
+        await anyio.sleep(0.2)  # both readers now block on the ready list
+        scheduled = await svc.submit_job("ok", delay=0.3)
+        assert (await svc.wait_for_result(scheduled, timeout=5)).result == "ok"
+
+        dead = await svc.submit_job("flaky", max_retries=0)
+        assert (await svc.wait_for_result(dead, timeout=5)).status is JobStatus.DEAD_LETTER
+        svc.register_handler("flaky", ok)
+        assert await svc.retry_dead_letter(dead)
+        assert (await svc.wait_for_result(dead, timeout=5)).result == "ok"
+
+        assert held.job_id == handed and await svc.queue.release("stopping-pool") == 1
+        assert (await svc.wait_for_result(handed, timeout=5)).result == "ok"

@@ -111,11 +111,11 @@ local function signal_ready(n)
   end
 end
 
--- Put a job at the tail of its priority stream as PENDING.
+-- Put a job at the tail of its priority stream as PENDING. The caller wakes readers once
+-- for all the jobs it queued (signal_ready), not once per job.
 local function push(key, job_id, priority)
   local entry = redis.call('XADD', stream_of(priority), '*', 'id', job_id)
   redis.call('HSET', key, 'status', 'PENDING', 'entry', entry)
-  signal_ready(1)
   return entry
 end
 

@@ -3,11 +3,12 @@ Invariant: a job leaves the delayed set in the same step that queues it, so any 
 promoters may run at once without losing or doubling a job.
 ARGV 4 most jobs to move in one call.
 Returns ms until the next delayed job is due: 0 when more are due now, -1 when none wait.
-Events: job.queued per job moved.
+Events: job.queued per job moved; one ready token per job moved.
 ]]
 local limit = tonumber(ARGV[4])
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', now, 'LIMIT', 0, limit)
+local queued = 0
 for _, job_id in ipairs(due) do
   redis.call('ZREM', DELAYED, job_id)
   local key = JOB_PREFIX .. job_id
@@ -16,8 +17,10 @@ for _, job_id in ipairs(due) do
     if s[1] == 'RETRYING' then redis.call('HINCRBY', STATS, 'retrying', -1) end
     push(key, job_id, s[2])
     emit('job.queued', job_id, now, {'from', s[1]})
+    queued = queued + 1
   end
 end
+signal_ready(queued)
 if #due >= limit then return 0 end
 local nxt = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
 if not nxt[2] then return -1 end

@@ -5,7 +5,7 @@ entries named, every entry the consumer holds goes back and the consumer leaves 
 Invariant: an entry leaves this consumer in the same step that queues it again.
 ARGV 4 consumer, 5... optional pairs of stream index and entry id.
 Returns the number of jobs handed back.
-Events: job.requeued per job.
+Events: job.requeued per job; one ready token per job handed back.
 ]]
 local owner = ARGV[4]
 local now = now_ms()
@@ -43,6 +43,7 @@ if #ARGV >= 5 then
     local p = redis.call('XPENDING', stream, GROUP, entry, entry, 1)
     if p[1] and p[1][2] == owner then hand_back(stream, entry) end
   end
+  signal_ready(handed)
   return handed
 end
 for index = 1, 4 do
@@ -53,4 +54,5 @@ end
 if complete then
   for index = 1, 4 do redis.call('XGROUP', 'DELCONSUMER', STREAMS[index], GROUP, owner) end
 end
+signal_ready(handed)
 return handed

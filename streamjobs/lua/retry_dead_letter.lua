@@ -3,7 +3,7 @@ with its attempts reset.
 Invariant: the dead letter is removed in the same step that queues the job.
 ARGV 4 job id.
 Returns 1 when queued again, 0 when the job is not a dead letter (or its record is gone).
-Events: job.queued with from DEAD_LETTER.
+Events: job.queued with from DEAD_LETTER; a ready token.
 ]]
 local job_id = ARGV[4]
 local key = JOB_PREFIX .. job_id
@@ -15,5 +15,6 @@ redis.call('HDEL', key, 'dead_entry', 'finished_at', 'started_at', 'result', 'ow
 redis.call('HSET', key, 'attempts', 0, 'crashes', 0)
 redis.call('PERSIST', key)
 push(key, job_id, s[3])
+signal_ready(1)
 emit('job.queued', job_id, now_ms(), {'from', 'DEAD_LETTER'})
 return 1
