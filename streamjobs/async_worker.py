@@ -192,7 +192,8 @@ class AsyncWorkerPool:
 
     def _start_worker(self, worker: Worker) -> None:
         assert self._tg is not None
-        self._tg.start_soon(self._work, worker, self._slots.open_inbox(worker))
+        with library_pinned():  # scale() starts workers from its caller's context
+            self._tg.start_soon(self._work, worker, self._slots.open_inbox(worker))
 
     async def _work(self, worker: Worker, inbox: Inbox) -> None:
         """One worker: run the jobs handed to it, one at a time, until its inbox closes.
