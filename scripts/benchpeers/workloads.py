@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import statistics
 import time
@@ -42,7 +43,10 @@ class WorkloadError(RuntimeError):
     """A workload could not produce a figure (a worker died, jobs never finished...)."""
 
 
+@functools.cache
 def _client(url: str) -> redis.Redis:
+    """One client per Redis, kept: the harness polls every 10 ms while a worker drains, and a
+    fresh connection per poll took CPU from the worker and Redis being measured."""
     return redis.Redis.from_url(url, socket_timeout=10)
 
 
