@@ -233,6 +233,17 @@ async def test_the_script_after_a_blocking_pop_runs_once_it_returns_or_times_out
     assert got == [1]  # one item popped, the other left when the script ran
 
 
+async def test_the_script_after_a_blocking_pop_is_loaded_again_after_a_flush(
+    driver: Driver, redis_url: str, queue_name: str
+) -> None:
+    key = f"{queue_name}:ready"
+    await driver.eval(PUSH_TWO, [key], [])  # loads PUSH_TWO; LEN is not loaded yet
+    _flush_scripts(redis_url)
+    with anyio.fail_after(5):
+        assert await driver.wait_list_then_eval(key, 5.0, LEN, [key], []) == 1
+        assert await driver.wait_list_then_eval(key, 5.0, LEN, [key], []) == 0  # loaded now
+
+
 async def test_cancelled_blocking_read_leaves_the_driver_usable(
     driver: Driver, queue_name: str
 ) -> None:

@@ -108,9 +108,21 @@ class CoredisDriver:
     async def wait_list_then_eval(
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
-        # Two round trips here: the pop, then the script (coredis pipelines are not used).
-        await self.wait_list(key, timeout)
-        return await self.eval(script, keys, args)
+        timeout = max(timeout, 0.001)
+        async with self._command(timeout) as client:
+            # One write, as on the resp driver: Redis runs the script the moment the pop returns.
+            async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
+                pipe.blpop([key], timeout=timeout)
+                pipe.evalsha(script.sha, keys, args)
+            popped, reply = pipe.results or (None, None)
+            if isinstance(popped, Exception):
+                raise popped
+            if isinstance(reply, cex.NoScriptError):
+                await client.script_load(script.source)
+                return await client.evalsha(script.sha, keys, args)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
 
     async def wait_list(self, key: str, timeout: float) -> bool:
         async with self._command(timeout) as client:
