@@ -118,3 +118,14 @@ async def test_records_and_entries_read_as_plain_text_in_redis(
     assert record["status"] == "PENDING" and record["priority"] == "20"
     [(entry_id, fields)] = raw.xrange(svc.queue.keys.streams[1])
     assert fields == {"id": job_id} and record["entry"] == entry_id
+
+
+async def test_wake_up_tokens_stay_bounded_while_no_worker_reads(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    for _ in range(5):  # 5,000 jobs queued, one token each, and no reader to take them
+        await svc.submit_many([{"handler": "echo"}] * 1000)
+    assert raw.llen(svc.queue.keys.ready) <= 2000
+    for _ in range(30):  # one by one too
+        await svc.submit_job("echo")
+    assert 0 < raw.llen(svc.queue.keys.ready) <= 2000

@@ -106,7 +106,9 @@ local function signal_ready(n)
   if n <= 0 then return end
   local tokens = {}
   for i = 1, math.min(n, READY_CAP) do tokens[i] = '1' end
-  if redis.call('LPUSH', READY, unpack(tokens)) > READY_CAP then
+  -- trimmed back to the cap only once it is twice over: with no reader waiting (workers all
+  -- busy, or none), a submit then costs one push, not a push and a trim
+  if redis.call('LPUSH', READY, unpack(tokens)) > 2 * READY_CAP then
     redis.call('LTRIM', READY, 0, READY_CAP - 1)
   end
 end
