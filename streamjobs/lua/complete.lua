@@ -2,8 +2,9 @@
 many jobs may be completed in one call.
 Invariant: at-least-once; an entry is acknowledged (and deleted) only here, with its result;
 a consumer whose lease was taken over cannot write over the new owner's attempt.
-The acknowledgements come first: XACK, XTRIM and XDEL are allowed when Redis is out of memory, and
-once a script has written, Redis lets it finish, so a full Redis can still drain its queue.
+The acknowledgements come first: XACK, XTRIM and XDEL are allowed when Redis is out of
+memory, and once a script has written, Redis lets it finish, so a full Redis can still drain
+its queue. Acknowledged entries are deleted by forget_acked (one trim from the head).
 ARGV 4... groups of six: job id, consumer, attempt, stream index, entry id, result (JSON).
 Returns one code per job: 1 recorded (or already recorded by this attempt), 0 refused as
 stale.
