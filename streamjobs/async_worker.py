@@ -108,6 +108,7 @@ class AsyncWorkerPool:
         self._suspects: list[Delivery] = []  # reclaimed after a crash: each runs alone
         self._cursors = ["0-0"] * 4
         self._next_reclaim = 0.0
+        self._dry = False  # the last read came back short of the workers it was for
         self._lag = 0.0
         self._started_at = time.time()
         self._stop_requested: anyio.Event | None = None
@@ -260,10 +261,14 @@ class AsyncWorkerPool:
             got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, cursors)
             self._launch(held, await self._set_aside_suspects(got))
         if held:
-            got = await self.queue.start(self.id, len(held))
+            # After a short read the queue was dry, and every job queued since left a ready
+            # token: wait at once, with no empty start.lua between one job and the next wait.
+            dry, self._dry = self._dry, False  # an error on the way: read first next time
+            got = [] if dry else await self.queue.start(self.id, len(held))
             if not got:
                 block_ms = int(t.reclaim_interval * 1000)
                 got = await self.queue.wait_for_jobs(self.id, len(held), block_ms)
+            self._dry = len(got) < len(held)
             self._launch(held, await self._set_aside_suspects(got))
             if got:  # let the workers just handed a job start it before the next read is
                 await anyio.lowlevel.checkpoint()  # written: a job's latency, not the read's

@@ -11,6 +11,7 @@ import redis
 
 from streamjobs import AsyncWorkerPool, JobDefinition, JobService, JobStatus, RedisJobQueue
 from streamjobs.async_worker import Timings
+from tests._redis import RedisProcess
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.anyio
@@ -164,3 +165,27 @@ async def test_an_idle_pool_wakes_at_once_for_jobs_queued_again_not_only_for_new
 
         assert held.job_id == handed and await svc.queue.release("stopping-pool") == 1
         assert (await svc.wait_for_result(handed, timeout=5)).result == "ok"
+
+
+async def test_an_idle_pool_reads_once_per_job_it_is_woken_for(redis_process: RedisProcess) -> None:
+    """Once a read came back short (the queue ran dry), the reader waits on the ready list
+    at once: the start.lua sent with that wait is the job's only read, with no empty read
+    between one job and the next wait."""
+    dozy = Timings(lease=60.0, reclaim_interval=60.0, heartbeat=1.0)
+    queue = RedisJobQueue(redis_process.url)
+    async with JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=dozy)) as svc:
+        async def ok(job: JobDefinition, progress: Any) -> None:
+            return None
+
+        svc.register_handler("ok", ok)
+        await svc.start_workers(10)  # a read is for 5 (half the pool): one job is short
+        await anyio.sleep(0.2)  # the reader now blocks on the ready list
+        raw = redis.Redis.from_url(redis_process.url)
+        raw.config_resetstat()
+        for _ in range(10):
+            await svc.wait_for_result(await svc.submit_job("ok"), timeout=5)
+        await anyio.sleep(0.1)  # the reader is back in its wait
+        reads = raw.info("commandstats").get("cmdstat_xreadgroup", {}).get("calls", 0)
+        raw.close()
+    # one start.lua per job, which reads each of the four streams once
+    assert reads <= 4 * 10
