@@ -118,8 +118,7 @@ class CoredisDriver:
             if isinstance(popped, Exception):
                 raise popped
             if isinstance(reply, cex.NoScriptError):
-                await client.script_load(script.source)
-                return await client.evalsha(script.sha, keys, args)
+                return await self.eval(script, keys, args)  # loads it, runs it again
             if isinstance(reply, Exception):
                 raise reply
             return reply
