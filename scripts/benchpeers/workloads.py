@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from dataclasses import dataclass
 from pathlib import Path
 
+import hiredis
 import redis
 
 from . import _probe, _procs
@@ -117,10 +118,10 @@ def ping_floor(url: str, count: int) -> float:
     address = (options.get("host") or "localhost", int(options.get("port") or 6379))
     with socket.create_connection(address, timeout=10) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ping = b"*1\r\n$4\r\nPING\r\n"
+        ping = hiredis.pack_command(("PING",))
         if options.get("password") is not None:
             user = options.get("username") or "default"
-            sock.sendall(_command("AUTH", user, options["password"]))
+            sock.sendall(hiredis.pack_command(("AUTH", user, options["password"])))
             if not sock.recv(64).startswith(b"+OK"):
                 raise WorkloadError("the benchmark Redis refused AUTH")
         t0 = time.perf_counter()
@@ -129,14 +130,6 @@ def ping_floor(url: str, count: int) -> float:
             if sock.recv(64) != b"+PONG\r\n":
                 raise WorkloadError("PING got an unexpected reply")
         return count / (time.perf_counter() - t0)
-
-
-def _command(*parts: str) -> bytes:
-    encoded = [part.encode() for part in parts]
-    return b"".join(
-        [f"*{len(encoded)}\r\n".encode()]
-        + [b"$%d\r\n%s\r\n" % (len(part), part) for part in encoded]
-    )
 
 
 async def enqueue_bulk(cls: type[Peer], url: str, sizes: Sizes, log: Path) -> Figures:
