@@ -201,6 +201,16 @@ local function bury_raw(stream, entry, fields, reason, now)
   emit('job.dead_letter', '', now, {'error', reason, 'reason', reason, 'entry', entry})
 end
 
+-- Set `name` in a flat record read by HGETALL, `at` mapping each field to its value's index.
+local function set_field(record, at, name, value)
+  if at[name] then
+    record[at[name]] = value
+  else
+    record[#record + 1] = name
+    record[#record + 1] = value
+  end
+end
+
 -- Start the job behind a delivered entry for `owner`: RUNNING, attempt + 1, its record
 -- returned as {stream index, entry id, flat record}. Entries that are not a pending job of
 -- ours are dead-lettered (foreign) or dropped (stale duplicates); those return nil.
@@ -228,16 +238,10 @@ local function start_entry(index, entry, fields, owner, now)
   redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now,
              'attempts', attempt)
   emit('job.started', job_id, now, {'attempt', attempt, 'worker', owner})
-  local changed = {status = 'RUNNING', owner = owner, started_at = tostring(now),
-                   attempts = tostring(attempt)}
-  for name, value in pairs(changed) do
-    if at[name] then
-      record[at[name]] = value
-    else
-      record[#record + 1] = name
-      record[#record + 1] = value
-    end
-  end
+  set_field(record, at, 'status', 'RUNNING')
+  set_field(record, at, 'owner', owner)
+  set_field(record, at, 'started_at', tostring(now))
+  set_field(record, at, 'attempts', tostring(attempt))
   record[#record + 1] = 'id'  -- the id lives in the key, not in the record
   record[#record + 1] = job_id
   return {index, entry, record}
