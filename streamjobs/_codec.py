@@ -59,7 +59,7 @@ def parse_priority(value: object) -> JobPriority:
         if isinstance(value, str):
             return JobPriority[value.strip().upper()]
         if isinstance(value, int) and not isinstance(value, bool):
-            return _PRIORITY.get(str(value)) or JobPriority(value)
+            return JobPriority(value)
     except (KeyError, ValueError):
         pass
     names = ", ".join(p.name.lower() for p in JobPriority)
