@@ -255,19 +255,22 @@ class AsyncWorkerPool:
     async def _fill(self, held: list[Worker]) -> None:
         """Start jobs for the reserved workers: lapsed leases first, then new jobs, then block."""
         t = self.timings
+        lease_ms = int(t.lease * 1000)  # recorded in each job started: its lease goes with it
         if time.monotonic() >= self._next_reclaim:
             self._next_reclaim = time.monotonic() + t.reclaim_interval
-            lease_ms, cursors = int(t.lease * 1000), self._cursors
+            cursors = self._cursors
             got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, cursors)
             self._launch(held, await self._set_aside_suspects(got))
         if held:
             # After a short read the queue was dry, and every job queued since left a ready
             # token: wait at once, with no empty start.lua between one job and the next wait.
             dry, self._dry = self._dry, False  # an error on the way: read first next time
-            got = [] if dry else await self.queue.start(self.id, len(held))
+            got = [] if dry else await self.queue.start(self.id, len(held), lease_ms=lease_ms)
             if not got:
                 block_ms = int(t.reclaim_interval * 1000)
-                got = await self.queue.wait_for_jobs(self.id, len(held), block_ms)
+                got = await self.queue.wait_for_jobs(
+                    self.id, len(held), block_ms, lease_ms=lease_ms
+                )
             self._dry = len(got) < len(held)
             self._launch(held, await self._set_aside_suspects(got))
             if got:  # let the workers just handed a job start it before the next read is

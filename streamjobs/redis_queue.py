@@ -171,25 +171,31 @@ class RedisJobQueue:
 
     # -- working --------------------------------------------------------------------------
 
-    async def start(self, consumer: str, count: int) -> list[Delivery]:
-        """Start up to `count` new jobs, highest priority first."""
-        reply = await self._run("start", consumer, count)
+    async def start(self, consumer: str, count: int, *, lease_ms: int = 0) -> list[Delivery]:
+        """Start up to `count` new jobs, highest priority first. `lease_ms`, the consumer's
+        lease, is recorded as each job's own: reclaim takes a job over only once idle past
+        it (0 records none, and the reclaimer's lease applies)."""
+        reply = await self._run("start", consumer, count, lease_ms)
         return [_delivery(raw, consumer) for raw in reply]
 
-    async def wait_for_jobs(self, consumer: str, count: int, block_ms: int) -> list[Delivery]:
-        """Block until a job is made ready (or block_ms passes), then start up to `count`:
-        start.lua goes out in the same write as the blocking pop, so Redis runs it the moment
-        the pop returns, and waking costs no round trip of its own."""
+    async def wait_for_jobs(
+        self, consumer: str, count: int, block_ms: int, *, lease_ms: int = 0
+    ) -> list[Delivery]:
+        """Block until a job is made ready (or block_ms passes), then start up to `count`
+        (as `start`): start.lua goes out in the same write as the blocking pop, so Redis runs
+        it the moment the pop returns, and waking costs no round trip of its own."""
         reply = await self.driver.wait_list_then_eval(
             self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
-            self.script_args(consumer, count),
+            self.script_args(consumer, count, lease_ms),
         )  # fmt: skip
         return [_delivery(raw, consumer) for raw in reply]
 
     async def reclaim(
         self, consumer: str, count: int, lease_ms: int, max_crashes: int, cursors: list[str]
     ) -> list[Delivery]:
-        """Take over and start lapsed entries; `cursors` (one per stream) is updated in place."""
+        """Take over and start entries idle past their job's own lease (`lease_ms` for a job
+        that recorded none; recorded for the jobs started here); `cursors` (one per stream)
+        is updated in place."""
         reply = await self._run("reclaim", consumer, count, lease_ms, max_crashes, *cursors)
         cursors[:] = [str(c) for c in reply[0]]
         return [_delivery(raw, consumer) for raw in reply[1]]

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 
-from streamjobs import JobDefinition, JobService, JobStatus
+from streamjobs import AsyncWorkerPool, JobDefinition, JobService, JobStatus, RedisJobQueue, Timings
 from streamjobs.redis_queue import LeaseLostError
 
 pytestmark = pytest.mark.anyio
@@ -122,3 +122,58 @@ async def test_a_handler_that_blocks_the_event_loop_keeps_its_lease(
         job_id = await svc.submit_job("blocker", timeout=30)
         result = await svc.wait_for_result(job_id, timeout=15)
     assert (result.result, len(runs)) == ("survived", 1)
+
+
+def _pool_service(redis_url: str, queue_name: str, timings: Timings) -> JobService:
+    queue = RedisJobQueue(redis_url, name=queue_name)
+    return JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=timings))
+
+
+async def test_a_short_lease_pool_does_not_take_over_a_long_lease_pools_live_job(
+    redis_url: str, queue_name: str
+) -> None:
+    runs: list[str] = []
+    running = anyio.Event()
+
+    async def slow(job: JobDefinition, progress: Any) -> str:
+        runs.append(job.id)
+        running.set()
+        await anyio.sleep(3)  # renewed every 5/3 s: idle well past the short pool's 0.3 s
+        return "once"
+
+    long_lease = _pool_service(redis_url, queue_name, Timings(lease=5.0))
+    short_lease = _pool_service(
+        redis_url, queue_name, Timings(lease=0.3, reclaim_interval=0.3, heartbeat=0.15)
+    )
+    async with long_lease, short_lease:
+        for svc in (long_lease, short_lease):
+            svc.register_handler("slow", slow)
+        await long_lease.start_workers(1)
+        job_id = await long_lease.submit_job("slow", timeout=30)
+        with anyio.fail_after(5):
+            await running.wait()
+        await short_lease.start_workers(1)  # reclaims every 0.3 s while the job runs
+        result = await long_lease.wait_for_result(job_id, timeout=15)
+    assert (result.status, result.result, result.attempts) == (JobStatus.COMPLETED, "once", 1)
+    assert runs == [job_id]
+
+
+async def test_a_dead_pools_short_lease_job_returns_within_its_lease_to_a_long_lease_pool(
+    redis_url: str, queue_name: str
+) -> None:
+    svc = _pool_service(redis_url, queue_name, Timings(lease=5.0, reclaim_interval=0.2))
+    async with svc:
+        job_id = await svc.submit_job("echo", args=(3,))
+        # a pool with a 0.3 s lease starts the job, then dies
+        await svc.queue.start("short-lease-pool", 1, lease_ms=300)
+        lost_at = time.monotonic()
+
+        async def echo(job: JobDefinition, progress: Any) -> Any:
+            return job.args[0]
+
+        svc.register_handler("echo", echo)
+        await svc.start_workers(1)
+        result = await svc.wait_for_result(job_id, timeout=10)
+        back_after = time.monotonic() - lost_at
+    assert (result.status, result.result, result.attempts) == (JobStatus.COMPLETED, 3, 2)
+    assert back_after < 2.5, f"taken over after {back_after:.2f} s; its lease was 0.3 s"

@@ -215,7 +215,9 @@ end
 -- returned as {stream index, entry id, flat record}. Entries that are not a pending job of
 -- ours are dead-lettered (foreign) or dropped (stale duplicates); those return nil.
 -- The record is read once and updated in place: a started job costs one read, not two.
-local function start_entry(index, entry, fields, owner, now)
+-- `lease_ms` is the starting pool's lease, recorded as the job's own (`lease`): reclaim.lua
+-- takes the job over only once idle past it (0 records none: the reclaimer's lease applies).
+local function start_entry(index, entry, fields, owner, now, lease_ms)
   local stream = STREAMS[index]
   local job_id = field(fields, 'id')
   if not job_id then
@@ -235,8 +237,14 @@ local function start_entry(index, entry, fields, owner, now)
     return nil
   end
   local attempt = (at.attempts and tonumber(record[at.attempts]) or 0) + 1
-  redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now,
-             'attempts', attempt)
+  if lease_ms > 0 then
+    redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now,
+               'attempts', attempt, 'lease', lease_ms)
+  else
+    redis.call('HSET', key, 'status', 'RUNNING', 'owner', owner, 'started_at', now,
+               'attempts', attempt)
+    if at.lease then redis.call('HDEL', key, 'lease') end
+  end
   emit('job.started', job_id, now, {'attempt', attempt, 'worker', owner})
   set_field(record, at, 'status', 'RUNNING')
   set_field(record, at, 'owner', owner)

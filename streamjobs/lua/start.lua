@@ -1,12 +1,13 @@
 --[[ start: take up to `count` new jobs for a consumer, highest priority first, and mark them
 RUNNING. Invariant: a lower stream is read only when every higher one had nothing new.
-ARGV 4 consumer (pool id), 5 count.
+ARGV 4 consumer (pool id), 5 count, 6 the consumer's lease (ms), recorded in each job started
+(`lease`) as that job's own: 0 records none.
 Returns a list of {stream index, entry id, flat job record}.
 When every stream was read and no new entry is left, the ready tokens are stale (each stood
 for an entry now delivered): they are cleared, so that idle readers block until the next.
 Events: job.started per job; job.dead_letter for entries that are not jobs of ours.
 ]]
-local owner, count = ARGV[4], tonumber(ARGV[5])
+local owner, count, lease_ms = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = now_ms()
 local started = {}
 
@@ -19,7 +20,7 @@ for index = 1, 4 do
   local entries = reply and reply[1][2] or {}
   if #entries == want then drained = false end
   for _, e in ipairs(entries) do
-    local job = start_entry(index, e[1], e[2], owner, now)
+    local job = start_entry(index, e[1], e[2], owner, now, lease_ms)
     if job then started[#started + 1] = job end
   end
 end
