@@ -69,6 +69,33 @@ async def test_a_job_that_keeps_killing_workers_is_dead_lettered(svc: JobService
     assert dead.id == job_id and dead.handler == "poison"
 
 
+async def test_a_worker_resumed_after_its_job_was_buried_for_crashes_is_refused_as_stale(
+    svc: JobService,
+) -> None:
+    job_id = await svc.submit_job("poison", max_retries=10)
+    queue, cursors = svc.queue, ["0-0"] * 4
+    [stalled] = await queue.start("victim-1", 1)
+    for n in range(2, 5):  # each owner stalls past its lease; the fourth reclaimer buries it
+        await anyio.sleep(0.06)
+        got = await queue.reclaim(f"victim-{n}", 1, 50, 3, cursors)
+        stalled = got[0] if got else stalled
+    assert stalled.consumer == "victim-3"  # the last owner, whose attempt was buried
+    assert await svc.get_job_status(job_id) is JobStatus.DEAD_LETTER
+    assert not await queue.progress(stalled, 1, 1, "resumed")
+    for settle in (
+        lambda: queue.complete(stalled, '"late result"'),
+        lambda: queue.retry(stalled, "late error", 1.0),
+        lambda: queue.fail(stalled, "late failure"),
+        lambda: queue.dead_letter(stalled, "late error", "late"),
+    ):
+        with pytest.raises(LeaseLostError):
+            await settle()
+    result = await svc.get_job_result(job_id)
+    assert result is not None and result.status is JobStatus.DEAD_LETTER
+    assert result.error == "its worker was lost 3 times while running it"
+    assert [d.id for d in await svc.get_dead_letters()] == [job_id]
+
+
 async def test_reclaim_finds_every_lapsed_entry_across_passes(svc: JobService) -> None:
     ids = [await svc.submit_job("echo", args=(i,)) for i in range(30)]
     await svc.queue.start("ghost", 30)

@@ -6,7 +6,8 @@ idle past its job's lease, whatever this pool's lease. An entry whose record car
 job started by an older version, an entry never started) lapses after this pool's lease.
 A job that was RUNNING when its lease lapsed counts one crash when its worker pool is gone
 (no heartbeat within that lease); at `max crashes` it is dead-lettered instead of killing yet
-another worker. A live pool's lapsed entry (a reply lost on the network, a job past its
+another worker, and its owner cleared, so that the lost worker, should it resume, is refused
+as stale and the dead letter stands. A live pool's lapsed entry (a reply lost on the network, a job past its
 timeout) and entries never started restart without a crash counted.
 ARGV 4 consumer, 5 count, 6 lease (ms: this pool's, recorded for the jobs it starts, and the
 one for entries with none), 7 max crashes, 8-11 scan cursors per stream (entry ids, '0-0' to
@@ -42,6 +43,7 @@ local function take_over(index, entry, fields, job_id, s, lease)
       drop_entry(STREAMS[index], entry)
       bury(key, job_id, 'its worker was lost ' .. crashes .. ' times while running it',
            'worker lost', now)
+      redis.call('HDEL', key, 'owner', 'lease')  -- its attempt is over: a late word is stale
       return
     end
     redis.call('HSET', key, 'status', 'PENDING')
