@@ -23,7 +23,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _codec
+from . import _codec, _reaper
 from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
 from ._lease import LeaseKeeper
@@ -50,6 +50,7 @@ class Timings:
     settle_deadline: float = 15.0  # how long a finished job may retry recording its outcome
     max_promote_sleep: float = 30.0  # the promoter's longest sleep without a wake-up
     unhealthy_lag: float = 1.0  # event-loop lag that marks a pool unhealthy
+    reap_interval: float = 45.0  # how often (±25%) consumers of gone pools leave the groups
 
     def __post_init__(self) -> None:
         # A pool must beat within every lease, or a lapsed lease would look like a crash.
@@ -177,6 +178,7 @@ class AsyncWorkerPool:
             self._tg = tg
             await self._beat()
             await tg.start(self._recorder.run)
+            await tg.start(_reaper.run, self.queue, self.timings.reap_interval)
             tg.start_soon(self._keeper.run, self._lease_lost)
             for service in (self._heartbeats, self._lag_probe, self._promote, self._watch):
                 tg.start_soon(service)

@@ -250,6 +250,11 @@ class RedisJobQueue:
         pairs = [part for d in only for part in (d.stream + 1, d.entry)]
         return int(await self._run("release", consumer, *pairs))
 
+    async def reap_consumers(self) -> int:
+        """Remove the consumers of pools with no heartbeat that hold no entry from the
+        groups; returns how many were removed (one per group)."""
+        return int(await self._run("reap_consumers"))
+
     async def purge_dead_letters(self, limit: int) -> tuple[int, int]:
         """Delete up to `limit` of the oldest dead letters and their records for good;
         returns (purged, left)."""
