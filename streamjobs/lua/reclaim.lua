@@ -7,8 +7,8 @@ job started by an older version, an entry never started) lapses after this pool'
 A job that was RUNNING when its lease lapsed counts one crash when its worker pool is gone
 (no heartbeat within that lease); at `max crashes` it is dead-lettered instead of killing yet
 another worker, and its owner cleared, so that the lost worker, should it resume, is refused
-as stale and the dead letter stands. A live pool's lapsed entry (a reply lost on the network, a job past its
-timeout) and entries never started restart without a crash counted.
+as stale and the dead letter stands. A live pool's lapsed entry (a reply lost on the network,
+a job past its timeout) and entries never started restart without a crash counted.
 ARGV 4 consumer, 5 count, 6 lease (ms: this pool's, recorded for the jobs it starts, and the
 one for entries with none), 7 max crashes, 8-11 scan cursors per stream (entry ids, '0-0' to
 start over; kept by the caller between passes).
