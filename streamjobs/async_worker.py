@@ -491,6 +491,7 @@ class AsyncWorkerPool:
             "lag": f"{self._lag:.3f}", "state": "stopping" if stopping else "running",
             "heartbeat": str(self.timings.heartbeat),
             "unhealthy_lag": str(self.timings.unhealthy_lag),
+            "lease": str(int(self.timings.lease * 1000)),  # reclaim.lua's floor: the shortest
         }  # fmt: skip
         self._lag = 0.0
         await self.queue.heartbeat(self.id, self.timings.registry_ttl, record)

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+import redis
 
 from streamjobs import AsyncWorkerPool, JobDefinition, JobService, JobStatus, RedisJobQueue, Timings
 from streamjobs.redis_queue import LeaseLostError
@@ -191,7 +192,8 @@ async def test_a_dead_pools_short_lease_job_returns_within_its_lease_to_a_long_l
     svc = _pool_service(redis_url, queue_name, Timings(lease=5.0, reclaim_interval=0.2))
     async with svc:
         job_id = await svc.submit_job("echo", args=(3,))
-        # a pool with a 0.3 s lease starts the job, then dies
+        # a pool with a 0.3 s lease registers, starts the job, then dies
+        await svc.queue.heartbeat("short-lease-pool", 10, {"lease": "300"})
         await svc.queue.start("short-lease-pool", 1, lease_ms=300)
         lost_at = time.monotonic()
 
@@ -204,3 +206,19 @@ async def test_a_dead_pools_short_lease_job_returns_within_its_lease_to_a_long_l
         back_after = time.monotonic() - lost_at
     assert (result.status, result.result, result.attempts) == (JobStatus.COMPLETED, 3, 2)
     assert back_after < 2.5, f"taken over after {back_after:.2f} s; its lease was 0.3 s"
+
+
+async def test_a_reclaim_pass_reads_no_entry_younger_than_the_shortest_lease_on_the_queue(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    def xrange_calls() -> int:
+        return int(raw.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0))
+
+    for i in range(50):
+        await svc.submit_job("slow", args=(i,))
+    await svc.queue.heartbeat("long-lease-pool", 10, {"lease": "60000"})
+    await svc.queue.start("long-lease-pool", 50, lease_ms=60_000)
+    await anyio.sleep(0.2)  # idle past a small floor, far from any lease on the queue
+    before = xrange_calls()
+    assert await svc.queue.reclaim("other-pool", 5, 30_000, 3, ["0-0"] * 4) == []
+    assert xrange_calls() == before  # no entry was looked at: none can have lapsed

@@ -17,13 +17,25 @@ Events: job.lost per crash counted; job.started; job.dead_letter past max crashe
 ]]
 local owner, count = ARGV[4], tonumber(ARGV[5])
 local lease_ms, max_crashes = tonumber(ARGV[6]), tonumber(ARGV[7])
--- Entries idle less than this are not looked at: candidates for a lapse, listed by XPENDING.
-local FLOOR_MS = math.min(100, lease_ms)
 -- Most candidates looked at per stream and call, so that a call stays short however many
 -- jobs run; the cursor carries on from there on the next pass.
 local SCAN = 200
 local now = now_ms()
 local cursors, started = {}, {}
+
+-- The shortest lease a job here can hold: this pool's, or that of a pool in the registry
+-- (each heartbeat record carries its pool's lease). Entries idle less are not looked at, so
+-- that with one lease on the queue a pass reads only lapsed entries. A dead pool's record
+-- outlives it by a while; once gone, its jobs still lapse by their own lease, found at worst
+-- after this pool's.
+local function shortest_lease()
+  local floor = lease_ms
+  for _, pool in ipairs(redis.call('ZRANGE', WORKERS, 0, -1)) do
+    local lease = tonumber(redis.call('HGET', POOL_PREFIX .. pool, 'lease'))
+    if lease and lease < floor then floor = lease end
+  end
+  return floor
+end
 
 -- True when the pool that held the job has sent a heartbeat within the job's lease.
 local function pool_alive(pool, lease)
@@ -69,11 +81,12 @@ local function examine(index, entry, idle)
   take_over(index, entry, e[2], job_id, s, lease)
 end
 
+local floor = shortest_lease()
 for index = 1, 4 do
   local cursor = ARGV[7 + index]
   if count - #started > 0 then
-    local pending = redis.call('XPENDING', STREAMS[index], GROUP, 'IDLE', FLOOR_MS, cursor,
-                               '+', SCAN)
+    local pending = redis.call('XPENDING', STREAMS[index], GROUP, 'IDLE', floor, cursor, '+',
+                               SCAN)
     cursor = (#pending < SCAN) and '0-0' or id_after(pending[#pending][1])
     for _, p in ipairs(pending) do
       if count - #started <= 0 then
