@@ -58,8 +58,9 @@ class Timings:
 
     @property
     def registry_ttl(self) -> float:
-        """How long a silent pool stays listed (as unhealthy) before it is forgotten."""
-        return self.heartbeat * 10
+        """How long a silent pool stays listed (as unhealthy) before it is forgotten: past
+        two of its leases, so that its jobs lapse while reclaim still reads its lease there."""
+        return max(self.heartbeat * 10, self.lease * 2)
 
 
 def default_worker_count() -> int:

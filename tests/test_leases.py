@@ -222,3 +222,14 @@ async def test_a_reclaim_pass_reads_no_entry_younger_than_the_shortest_lease_on_
     before = xrange_calls()
     assert await svc.queue.reclaim("other-pool", 5, 30_000, 3, ["0-0"] * 4) == []
     assert xrange_calls() == before  # no entry was looked at: none can have lapsed
+
+
+async def test_a_pool_stays_in_the_registry_past_its_lease_so_its_jobs_lapse_by_it(
+    redis_url: str, queue_name: str, raw: redis.Redis
+) -> None:
+    svc = _pool_service(redis_url, queue_name, Timings(lease=30.0, heartbeat=2.0))
+    async with svc:
+        await svc.start_workers(1)
+        kept_ms = raw.pttl(svc.queue.keys.pool(svc.worker_pool.id))
+    assert kept_ms > 30_000  # a pool killed now is still listed, with its lease, when its
+    # jobs lapse: reclaim looks no sooner than the shortest lease listed
