@@ -96,10 +96,16 @@ def _payload(args: object, kwargs: object, limit: int) -> tuple[str, str]:
         raise InvalidJobError("kwargs", "must be a dict with string keys")
     args_json = _json("args", args) if args else "[]"
     kwargs_json = "{}" if no_kwargs else _json("kwargs", dict(kwargs))  # type: ignore[call-overload]
-    size = len(args_json) + len(kwargs_json)
+    size = _size(args_json) + _size(kwargs_json)
     if size > limit:
         raise InvalidJobError("args", f"payload is {size} bytes, over the {limit}-byte limit")
     return args_json, kwargs_json
+
+
+def _size(text: str) -> int:
+    """The UTF-8 length of JSON text in bytes, as Redis stores it (ASCII text, the common
+    case, is known to be ASCII without a scan, so it is not encoded to be measured)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _json(name: str, value: object) -> str:
