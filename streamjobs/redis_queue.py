@@ -194,11 +194,10 @@ class RedisJobQueue:
         cursors[:] = [str(c) for c in reply[0]]
         return [_delivery(raw, consumer) for raw in reply[1]]
 
-    async def progress(
-        self, d: Delivery, current: float | None, total: float | None, message: str | None
-    ) -> bool:
-        """Record reported progress; False when the attempt is no longer this consumer's."""
-        values = ("" if v is None else str(v) for v in (current, total, message))
+    async def progress(self, d: Delivery, current: object, total: object, message: object) -> bool:
+        """Record reported progress; False when the attempt is no longer this consumer's.
+        A current or total that is not a number raises TypeError before anything is sent."""
+        values = _codec.progress_fields(current, total, message)
         return bool(await self._run("progress", d.job_id, d.consumer, d.attempt, *values))
 
     def _settle_args(self, d: Delivery) -> tuple[Any, ...]:
