@@ -19,7 +19,7 @@ from .async_worker import AsyncWorkerPool, Timings
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
-from .errors import ConfigurationError
+from .errors import ConfigurationError, JobNotFoundError
 from .events import EventBus
 from .models import JobDefinition, JobPriority, JobProgress, JobResult, JobStatus, WorkerInfo
 from .redis_queue import RedisJobQueue
@@ -176,18 +176,28 @@ class JobService:
         return _codec.progress(record) if record else None
 
     async def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:
-        """Wait until the job is terminal and return its result (TimeoutError past `timeout`).
-        Blocks on the events stream, reading the record again when an event names the job,
-        and at least every second (as the sync client does)."""
+        """Wait until the job is terminal and return its result (TimeoutError past `timeout`);
+        JobNotFoundError at once when no record exists for the id (never submitted, or its
+        result expired), or once it vanishes while waited for. Blocks on the events stream,
+        reading the record again when an event names the job, and at least every second (as
+        the sync client does). The stream position is taken before the record is read, so
+        no event between the two is missed."""
         with anyio.fail_after(timeout):
             last = await self._queue.last_event_id()
-            result = await self.get_job_result(job_id)
+            result = await self._terminal_result(job_id)
             while result is None:
                 events = await self._queue.read_events(last, 500, block_ms=1000)
                 last = events[-1][0] if events else last
                 if not events or any(f.get("job_id") == job_id for _, f in events):
-                    result = await self.get_job_result(job_id)
+                    result = await self._terminal_result(job_id)
             return result
+
+    async def _terminal_result(self, job_id: str) -> JobResult | None:
+        """The job's result once terminal, None before; JobNotFoundError without a record."""
+        record = await self._queue.record(job_id)
+        if not record:
+            raise JobNotFoundError(job_id)
+        return _codec.result(record)
 
     async def events(self, since: str = "$") -> AsyncIterator[dict[str, Any]]:
         """Follow the events stream ("$": only new events; "0": from the oldest kept)."""
