@@ -251,12 +251,15 @@ class JobService:
         await tg.start(self.run_workers, count)
 
     async def scale_workers(self, count: int) -> None:
-        """Grow or shrink the in-process workers to `count`."""
+        """Grow or shrink the in-process workers to `count`; before `start_workers()`, set the
+        count it starts with (unless it is given one)."""
         await self._workers.scale(count)
 
-    async def stop_workers(self, graceful: bool = True) -> None:
-        """Stop the in-process workers: running jobs finish (graceful) or go back to the queue."""
-        await self._workers.stop(graceful)
+    async def stop_workers(self, graceful: bool = True, grace: float | None = None) -> None:
+        """Stop the in-process workers: running jobs finish (graceful; within `grace` seconds
+        when given, then the rest go back to the queue) or go back to the queue at once. A
+        call while a stop is under way can hasten it (graceful=False, or a shorter grace)."""
+        await self._workers.stop(graceful, grace)
 
     async def _asyncio_host(self) -> TaskGroup:
         """The one adapter for the guide's `initialize()` + `start_workers()` style: a task
