@@ -46,20 +46,26 @@ class JobNotFoundError(StreamJobsError, LookupError):
 
 
 class PartialSubmitError(StreamJobsError):
-    """A bulk submit failed part way: some chunks of jobs were written, others not.
+    """A bulk submit failed part way: some chunks of jobs were written (or may have been:
+    the connection failed before their replies came), others not.
 
+    `ids`: every job's id, in the order the jobs were given (generated ones included);
     `written`: ids whose jobs are in Redis (enqueued by this call, or already there under
     that id); `not_written`: ids Redis refused; `unknown`: ids whose reply was lost with the
-    connection (written or not). Submitting the same jobs again with the same ids is safe:
-    an id that has a record enqueues nothing. The error that stopped the rest is the cause.
+    connection (written or not). Submitting the same jobs again with the same ids is safe,
+    as an id that has a record enqueues nothing:
+    `submit_many([{**job, "job_id": i} for job, i in zip(jobs, error.ids)])`.
+    The error that stopped the rest is the cause.
     """
 
     def __init__(
-        self, written: list[str], not_written: list[str], unknown: list[str], cause: Exception
-    ) -> None:
+        self, ids: list[str], written: list[str], not_written: list[str], unknown: list[str],
+        cause: Exception,
+    ) -> None:  # fmt: skip
+        lost = f", {len(unknown)} unknown (the connection failed)" if unknown else ""
         super().__init__(
-            f"submit_many wrote {len(written)} job(s) and not {len(not_written)}"
-            + (f" ({len(unknown)} unknown: the connection failed)" if unknown else "")
-            + f"; submit again with the same job ids to finish safely ({cause})"
+            f"submit_many wrote {len(written)} job(s); {len(not_written)} not written{lost} "
+            f"({type(cause).__name__}); the ids are on this error: submit again with the "
+            "same job ids to finish, which enqueues nothing twice"
         )
-        self.written, self.not_written, self.unknown = written, not_written, unknown
+        self.ids, self.written, self.not_written, self.unknown = ids, written, not_written, unknown

@@ -144,7 +144,10 @@ class JobService:
 
     async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Queue many jobs in one round trip; each mapping takes submit_job's keywords
-        (`handler` included). All are validated before anything is written."""
+        (`handler` included). All are validated, and given their ids, before anything is
+        written. Jobs go out in chunks of 200, each written whole or not at all: when a chunk
+        fails after others were written, PartialSubmitError carries the ids written and not,
+        and submitting the same jobs again with the same ids finishes the job safely."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if specs:
             await self._queue.enqueue_many(specs)

@@ -25,7 +25,7 @@ from ._scripts import script
 from .async_worker import Timings
 from .errors import JobNotFoundError
 from .models import JobDefinition, JobPriority, JobResult, JobStatus
-from .redis_queue import RedisJobQueue
+from .redis_queue import RedisJobQueue, enqueued
 
 __all__ = ["SyncJobClient"]
 
@@ -110,11 +110,13 @@ class SyncJobClient:
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Queue many jobs in one round trip; each mapping takes submit_job's keywords
-        (`handler` included). All are validated before anything is written."""
+        (`handler` included). All are validated before anything is written. Every job gets
+        its id before sending; a failure after some were written raises PartialSubmitError
+        with the ids written and not, as `JobService.submit_many` does."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if specs:
             calls = self._queue.enqueue_calls(specs)
-            self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls)
+            enqueued(specs, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
         return [job.id for job in specs]
 
     def cancel_job(self, job_id: str) -> bool:
