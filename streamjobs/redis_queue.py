@@ -66,7 +66,8 @@ def enqueued(jobs: Sequence[_codec.NewJob], replies: Sequence[Any]) -> list[bool
     written: the first refusal is raised as itself. When some chunk failed and some other was
     written, or lost its reply, PartialSubmitError names the ids written, refused and unknown
     (the caller may not know the ids: they may have been generated)."""
-    codes: list[bool] = []
+    if not any(isinstance(reply, StreamJobsError) for reply in replies):
+        return [bool(code) for reply in replies for code in reply]
     written: list[str] = []
     refused: list[str] = []
     unknown: list[str] = []
@@ -81,9 +82,7 @@ def enqueued(jobs: Sequence[_codec.NewJob], replies: Sequence[Any]) -> list[bool
             error = error or reply
         else:
             written += ids
-            codes += [bool(code) for code in reply]
-    if error is None:
-        return codes
+    assert error is not None
     if not written and not unknown:
         raise error
     ids = [job.id for job in jobs]
