@@ -96,10 +96,16 @@ def _payload(args: object, kwargs: object, limit: int) -> tuple[str, str]:
         raise InvalidJobError("kwargs", "must be a dict with string keys")
     args_json = _json("args", args) if args else "[]"
     kwargs_json = "{}" if no_kwargs else _json("kwargs", dict(kwargs))  # type: ignore[call-overload]
-    size = len(args_json) + len(kwargs_json)
+    size = _size(args_json) + _size(kwargs_json)
     if size > limit:
         raise InvalidJobError("args", f"payload is {size} bytes, over the {limit}-byte limit")
     return args_json, kwargs_json
+
+
+def _size(text: str) -> int:
+    """The UTF-8 length of JSON text in bytes, as Redis stores it (ASCII text, the common
+    case, is known to be ASCII without a scan, so it is not encoded to be measured)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _json(name: str, value: object) -> str:
@@ -298,13 +304,39 @@ def definition(record: Mapping[str, str]) -> JobDefinition:
     )
 
 
+def progress_fields(current: object, total: object, message: object) -> tuple[str, str, str]:
+    """Reported progress as the record stores it ('' for None); a current or total that is
+    not a finite number raises TypeError, which the handler that reported it sees."""
+    numbers = []
+    for name, value in (("current", current), ("total", total)):
+        if value is None:
+            numbers.append("")
+            continue
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number):
+            raise TypeError(f"progress {name} must be a finite number or None, not {value!r}")
+        numbers.append(_num(number))
+    return numbers[0], numbers[1], "" if message is None else str(message)
+
+
 def progress(record: Mapping[str, str]) -> JobProgress | None:
-    """The last progress a job reported, or None when it reported none."""
+    """The last progress a job reported, or None when it reported none; a number that does
+    not parse (a record written by hand or by an older version) reads as None."""
     if "progress_at" not in record:
         return None
     message = record.get("progress_message") or None
-    return JobProgress(_float(record.get("progress_current")),
-                       _float(record.get("progress_total")), message)  # fmt: skip
+    return JobProgress(_lenient_float(record.get("progress_current")),
+                       _lenient_float(record.get("progress_total")), message)  # fmt: skip
+
+
+def _lenient_float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def result(record: Mapping[str, str]) -> JobResult | None:

@@ -117,6 +117,8 @@ class AsyncWorkerPool:
         self._done: anyio.Event | None = None
         self._graceful: bool = True
         self._grace: float | None = None
+        self._grace_scope: anyio.CancelScope | None = None  # a graceful stop's wait
+        self._size: int | None = None  # the count scale() asked for: run() starts with it
 
     def register_handler(self, name: str, fn: Handler) -> None:
         """Make `fn` run jobs submitted under `name`."""
@@ -135,22 +137,36 @@ class AsyncWorkerPool:
         return self._slots.listed
 
     async def scale(self, count: int) -> None:
-        """Grow or shrink to `count` workers; busy surplus workers finish their job first."""
+        """Grow or shrink to `count` workers; busy surplus workers finish their job first.
+        Before `run()`, sets the count it starts with when it is given none."""
         if count < 1:
             raise ConfigurationError(f"worker count must be at least 1, not {count}")
-        for worker in self._slots.resize(count):
-            if self.running:
+        self._size = count
+        if self.running:
+            for worker in self._slots.resize(count):
                 self._start_worker(worker)
-        await self.beat()
+            await self.beat()
 
     async def stop(self, graceful: bool = True, grace: float | None = None) -> None:
         """Stop taking jobs; graceful lets running jobs finish (within `grace` seconds when
-        given), otherwise they are handed back to the queue at once. Returns once stopped."""
+        given), otherwise they are handed back to the queue at once. Returns once stopped.
+        Called while a stop is under way, it can only hasten it: an immediate stop, or a
+        shorter grace, cuts the wait for running jobs short."""
         if not self.running or self._stop_requested is None or self._done is None:
             return
-        self._graceful, self._grace = graceful, grace
-        self._stop_requested.set()
+        if not self._stop_requested.is_set():
+            self._graceful, self._grace = graceful, grace
+            self._stop_requested.set()
+        elif not graceful or grace is not None:
+            self._hasten(grace if graceful and grace is not None else 0.0)
         await self._done.wait()
+
+    def _hasten(self, grace: float) -> None:
+        """Shorten the wait of a graceful stop under way to `grace` seconds from now."""
+        self._grace = grace if self._grace is None else min(self._grace, grace)
+        if self._grace_scope is not None:
+            due = anyio.current_time() + grace
+            self._grace_scope.deadline = min(self._grace_scope.deadline, due)
 
     async def run(
         self, count: int | None = None, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -159,7 +175,7 @@ class AsyncWorkerPool:
         if self.running:
             raise ConfigurationError("this worker pool is already running")
         self._stop_requested, self._done = anyio.Event(), anyio.Event()
-        self._slots.resize(count or default_worker_count())
+        self._slots.resize(count or self._size or default_worker_count())
         t = self.timings  # read at start: the CLI may set timings after construction
         self._recorder = CompletionRecorder(self.queue, self._recorded, t.settle_deadline)
         self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)
@@ -217,8 +233,11 @@ class AsyncWorkerPool:
     async def _drain(self) -> None:
         """Stop the intake, then let running jobs finish or cancel them (handed back later)."""
         if self._graceful:
-            with anyio.move_on_after(self._grace if self._grace is not None else float("inf")):
+            grace = math.inf if self._grace is None else self._grace
+            self._grace_scope = anyio.move_on_after(grace)
+            with self._grace_scope:
                 await self._slots.wait_all_idle()
+            self._grace_scope = None
         for job_id in list(self._scopes):
             self._abandon(job_id)
         with anyio.move_on_after(self.timings.settle_deadline + 5):

@@ -33,3 +33,39 @@ class ConfigurationError(StreamJobsError):
 
 class JobFailed(StreamJobsError):
     """Raised by a handler for a deliberate, permanent failure: FAILED, never retried."""
+
+
+class JobNotFoundError(StreamJobsError, LookupError):
+    """No record exists for the job id: it was never submitted, or its result expired."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id!r} not found: it was never submitted, or its result expired"
+        )
+        self.job_id = job_id
+
+
+class PartialSubmitError(StreamJobsError):
+    """A bulk submit failed part way: some chunks of jobs were written (or may have been:
+    the connection failed before their replies came), others not.
+
+    `ids`: every job's id, in the order the jobs were given (generated ones included);
+    `written`: ids whose jobs are in Redis (enqueued by this call, or already there under
+    that id); `not_written`: ids Redis refused; `unknown`: ids whose reply was lost with the
+    connection (written or not). Submitting the same jobs again with the same ids is safe,
+    as an id that has a record enqueues nothing:
+    `submit_many([{**job, "job_id": i} for job, i in zip(jobs, error.ids)])`.
+    The error that stopped the rest is the cause.
+    """
+
+    def __init__(
+        self, ids: list[str], written: list[str], not_written: list[str], unknown: list[str],
+        cause: Exception,
+    ) -> None:  # fmt: skip
+        lost = f", {len(unknown)} unknown (the connection failed)" if unknown else ""
+        super().__init__(
+            f"submit_many wrote {len(written)} job(s); {len(not_written)} not written{lost} "
+            f"({type(cause).__name__}); the ids are on this error: submit again with the "
+            "same job ids to finish, which enqueues nothing twice"
+        )
+        self.ids, self.written, self.not_written, self.unknown = ids, written, not_written, unknown

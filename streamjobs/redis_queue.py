@@ -9,10 +9,11 @@ from typing import Any
 
 from . import _codec
 from ._drivers import Driver, connect
+from ._drivers._pipeline import ReplyLost
 from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, QueueKeys
 from ._scripts import script
-from .errors import ConfigurationError, RedisVersionError, StreamJobsError
+from .errors import ConfigurationError, PartialSubmitError, RedisVersionError, StreamJobsError
 from .models import JobDefinition, JobStatus
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -57,6 +58,35 @@ def _settled(reply: Any) -> None:
     """The one place where a settling script's return code becomes an exception."""
     if reply == 0:
         raise LeaseLostError("the job's lease passed to another worker; its outcome stands")
+
+
+def enqueued(jobs: Sequence[_codec.NewJob], replies: Sequence[Any]) -> list[bool]:
+    """Per job, True enqueued or False its id was taken, from enqueue.lua's outcomes (one per
+    ENQUEUE_CHUNK jobs, see `Driver.eval_many`). When Redis refused every chunk, nothing was
+    written: the first refusal is raised as itself. When some chunk failed and some other was
+    written, or lost its reply, PartialSubmitError names the ids written, refused and unknown
+    (the caller may not know the ids: they may have been generated)."""
+    if not any(isinstance(reply, StreamJobsError) for reply in replies):
+        return [bool(code) for reply in replies for code in reply]
+    written: list[str] = []
+    refused: list[str] = []
+    unknown: list[str] = []
+    error: StreamJobsError | None = None
+    for n, reply in enumerate(replies):
+        ids = [job.id for job in jobs[n * ENQUEUE_CHUNK : (n + 1) * ENQUEUE_CHUNK]]
+        if isinstance(reply, ReplyLost):
+            unknown += ids
+            error = error or reply.error
+        elif isinstance(reply, StreamJobsError):
+            refused += ids
+            error = error or reply
+        else:
+            written += ids
+    assert error is not None
+    if not written and not unknown:
+        raise error
+    ids = [job.id for job in jobs]
+    raise PartialSubmitError(ids, written, refused, unknown, error) from error
 
 
 def _delivery(raw: Sequence[Any], consumer: str) -> Delivery:
@@ -156,10 +186,10 @@ class RedisJobQueue:
         return bool(code)
 
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
-        """Write many jobs in one round trip; each is its own atomic enqueue."""
+        """Write many jobs in one round trip; each chunk of them is one atomic enqueue (see
+        `enqueued` for what a failed chunk raises)."""
         calls = self.enqueue_calls(jobs)
-        replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
-        return [bool(code) for reply in replies for code in reply]
+        return enqueued(jobs, await self.driver.eval_many(script("enqueue"), self.keys.all, calls))
 
     async def cancel(self, job_id: str) -> int:
         """1 cancelled, 0 running or terminal, -1 unknown (see cancel.lua)."""
@@ -200,11 +230,10 @@ class RedisJobQueue:
         cursors[:] = [str(c) for c in reply[0]]
         return [_delivery(raw, consumer) for raw in reply[1]]
 
-    async def progress(
-        self, d: Delivery, current: float | None, total: float | None, message: str | None
-    ) -> bool:
-        """Record reported progress; False when the attempt is no longer this consumer's."""
-        values = ("" if v is None else str(v) for v in (current, total, message))
+    async def progress(self, d: Delivery, current: object, total: object, message: object) -> bool:
+        """Record reported progress; False when the attempt is no longer this consumer's.
+        A current or total that is not a number raises TypeError before anything is sent."""
+        values = _codec.progress_fields(current, total, message)
         return bool(await self._run("progress", d.job_id, d.consumer, d.attempt, *values))
 
     def _settle_args(self, d: Delivery) -> tuple[Any, ...]:

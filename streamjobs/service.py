@@ -19,7 +19,7 @@ from .async_worker import AsyncWorkerPool, Timings
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
-from .errors import ConfigurationError
+from .errors import ConfigurationError, JobNotFoundError
 from .events import EventBus
 from .models import JobDefinition, JobPriority, JobProgress, JobResult, JobStatus, WorkerInfo
 from .redis_queue import RedisJobQueue
@@ -144,7 +144,10 @@ class JobService:
 
     async def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Queue many jobs in one round trip; each mapping takes submit_job's keywords
-        (`handler` included). All are validated before anything is written."""
+        (`handler` included). All are validated, and given their ids, before anything is
+        written. Jobs go out in chunks of 200, each written whole or not at all: when a chunk
+        fails after others were written, PartialSubmitError carries the ids written and not,
+        and submitting the same jobs again with the same ids finishes the job safely."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if specs:
             await self._queue.enqueue_many(specs)
@@ -176,18 +179,28 @@ class JobService:
         return _codec.progress(record) if record else None
 
     async def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:
-        """Wait until the job is terminal and return its result (TimeoutError past `timeout`).
-        Blocks on the events stream, reading the record again when an event names the job,
-        and at least every second (as the sync client does)."""
+        """Wait until the job is terminal and return its result (TimeoutError past `timeout`);
+        JobNotFoundError at once when no record exists for the id (never submitted, or its
+        result expired), or once it vanishes while waited for. Blocks on the events stream,
+        reading the record again when an event names the job, and at least every second (as
+        the sync client does). The stream position is taken before the record is read, so
+        no event between the two is missed."""
         with anyio.fail_after(timeout):
             last = await self._queue.last_event_id()
-            result = await self.get_job_result(job_id)
+            result = await self._terminal_result(job_id)
             while result is None:
                 events = await self._queue.read_events(last, 500, block_ms=1000)
                 last = events[-1][0] if events else last
                 if not events or any(f.get("job_id") == job_id for _, f in events):
-                    result = await self.get_job_result(job_id)
+                    result = await self._terminal_result(job_id)
             return result
+
+    async def _terminal_result(self, job_id: str) -> JobResult | None:
+        """The job's result once terminal, None before; JobNotFoundError without a record."""
+        record = await self._queue.record(job_id)
+        if not record:
+            raise JobNotFoundError(job_id)
+        return _codec.result(record)
 
     async def events(self, since: str = "$") -> AsyncIterator[dict[str, Any]]:
         """Follow the events stream ("$": only new events; "0": from the oldest kept)."""
@@ -241,12 +254,15 @@ class JobService:
         await tg.start(self.run_workers, count)
 
     async def scale_workers(self, count: int) -> None:
-        """Grow or shrink the in-process workers to `count`."""
+        """Grow or shrink the in-process workers to `count`; before `start_workers()`, set the
+        count it starts with (unless it is given one)."""
         await self._workers.scale(count)
 
-    async def stop_workers(self, graceful: bool = True) -> None:
-        """Stop the in-process workers: running jobs finish (graceful) or go back to the queue."""
-        await self._workers.stop(graceful)
+    async def stop_workers(self, graceful: bool = True, grace: float | None = None) -> None:
+        """Stop the in-process workers: running jobs finish (graceful; within `grace` seconds
+        when given, then the rest go back to the queue) or go back to the queue at once. A
+        call while a stop is under way can hasten it (graceful=False, or a shorter grace)."""
+        await self._workers.stop(graceful, grace)
 
     async def _asyncio_host(self) -> TaskGroup:
         """The one adapter for the guide's `initialize()` + `start_workers()` style: a task

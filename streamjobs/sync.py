@@ -23,8 +23,9 @@ from . import _codec
 from ._metrics import metrics_from
 from ._scripts import script
 from .async_worker import Timings
+from .errors import JobNotFoundError
 from .models import JobDefinition, JobPriority, JobResult, JobStatus
-from .redis_queue import RedisJobQueue
+from .redis_queue import RedisJobQueue, enqueued
 
 __all__ = ["SyncJobClient"]
 
@@ -109,11 +110,13 @@ class SyncJobClient:
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Queue many jobs in one round trip; each mapping takes submit_job's keywords
-        (`handler` included). All are validated before anything is written."""
+        (`handler` included). All are validated before anything is written. Every job gets
+        its id before sending; a failure after some were written raises PartialSubmitError
+        with the ids written and not, as `JobService.submit_many` does."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if specs:
             calls = self._queue.enqueue_calls(specs)
-            self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls)
+            enqueued(specs, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
         return [job.id for job in specs]
 
     def cancel_job(self, job_id: str) -> bool:
@@ -143,12 +146,16 @@ class SyncJobClient:
 
     def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:
         """Block until the job is terminal and return its result; TimeoutError past `timeout`
-        seconds. Blocks on the events stream (no polling), re-reading the job's record when an
-        event names it, and at least every second."""
+        seconds; JobNotFoundError at once when no record exists for the id (never submitted,
+        or its result expired). Blocks on the events stream (no polling), re-reading the job's
+        record when an event names it, and at least every second."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        last = self._last_event_id()
+        last = self._last_event_id()  # before the record is read: no event is missed
         while True:
-            result = self.get_job_result(job_id)
+            record = _codec.with_id(job_id, self._driver.hgetall(self._queue.keys.job(job_id)))
+            if not record:
+                raise JobNotFoundError(job_id)
+            result = _codec.result(record)
             if result is not None:
                 return result
             left = _RECHECK if deadline is None else deadline - time.monotonic()

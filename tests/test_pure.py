@@ -181,3 +181,10 @@ def test_a_forked_child_never_generates_an_id_its_parent_generates() -> None:
     os.waitpid(pid, 0)
     parent = {new_job("h").id for _ in range(100)}
     assert len(child) == 100 and not child & parent
+
+
+def test_the_payload_limit_counts_encoded_bytes_not_characters() -> None:
+    # 300 000 characters of two bytes each: 600 000 bytes in Redis, over a 512 KiB limit.
+    with pytest.raises(InvalidJobError, match=r"payload is 600\d{3} bytes, over the 524288-byte"):
+        new_job("echo", ("é" * 300_000,))
+    assert new_job("echo", ("é" * 200_000,)).id  # 400 000 bytes: within the limit

@@ -29,7 +29,10 @@ class Driver(Protocol):
     async def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
-        """Run a script once per argument list, pipelined in one round trip."""
+        """Run a script once per argument list, pipelined in one round trip. Never raises for
+        Redis or the connection: each call's outcome is in its place, its reply, the
+        StreamJobsError Redis answered it with (it did not run), or a `ReplyLost` (see
+        `_pipeline`) where the connection failed before its reply came back."""
 
     async def wait_list_then_eval(
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]

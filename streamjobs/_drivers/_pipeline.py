@@ -1,17 +1,31 @@
 """Running one script many times in a pipeline: the rule every driver shares, sync or async.
 
 A NOSCRIPT reply means that call did not run: the driver loads the script and sends only
-those calls again (once). Drivers do the I/O; this keeps the books.
+those calls again (once). Each call's outcome is kept in its place, so that a caller whose
+calls each write something (a bulk submit) learns exactly which ran: a reply, an error Redis
+answered with (the call did not run), or `ReplyLost` where the connection failed before the
+reply came back. Drivers do the I/O; this keeps the books.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from ..errors import StreamJobsError
+
+
+class ReplyLost(StreamJobsError):
+    """A call went out but its reply never came back: it may or may not have run.
+    `error` is the connection's failure."""
+
+    def __init__(self, error: StreamJobsError) -> None:
+        super().__init__(f"the reply was lost, the call may or may not have run: {error}")
+        self.error = error
 
 
 class ReloadingCalls:
-    """The replies of `count` pipelined script calls, and which still have to be sent."""
+    """The outcomes of `count` pipelined script calls, and which still have to be sent."""
 
     def __init__(self, count: int, no_script: type[Exception]) -> None:
         self.replies: list[Any] = [None] * count
@@ -28,9 +42,21 @@ class ReloadingCalls:
         self._rounds += 1
         return bool(self.todo) and self._rounds < 2
 
-    def result(self) -> list[Any]:
-        """Every reply; raises the first error among them."""
-        for reply in self.replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return self.replies
+    def lose(self, error: StreamJobsError) -> None:
+        """The calls in `todo` went out, and the connection failed before their replies came."""
+        for i in self.todo:
+            self.replies[i] = ReplyLost(error)
+        self.todo = []
+
+    def refuse(self, error: StreamJobsError) -> None:
+        """The calls in `todo` did not run (their script could not be loaded)."""
+        for i in self.todo:
+            self.replies[i] = error
+        self.todo = []
+
+    def outcomes(self, translate: Callable[[Exception], StreamJobsError]) -> list[Any]:
+        """Every call's outcome in order; a client's error reply translated (not raised)."""
+        return [
+            translate(r) if isinstance(r, Exception) and not isinstance(r, StreamJobsError) else r
+            for r in self.replies
+        ]

@@ -20,7 +20,7 @@ import coredis
 from coredis import exceptions as cex
 
 from .._scripts import Script
-from ..errors import RedisUnavailableError
+from ..errors import RedisUnavailableError, StreamJobsError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
@@ -96,14 +96,25 @@ class CoredisDriver:
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
         books = ReloadingCalls(len(calls), cex.NoScriptError)
-        async with self._command() as client:
-            while True:
-                async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
+        while books.todo:
+            try:
+                async with (
+                    self._command() as client,
+                    client.pipeline(transaction=False, raise_on_error=False) as pipe,
+                ):
                     for i in books.todo:
                         pipe.evalsha(script.sha, keys, calls[i])
-                if not books.record(pipe.results or ()):
-                    return books.result()
-                await client.script_load(script.source)
+            except StreamJobsError as exc:  # coredis cannot tell which replies came
+                books.lose(exc)
+                break
+            if not books.record(pipe.results or ()):
+                break
+            try:
+                async with self._command() as client:
+                    await client.script_load(script.source)
+            except StreamJobsError as exc:
+                books.refuse(exc)
+        return books.outcomes(translate)
 
     async def wait_list_then_eval(
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]

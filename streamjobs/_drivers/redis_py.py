@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rex
 
 from .._scripts import Script
-from ..errors import RedisUnavailableError
+from ..errors import RedisUnavailableError, StreamJobsError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
@@ -68,14 +68,24 @@ class RedisPyDriver:
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
         books = ReloadingCalls(len(calls), rex.NoScriptError)
-        async with _translated():
-            while True:
-                pipe = self._client.pipeline(transaction=False)
-                for i in books.todo:
-                    pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
-                if not books.record(await pipe.execute(raise_on_error=False)):
-                    return books.result()
-                await self._client.script_load(script.source)
+        while books.todo:
+            try:
+                async with _translated():
+                    pipe = self._client.pipeline(transaction=False)
+                    for i in books.todo:
+                        pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
+                    replies = await pipe.execute(raise_on_error=False)
+            except StreamJobsError as exc:  # redis-py cannot tell which replies came
+                books.lose(exc)
+                break
+            if not books.record(replies):
+                break
+            try:
+                async with _translated():
+                    await self._client.script_load(script.source)
+            except StreamJobsError as exc:
+                books.refuse(exc)
+        return books.outcomes(translate)
 
     async def wait_list_then_eval(
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]

@@ -14,6 +14,7 @@ import redis
 from redis import exceptions as rex
 
 from .._scripts import Script
+from ..errors import StreamJobsError
 from ._errors import translate
 from ._pipeline import ReloadingCalls
 
@@ -49,17 +50,26 @@ class SyncDriver:
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
         """Run a script once per argument list, pipelined in one round trip; calls refused
-        with NOSCRIPT (they did not run) run again once the script is loaded."""
+        with NOSCRIPT (they did not run) run again once the script is loaded. Each call's
+        outcome in its place, as the async drivers give it (see `Driver.eval_many`)."""
         books = ReloadingCalls(len(calls), rex.NoScriptError)
-        with _translated():
-            while True:
-                with self._client.pipeline(transaction=False) as pipe:
+        while books.todo:
+            try:
+                with _translated(), self._client.pipeline(transaction=False) as pipe:
                     for i in books.todo:
                         pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
-                    again = books.record(pipe.execute(raise_on_error=False))
-                if not again:
-                    return books.result()
-                self._client.script_load(script.source)
+                    replies = pipe.execute(raise_on_error=False)
+            except StreamJobsError as exc:  # redis-py cannot tell which replies came
+                books.lose(exc)
+                break
+            if not books.record(replies):
+                break
+            try:
+                with _translated():
+                    self._client.script_load(script.source)
+            except StreamJobsError as exc:
+                books.refuse(exc)
+        return books.outcomes(translate)
 
     def read_stream(self, key: str, last_id: str, count: int, block_ms: int | None) -> list[Entry]:
         """XREAD entries after `last_id` (blocking up to block_ms when given)."""

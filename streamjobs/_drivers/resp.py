@@ -26,10 +26,10 @@ from redis.connection import parse_url
 
 from .._codec import pairs
 from .._scripts import Script
-from ..errors import ConfigurationError, RedisUnavailableError
+from ..errors import ConfigurationError, RedisUnavailableError, StreamJobsError
 from . import COMMAND_DEADLINE
 from ._errors import translate
-from ._pipeline import ReloadingCalls
+from ._pipeline import ReloadingCalls, ReplyLost
 
 Entry = tuple[str, dict[str, str]]
 
@@ -155,6 +155,11 @@ def _checked(reply: Any) -> Any:
     return reply
 
 
+def _broken(exc: OSError) -> StreamJobsError:
+    """The error for a broken connection: a missed deadline is Redis not answering."""
+    return RedisUnavailableError(str(exc)) if isinstance(exc, TimeoutError) else translate(exc)
+
+
 class RespDriver:
     """Carries streamjobs' commands over its own RESP connections (asyncio only)."""
 
@@ -276,13 +281,39 @@ class RespDriver:
     ) -> list[Any]:
         books = ReloadingCalls(len(calls), NoScriptError)
         head = ("EVALSHA", script.sha, len(keys), *keys)
-        while True:
-            if not books.record(await self._send([(*head, *calls[i]) for i in books.todo])):
-                try:
-                    return books.result()
-                except ReplyError as exc:
-                    raise translate(exc) from None
-            await self._run("SCRIPT", "LOAD", script.source)
+        while books.todo:
+            try:
+                replies = await self._send_all([(*head, *calls[i]) for i in books.todo])
+            except StreamJobsError as exc:  # nothing went out
+                books.refuse(exc)
+                break
+            if not books.record(replies):
+                break
+            try:
+                await self._run("SCRIPT", "LOAD", script.source)
+            except StreamJobsError as exc:
+                books.refuse(exc)
+        return books.outcomes(translate)
+
+    async def _send_all(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Pipelined commands' replies, as `_send`; where the connection fails part way, the
+        replies that came are kept and the rest are `ReplyLost`. Raises only when nothing
+        could be sent."""
+        conn = await self._connection()
+        try:
+            futures = conn.request(commands, COMMAND_DEADLINE)
+        except OSError as exc:
+            raise _broken(exc) from exc
+        replies: list[Any] = []
+        try:
+            for future in futures:
+                replies.append(await future)
+        except OSError as exc:  # the connection broke (see _Connection.close)
+            replies += [ReplyLost(_broken(exc))] * (len(futures) - len(replies))
+        finally:
+            for future in futures:  # any not awaited (a cancellation): no one's now
+                future.cancel()
+        return [_failure(r) if isinstance(r, ReplyError) else r for r in replies]
 
     async def wait_list_then_eval(
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
