@@ -38,10 +38,12 @@ def test_lease_option_sets_the_lease_and_a_reclaim_interval_no_longer_than_it() 
 
 def test_a_supervised_child_gets_the_supervisors_options_back() -> None:
     argv = ["worker", "app:svc", "--processes", "3", "--concurrency", "4", "--lease", "1.5",
-            "--grace", "0", "--queue", "media", "--burst", "--log-format", "json"]  # fmt: skip
+            "--grace", "0", "--queue", "media", "--burst", "--log-format", "json",
+            "--backend", "trio", "--driver", "coredis"]  # fmt: skip
     opts = _parser.build().parse_args(argv)
     child = _parser.build().parse_args(["worker", *_child_args(opts)])
-    for name in ("app", "concurrency", "lease", "grace", "queue", "burst", "log_format"):
+    for name in ("app", "concurrency", "lease", "grace", "queue", "burst", "log_format",
+                 "backend", "driver"):  # fmt: skip
         assert getattr(child, name) == getattr(opts, name)
     assert child.processes == 1
 
@@ -77,3 +79,6 @@ def test_the_worker_service_keeps_the_apps_handlers_and_queue_unless_overridden(
     assert (moved.queue.redis_url, moved.queue.keys.name) == ("redis://elsewhere:6390/1", "other")
     assert moved.queue.keys.key_prefix == app.queue.keys.key_prefix
     assert moved.worker_pool.timings.lease == 2.0
+    on_coredis = worker_service(app, None, None, None, "coredis")
+    assert on_coredis.queue is not app.queue and on_coredis.queue.driver_name == "coredis"
+    assert on_coredis.queue.keys == app.queue.keys
