@@ -52,8 +52,8 @@ class Combo:
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Run `fn` to completion on this event loop. coredis leaves the memory streams of a
-        connection it never started unclosed (see tests/conftest.py): after a trio run they
-        are collected here, their ResourceWarning ignored."""
+        connection it never started unclosed (see tests/conftest.py): after a coredis run
+        they are collected here, their ResourceWarning ignored."""
         try:
             return anyio.run(fn, backend=self.backend)
         finally:
