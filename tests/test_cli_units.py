@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamjobs import JobService, Timings
-from streamjobs.cli import _child_args, _parser
+from streamjobs.cli import _check_backend, _child_args, _parser
 from streamjobs.cli._app import load_service, worker_service, worker_timings
 from streamjobs.cli._common import CliError, redact
 from streamjobs.cli._supervisor import MAX_BACKOFF, backoff, describe_exit
@@ -82,3 +82,17 @@ def test_the_worker_service_keeps_the_apps_handlers_and_queue_unless_overridden(
     on_coredis = worker_service(app, None, None, None, "coredis")
     assert on_coredis.queue is not app.queue and on_coredis.queue.driver_name == "coredis"
     assert on_coredis.queue.keys == app.queue.keys
+
+
+def test_a_trio_worker_without_trio_installed_is_refused_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "trio" else real(name, *a)
+    )
+    with pytest.raises(CliError, match=r"streamjobs\[trio\]"):
+        _check_backend("trio", None)
+    _check_backend("asyncio", "resp")  # asyncio needs no extra
