@@ -15,7 +15,7 @@ from tests._redis import free_port
 ROOT = Path(__file__).resolve().parent.parent
 BAD_INVOCATIONS = [
     "missing-module", "missing-attribute", "not-a-service", "no-colon", "a-class",
-    "zero-concurrency", "wrong-url-scheme", "bad-args-json",
+    "zero-concurrency", "wrong-url-scheme", "bad-args-json", "asyncio-driver-on-trio",
 ]  # fmt: skip
 
 
@@ -45,6 +45,8 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *words: str) -
         (("worker", "examples.app:service", "--concurrency", "0"), ("--concurrency",)),
         (("info", "--redis-url", "http://localhost:6379"), ("invalid Redis URL",)),
         (("submit", "process_media", "--args", "{not json"), ("--args", "JSON")),
+        (("worker", "examples.app:service", "--backend", "trio", "--driver", "resp"),
+         ("--driver resp", "asyncio only", "--driver coredis")),
     ],
     ids=BAD_INVOCATIONS,
 )
@@ -76,3 +78,19 @@ def test_an_unknown_job_and_an_unconfirmed_purge_exit_non_zero(redis_url: str) -
     assert_one_line_error(run("jobs", "show", "nope", "--redis-url", redis_url), "no job 'nope'")
     purge = run("dead-letters", "purge", "--redis-url", redis_url)
     assert_one_line_error(purge, "--yes")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--driver", "x"), ("--driver", "'x'", "resp", "redis-py", "coredis")),
+        (("--backend", "curio"), ("--backend", "'curio'", "asyncio", "trio")),
+    ],
+    ids=["driver", "backend"],
+)
+def test_an_unknown_worker_driver_or_backend_prints_one_line_and_exits_2(
+    args: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    done = run("worker", "examples.app:service", *args)
+    assert_one_line_error(done, "invalid choice", *words)
+    assert done.returncode == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from streamjobs import JobService, Timings
-from streamjobs.cli import _child_args, _parser
+from streamjobs.cli import _check_backend, _child_args, _parser
 from streamjobs.cli._app import load_service, worker_service, worker_timings
 from streamjobs.cli._common import CliError, redact
 from streamjobs.cli._supervisor import MAX_BACKOFF, backoff, describe_exit
@@ -38,10 +38,12 @@ def test_lease_option_sets_the_lease_and_a_reclaim_interval_no_longer_than_it() 
 
 def test_a_supervised_child_gets_the_supervisors_options_back() -> None:
     argv = ["worker", "app:svc", "--processes", "3", "--concurrency", "4", "--lease", "1.5",
-            "--grace", "0", "--queue", "media", "--burst", "--log-format", "json"]  # fmt: skip
+            "--grace", "0", "--queue", "media", "--burst", "--log-format", "json",
+            "--backend", "trio", "--driver", "coredis"]  # fmt: skip
     opts = _parser.build().parse_args(argv)
     child = _parser.build().parse_args(["worker", *_child_args(opts)])
-    for name in ("app", "concurrency", "lease", "grace", "queue", "burst", "log_format"):
+    for name in ("app", "concurrency", "lease", "grace", "queue", "burst", "log_format",
+                 "backend", "driver"):  # fmt: skip
         assert getattr(child, name) == getattr(opts, name)
     assert child.processes == 1
 
@@ -77,3 +79,20 @@ def test_the_worker_service_keeps_the_apps_handlers_and_queue_unless_overridden(
     assert (moved.queue.redis_url, moved.queue.keys.name) == ("redis://elsewhere:6390/1", "other")
     assert moved.queue.keys.key_prefix == app.queue.keys.key_prefix
     assert moved.worker_pool.timings.lease == 2.0
+    on_coredis = worker_service(app, None, None, None, "coredis")
+    assert on_coredis.queue is not app.queue and on_coredis.queue.driver_name == "coredis"
+    assert on_coredis.queue.keys == app.queue.keys
+
+
+def test_a_trio_worker_without_trio_installed_is_refused_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "trio" else real(name, *a)
+    )
+    with pytest.raises(CliError, match=r"streamjobs\[trio\]"):
+        _check_backend("trio", None)
+    _check_backend("asyncio", "resp")  # asyncio needs no extra

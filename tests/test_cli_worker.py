@@ -3,6 +3,7 @@ the supervisor, and the event-loop lag probe."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,9 +21,11 @@ from streamjobs import JobService, RedisJobQueue
 from streamjobs._keys import QueueKeys
 
 APP = """
+import gc
 import time
 
 import anyio
+import sniffio
 
 from streamjobs import JobService
 
@@ -30,6 +33,14 @@ from streamjobs import JobService
 async def sleep(job, progress):
     await anyio.sleep(float(job.args[0]))
     return "slept"
+
+
+async def where(job, progress):
+    classes = {type(o) for o in gc.get_objects()}
+    drivers = {c.__name__ for c in classes if c.__name__.endswith("Driver")
+               and str(c.__module__).startswith("streamjobs._drivers.")}
+    drivers.discard("SyncDriver")  # the lease thread's, the same on every driver
+    return {"library": sniffio.current_async_library(), "drivers": sorted(drivers)}
 
 
 async def block_loop(job, progress):
@@ -42,6 +53,7 @@ async def block_loop(job, progress):
 service = JobService()
 service.register_handler("sleep", sleep)
 service.register_handler("block_loop", block_loop)
+service.register_handler("where", where)
 """
 
 Worker = Callable[..., "subprocess.Popen[bytes]"]
@@ -131,6 +143,37 @@ def test_burst_worker_drains_the_queue_and_exits_zero(
     proc = worker("--burst", "--concurrency", "3")
     assert exit_code(proc, timeout=30) == 0
     assert [status(client, keys, i) for i in ids] == ["COMPLETED"] * 6
+
+
+@pytest.mark.parametrize(
+    ("backend", "driver", "driver_class"),
+    [
+        ("asyncio", "resp", "RespDriver"),
+        ("asyncio", "redis-py", "RedisPyDriver"),
+        ("asyncio", "coredis", "CoredisDriver"),
+        ("trio", "coredis", "CoredisDriver"),
+    ],
+)
+def test_worker_runs_jobs_on_the_event_loop_and_driver_its_options_name(
+    worker: Worker, client: redis.Redis, keys: QueueKeys, redis_url: str, queue_name: str,
+    backend: str, driver: str, driver_class: str,
+) -> None:  # fmt: skip
+    job = submit(redis_url, queue_name, "where", max_retries=0)
+    proc = worker("--burst", "--concurrency", "2", "--backend", backend, "--driver", driver)
+    assert exit_code(proc, timeout=30) == 0
+    assert status(client, keys, job) == "COMPLETED", client.hgetall(keys.job(job))
+    result = json.loads(client.hget(keys.job(job), "result") or "null")
+    assert result == {"library": backend, "drivers": [driver_class]}
+
+
+def test_a_trio_worker_without_a_driver_option_runs_on_coredis(
+    worker: Worker, client: redis.Redis, keys: QueueKeys, redis_url: str, queue_name: str
+) -> None:
+    job = submit(redis_url, queue_name, "where", max_retries=0)
+    assert exit_code(worker("--burst", "--backend", "trio"), timeout=30) == 0
+    assert status(client, keys, job) == "COMPLETED", client.hgetall(keys.job(job))
+    result = json.loads(client.hget(keys.job(job), "result") or "null")
+    assert result == {"library": "trio", "drivers": ["CoredisDriver"]}
 
 
 def test_sigterm_lets_the_running_job_finish_then_exits_zero(

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import coredis
 from coredis import exceptions as cex
+from coredis.retry import NoRetryPolicy
 
 from .._scripts import Script
 from ..errors import RedisUnavailableError, StreamJobsError
@@ -44,7 +45,12 @@ class CoredisDriver:
     """Carries streamjobs' commands over one coredis connection pool."""
 
     def __init__(self, url: str) -> None:
-        self._client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
+        # No retries inside the client: its default runs a command again after a lost reply,
+        # scripts included, where every other driver raises RedisUnavailableError and leaves
+        # the retry to the layer that knows whether it is safe (workers, submit with job_id).
+        self._client: coredis.Redis[str] = coredis.Redis.from_url(
+            url, decode_responses=True, retry_policy=NoRetryPolicy()
+        )
         self._stack: AsyncExitStack | None = None
         self._opening = anyio.Lock()
 

@@ -2,12 +2,13 @@
 
 `streamjobs worker MODULE:ATTR` runs an app's handlers; `info`, `workers`, `jobs show`,
 `events`, `dead-letters` and `submit` inspect and steer a queue. Every failure an operator can
-fix prints one line on stderr and exits 1; argparse's usage errors exit 2.
+fix prints one line on stderr and exits 1; usage errors print one line too and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -53,12 +54,22 @@ def _check_worker_options(opts: argparse.Namespace) -> None:
         raise CliError(f"--processes must be at least 1, not {opts.processes}")
     if opts.grace is not None and opts.grace < 0:
         raise CliError(f"--grace must not be negative, not {opts.grace:g}")
+    _check_backend(opts.backend, opts.driver)
+
+
+def _check_backend(backend: str, driver: str | None) -> None:
+    """Refuse, before the app is imported, an event loop that is not installed or a driver
+    that cannot run on it."""
+    if backend == "trio" and importlib.util.find_spec("trio") is None:
+        raise CliError("--backend trio needs the trio extra: pip install 'streamjobs[trio]'")
+    if backend == "trio" and driver not in (None, "coredis"):
+        raise CliError(f"--driver {driver} runs on asyncio only: on trio use --driver coredis")
 
 
 def _child_args(opts: argparse.Namespace) -> list[str]:
     """The options a supervised child gets: the supervisor's own, one process each."""
     args = [opts.app, "--log-level", opts.log_level, "--log-format", opts.log_format]
-    for flag in ("concurrency", "redis_url", "queue", "lease", "grace"):
+    for flag in ("concurrency", "redis_url", "queue", "lease", "grace", "backend", "driver"):
         value = getattr(opts, flag)
         if value is not None:
             args += [f"--{flag.replace('_', '-')}", str(value)]
@@ -73,12 +84,14 @@ async def _reachable(svc: JobService) -> None:
 def _run_worker(opts: argparse.Namespace) -> int:
     _check_worker_options(opts)
     _logs.configure(opts.log_level, opts.log_format)
-    svc = worker_service(load_service(opts.app), opts.redis_url, opts.queue, opts.lease)
+    app = load_service(opts.app)
+    svc = worker_service(app, opts.redis_url, opts.queue, opts.lease, opts.driver)
     if opts.processes > 1:
         anyio.run(_reachable, svc)  # a wrong URL fails here, once, not in every child
         supervisor = Supervisor(child_argv(_child_args(opts)), opts.processes, burst=opts.burst)
         return anyio.run(supervisor.run)
-    return anyio.run(serve, svc, WorkerOptions(opts.concurrency, opts.grace, opts.burst))
+    worker = WorkerOptions(opts.concurrency, opts.grace, opts.burst)
+    return anyio.run(serve, svc, worker, backend=opts.backend)
 
 
 def _confirmed(opts: argparse.Namespace) -> bool:

@@ -83,23 +83,28 @@ def worker_timings(base: Timings, lease: float | None) -> Timings:
     return dataclasses.replace(base, lease=lease, reclaim_interval=reclaim)
 
 
-def _queue_for(app: JobService, redis_url: str | None, name: str | None) -> RedisJobQueue:
+def _queue_for(
+    app: JobService, redis_url: str | None, name: str | None, driver: str | None
+) -> RedisJobQueue:
     base = app.queue
-    if redis_url is None and name is None:
+    if redis_url is None and name is None and driver in (None, base.driver_name):
         return base
     return RedisJobQueue(
         redis_url or base.redis_url, base.keys.key_prefix, base.max_dead_letters,
         name=name or base.keys.name, result_ttl=base.result_ttl,
-        events_maxlen=base.events_maxlen, max_payload=base.max_payload, driver=base.driver_name,
+        events_maxlen=base.events_maxlen, max_payload=base.max_payload,
+        driver=driver or base.driver_name,
     )  # fmt: skip
 
 
 def worker_service(
-    app: JobService, redis_url: str | None, name: str | None, lease: float | None
-) -> JobService:
+    app: JobService, redis_url: str | None, name: str | None, lease: float | None,
+    driver: str | None = None,
+) -> JobService:  # fmt: skip
     """A fresh service for this worker: the app's handlers and event bus on the app's queue,
-    or on the queue that `--redis-url` / `--queue` name (keeping the app's key prefix)."""
-    queue = _queue_for(app, redis_url, name)
+    or on the queue that `--redis-url` / `--queue` / `--driver` name (keeping the app's key
+    prefix and settings)."""
+    queue = _queue_for(app, redis_url, name, driver)
     app_pool = app.worker_pool
     pool = AsyncWorkerPool(
         queue, app_pool.handlers, timings=worker_timings(app_pool.timings, lease),

@@ -38,14 +38,21 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def connect(queue: RedisJobQueue) -> None:
-    """Connect within CONNECT_TIMEOUT; every way it can fail becomes one CliError line."""
+async def connect(queue: RedisJobQueue, within: float | None = CONNECT_TIMEOUT) -> None:
+    """Connect within `within` seconds; every way it can fail becomes one CliError line.
+
+    `within=None` opens no cancel scope around the connect and leaves the bound to the
+    driver's own deadline: a worker's coredis pool must be entered, and later left, by its
+    task with no scope opened or closed in between (see `coredis_driver`)."""
     where = redact(queue.redis_url)
     try:
-        with anyio.fail_after(CONNECT_TIMEOUT):
+        if within is None:
             await queue.connect()
+        else:
+            with anyio.fail_after(within):
+                await queue.connect()
     except TimeoutError:
-        raise CliError(f"Redis at {where} did not answer within {CONNECT_TIMEOUT:g}s") from None
+        raise CliError(f"Redis at {where} did not answer within {within:g}s") from None
     except ValueError as exc:  # redis-py refuses a malformed URL with ValueError
         raise CliError(f"invalid Redis URL {where}: {exc}") from None
     except StreamJobsError as exc:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
+from .._drivers import DRIVERS
 from ._inspect import WINDOW_S
 
 PRIORITIES = ("critical", "high", "normal", "low")
+BACKENDS = ("asyncio", "trio")
 
 
-def _connection() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other failure (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"streamjobs: error: {message} (see: {self.prog} --help)\n")
+
+
+def _connection() -> _Parser:
     """--redis-url / --queue / --key-prefix, shared by the commands that only talk to Redis."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     p.add_argument(
         "--redis-url",
         default=None,
@@ -23,7 +33,7 @@ def _connection() -> argparse.ArgumentParser:
     return p
 
 
-def _worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("worker", help="run worker processes for an app's handlers",
                        description="Run jobs with the handlers of APP (MODULE:ATTR, a JobService "
                        "or a zero-argument factory returning one). SIGTERM or SIGINT: finish "
@@ -56,12 +66,17 @@ def _worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="seconds running jobs get to finish on SIGTERM (default: no limit)",
     )
+    p.add_argument("--backend", default="asyncio", choices=BACKENDS,
+                   help="event loop to run on (default: asyncio; trio needs the trio extra)")
+    p.add_argument("--driver", default=None, choices=DRIVERS,
+                   help="Redis client (default: the app's, else resp on asyncio, redis-py for "
+                   "rediss://, coredis on trio)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.set_defaults(command="worker")
 
 
-def _inspection(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _inspection(sub: argparse._SubParsersAction[_Parser]) -> None:
     conn = _connection()
     sub.add_parser("info", parents=[conn], help="queue depth, workers and recent throughput",
                    description="Pending jobs per priority, running, scheduled, waiting to retry, "
@@ -81,7 +96,7 @@ def _inspection(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     events.set_defaults(command="events")
 
 
-def _dead_letters(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _dead_letters(sub: argparse._SubParsersAction[_Parser]) -> None:
     conn = _connection()
     dead = sub.add_parser("dead-letters", help="list, retry or purge dead letters")
     actions = dead.add_subparsers(required=True)
@@ -98,7 +113,7 @@ def _dead_letters(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     purge.set_defaults(command="dead-letters purge")
 
 
-def _submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("submit", parents=[_connection()], help="queue a job")
     p.add_argument("handler", metavar="HANDLER")
     p.add_argument("--args", default=None, help="positional arguments, a JSON array")
@@ -113,7 +128,7 @@ def _submit(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def build() -> argparse.ArgumentParser:
     """The `streamjobs` parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")

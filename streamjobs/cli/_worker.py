@@ -99,8 +99,12 @@ async def _watch_parent(expected: int, stopper: Stopper) -> None:
 
 
 async def serve(svc: JobService, opts: WorkerOptions) -> int:
-    """Run the worker pool in this process until stopped; returns the exit code (0)."""
-    await connect(svc.queue)
+    """Run the worker pool in this process until stopped; returns the exit code (0).
+
+    The queue is connected and closed by this task outside any cancel scope of its own, as
+    the coredis driver needs; nothing cancels this task (it is the process's root), so the
+    close needs no shield."""
+    await connect(svc.queue, within=None)
     try:
         async with anyio.create_task_group() as tg:
             stopper = Stopper(svc, tg, opts.grace)
@@ -111,6 +115,5 @@ async def serve(svc: JobService, opts: WorkerOptions) -> int:
             if parent := os.environ.get(SUPERVISOR_ENV):
                 tg.start_soon(_watch_parent, int(parent), stopper)
     finally:
-        with anyio.CancelScope(shield=True):
-            await svc.queue.close()
+        await svc.queue.close()
     return 0

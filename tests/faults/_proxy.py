@@ -8,9 +8,11 @@ thread of its own (tests that drive worker processes), with the same controls.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -19,6 +21,7 @@ from anyio.abc import SocketStream, TaskStatus
 from tests._redis import free_port
 
 Rewrite = Callable[[bytes], bytes]
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -151,20 +154,26 @@ class ProxyThread:
     def url(self) -> str:
         return self.proxy.url
 
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call `fn` on the proxy's loop from a fresh context: a portal call carries its
+        caller's context variables, and a caller inside `anyio.run(..., backend="trio")`
+        would carry sniffio's "trio" into the proxy's asyncio loop."""
+        return contextvars.Context().run(self._portal.call, fn, *args)
+
     def cut_all(self) -> int:
-        return self._portal.call(self.proxy.cut_all)
+        return self._call(self.proxy.cut_all)
 
     def cut_midway(self, direction: str) -> int:
-        return self._portal.call(self.proxy.cut_midway, direction)
+        return self._call(self.proxy.cut_midway, direction)
 
     def cut_replies_with(self, markers: tuple[bytes, ...], times: int) -> None:
-        self._portal.call(self.proxy.cut_replies_with, markers, times)
+        self._call(self.proxy.cut_replies_with, markers, times)
 
     def stall(self) -> None:
-        self._portal.call(self.proxy.stall)
+        self._call(self.proxy.stall)
 
     def resume(self) -> None:
-        self._portal.call(self.proxy.resume)
+        self._call(self.proxy.resume)
 
     @property
     def cuts(self) -> int:
@@ -173,7 +182,8 @@ class ProxyThread:
 
 @contextlib.contextmanager
 def proxy_thread(upstream_port: int, rewrite: Rewrite | None = None) -> Iterator[ProxyThread]:
-    """Run a proxy to `upstream_port` in a thread for the duration of the block."""
+    """Run a proxy to `upstream_port` in a thread for the duration of the block (open it
+    outside any event loop: its start and stop run in the caller's context)."""
     proxy = Proxy(upstream_port, rewrite)
     with anyio.from_thread.start_blocking_portal() as portal:
         future, _ = portal.start_task(proxy.run)

@@ -1,9 +1,16 @@
-"""Fixtures of the fault suite: a queue Redis and a ledger Redis of the test's own, and worker
-processes (ended by PID). `slow` variants run only when `-m` selects them (`make faults`).
+"""Fixtures of the fault suite: a queue Redis and a ledger Redis of the test's own, worker
+processes (ended by PID), and the driver and event loop (`combo`) every scenario runs on.
+
+Each scenario runs on every combo (`resp-asyncio`, `redis-py-asyncio`, `coredis-asyncio`,
+`coredis-trio`) under `make faults`; the default run keeps the other three combos for the
+scenarios marked `every_driver` and runs the rest on resp alone. `slow` variants run only when
+`-m` selects them.
 """
 
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +18,24 @@ import pytest
 import redis
 
 from tests._redis import RedisProcess
-from tests.faults._harness import Workers
+from tests.faults._harness import COMBOS, RESP, Combo, Workers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "every_driver: runs on every driver in the default run, not only in make faults"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize `combo` over COMBOS; all but resp are `slow` unless the test is marked
+    `every_driver`."""
+    if "combo" not in metafunc.fixturenames:
+        return
+    everywhere = metafunc.definition.get_closest_marker("every_driver") is not None
+    slow = () if everywhere else (pytest.mark.slow,)
+    params = [pytest.param(c, id=c.id, marks=() if c == RESP else slow) for c in COMBOS]
+    metafunc.parametrize("combo", params)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -21,6 +45,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def anyio_backend(combo: Combo) -> Iterator[str]:
+    """An async scenario runs on its combo's event loop (coredis leftovers collected after,
+    as in tests/conftest.py)."""
+    yield combo.backend
+    if combo.driver == "coredis":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 @pytest.fixture
@@ -42,9 +77,9 @@ def ledger(tmp_path: Path) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def workers(ledger: redis.Redis, tmp_path: Path) -> Iterator[Workers]:
+def workers(ledger: redis.Redis, tmp_path: Path, combo: Combo) -> Iterator[Workers]:
     kwargs = ledger.connection_pool.connection_kwargs
-    pool = Workers(f"redis://127.0.0.1:{kwargs['port']}/0", tmp_path)
+    pool = Workers(f"redis://127.0.0.1:{kwargs['port']}/0", tmp_path, combo)
     try:
         yield pool
     finally:

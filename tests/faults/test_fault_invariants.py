@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests._redis import RedisProcess
-from tests.faults._harness import KEYS, LEASE, submit
+from tests.faults._harness import KEYS, LEASE, RESP, submit
 from tests.faults._invariants import check_invariants
 
 
@@ -50,7 +50,7 @@ def test_the_invariant_check_catches_each_violation(
     server: RedisProcess, ledger: redis.Redis,
 ) -> None:  # fmt: skip
     client = server.client()
-    ids = submit(server.url, [{"handler": "work", "args": (0,), "job_id": "j0"}])
+    ids = submit(server.url, [{"handler": "work", "args": (0,), "job_id": "j0"}], via=RESP)
     check_invariants(client, ledger, KEYS, ids, lease=LEASE)  # sound before
     corrupt(client)
     with pytest.raises(AssertionError, match=complaint):

@@ -3,6 +3,7 @@ is lost, and nothing acknowledged runs again."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -10,13 +11,13 @@ import anyio
 import pytest
 import redis
 
-from streamjobs import JobService, RedisJobQueue
+from streamjobs import JobService
 from streamjobs.errors import RedisUnavailableError
 from tests._redis import RedisProcess
 from tests.faults._harness import (
     KEYS,
     LEASE,
-    QUEUE,
+    Combo,
     Workers,
     all_terminal,
     pool_of,
@@ -47,6 +48,7 @@ def inject(proxy: ProxyThread, stop: threading.Event, every: float, stall: float
             proxy.resume()
 
 
+@pytest.mark.every_driver
 def test_workers_and_submitters_recover_from_cut_and_stalled_connections(
     server: RedisProcess, ledger: redis.Redis, workers: Workers
 ) -> None:
@@ -62,7 +64,8 @@ def test_workers_and_submitters_recover_from_cut_and_stalled_connections(
             specs = work(1500, seconds=0.01)
             ids: list[str] = []
             for start in range(0, len(specs), 100):
-                ids += submit(proxy.url, specs[start : start + 100], retry_for=20)
+                batch = specs[start : start + 100]
+                ids += submit(proxy.url, batch, via=workers.combo, retry_for=20)
             proxy.stall()  # longer than a lease: renewals and reclaims queue up together
             time.sleep(1.5 * LEASE)
             proxy.resume()
@@ -85,7 +88,8 @@ def test_a_lost_start_reply_is_not_counted_as_a_worker_crash(
         proc = workers.start(proxy.url, concurrency=1)
         wait_until(lambda: pool_of(proc.pid, client), 15, "the worker")
         proxy.cut_replies_with((b"unlucky", b"RUNNING"), 3)  # replies that hand the job over
-        ids = submit(server.url, [{"handler": "work", "args": (0,), "job_id": "unlucky"}])
+        spec = {"handler": "work", "args": (0,), "job_id": "unlucky"}
+        ids = submit(server.url, [spec], via=workers.combo)
         wait_until(lambda: all_terminal(client, ids), 8 * LEASE + 10, "the job to end")
         assert proxy.cuts == 3
         assert proc.poll() is None  # no worker died
@@ -94,16 +98,16 @@ def test_a_lost_start_reply_is_not_counted_as_a_worker_crash(
         assert report.status("unlucky") == "COMPLETED"
 
 
+@pytest.mark.every_driver
 def test_a_submitter_inside_async_with_sees_redis_unavailable_itself(
-    server: RedisProcess, ledger: redis.Redis
+    server: RedisProcess, ledger: redis.Redis, combo: Combo
 ) -> None:
-    async def go() -> None:
-        with proxy_thread(server.port) as proxy:
-            async with JobService(queue=RedisJobQueue(proxy.url, name=QUEUE)) as svc:
-                proxy.cut_replies_with((b"*1\r\n:1\r\n",), 100)  # every enqueue reply is lost
-                with anyio.fail_after(30):
-                    await svc.submit_job("work", (0,), job_id="doomed")
+    async def go(proxy: ProxyThread) -> None:
+        async with JobService(queue=combo.queue(proxy.url)) as svc:
+            proxy.cut_replies_with((b"*1\r\n:1\r\n",), 100)  # every enqueue reply is lost
+            with anyio.fail_after(30):
+                await svc.submit_job("work", (0,), job_id="doomed")
 
-    with pytest.raises(RedisUnavailableError):
-        anyio.run(go)
+    with proxy_thread(server.port) as proxy, pytest.raises(RedisUnavailableError):
+        combo.run(functools.partial(go, proxy))
     check_invariants(server.client(), ledger, KEYS, ["doomed"], lease=LEASE)

@@ -14,7 +14,7 @@ import anyio
 import pytest
 import redis
 
-from streamjobs import JobService, RedisJobQueue
+from streamjobs import JobService
 from streamjobs.errors import QueueFullError, RedisVersionError, StreamJobsError
 from tests._redis import RedisProcess
 from tests.faults._harness import (
@@ -22,6 +22,7 @@ from tests.faults._harness import (
     LEASE,
     QUEUE,
     ROOT,
+    Combo,
     Workers,
     all_terminal,
     pool_of,
@@ -38,6 +39,7 @@ def completed(client: redis.Redis, ids: list[str]) -> list[str]:
     return [i for i, s in zip(ids, statuses(client, ids)) if s == "COMPLETED"]
 
 
+@pytest.mark.every_driver
 def test_workers_ride_out_a_redis_restart_with_aof_always_and_lose_nothing(
     tmp_path: Path, ledger: redis.Redis, workers: Workers
 ) -> None:
@@ -45,7 +47,7 @@ def test_workers_ride_out_a_redis_restart_with_aof_always_and_lose_nothing(
     server.start()
     try:
         client = server.client()
-        ids = submit(server.url, work(800, seconds=0.02))
+        ids = submit(server.url, work(800, seconds=0.02), via=workers.combo)
         procs = [workers.start(server.url, concurrency=10) for _ in range(2)]
         wait_until(lambda: len(completed(client, ids)) >= 200, 30, "200 jobs to complete")
 
@@ -74,11 +76,12 @@ def redis_cli(server: RedisProcess, *args: str) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.every_driver
 def test_entries_that_are_not_ours_are_dead_lettered_raw_and_the_worker_keeps_working(
     server: RedisProcess, ledger: redis.Redis, workers: Workers
 ) -> None:
     client = server.client()
-    before = submit(server.url, work(20, prefix="before"))
+    before = submit(server.url, work(20, prefix="before"), via=workers.combo)
     critical, high, normal, _ = KEYS.streams
     no_id = redis_cli(server, "XADD", normal, "*", "foo", "bar")
     ghost = redis_cli(server, "XADD", critical, "*", "id", "ghost")
@@ -93,7 +96,7 @@ def test_entries_that_are_not_ours_are_dead_lettered_raw_and_the_worker_keeps_wo
 
     proc = workers.start(server.url, concurrency=4)
     wait_until(lambda: all_terminal(client, before), 20, "the jobs queued before")
-    after = submit(server.url, work(20, prefix="after"))
+    after = submit(server.url, work(20, prefix="after"), via=workers.combo)
     wait_until(lambda: all_terminal(client, after), 20, "the jobs queued after")
     wait_until(lambda: client.xlen(KEYS.dead) == 4, 10, "four dead letters")
 
@@ -111,14 +114,16 @@ def test_entries_that_are_not_ours_are_dead_lettered_raw_and_the_worker_keeps_wo
     assert proc.poll() is None
 
 
-def fill_until_refused(url: str, limit: int) -> tuple[list[str], StreamJobsError, list[str]]:
-    """Submit 16 KiB jobs until Redis refuses one; returns the accepted ids, the error, and
-    the ids of the refused job and of a batch refused after it."""
+def fill_until_refused(
+    url: str, limit: int, via: Combo
+) -> tuple[list[str], StreamJobsError, list[str]]:
+    """Submit 16 KiB jobs through `via` until Redis refuses one; returns the accepted ids, the
+    error, and the ids of the refused job and of a batch refused after it."""
     ballast = "x" * 16_384
 
     async def go() -> tuple[list[str], StreamJobsError, list[str]]:
         accepted: list[str] = []
-        async with JobService(queue=RedisJobQueue(url, name=QUEUE)) as svc:
+        async with JobService(queue=via.queue(url)) as svc:
             for i in range(limit):
                 try:
                     accepted.append(
@@ -132,7 +137,7 @@ def fill_until_refused(url: str, limit: int) -> tuple[list[str], StreamJobsError
                     return accepted, exc, [f"fill{i}"] + [b["job_id"] for b in batch]
         raise AssertionError(f"Redis took {limit} jobs without running out of memory")
 
-    return anyio.run(go)
+    return via.run(go)
 
 
 @pytest.fixture
@@ -146,11 +151,12 @@ def small_server(tmp_path: Path) -> Iterator[RedisProcess]:
         proc.kill()
 
 
+@pytest.mark.every_driver
 def test_out_of_memory_refuses_a_submit_whole_and_keeps_what_was_queued(
-    small_server: RedisProcess, ledger: redis.Redis
+    small_server: RedisProcess, ledger: redis.Redis, combo: Combo
 ) -> None:
     client = small_server.client()
-    accepted, error, refused = fill_until_refused(small_server.url, 2000)
+    accepted, error, refused = fill_until_refused(small_server.url, 2000, combo)
     assert "maxmemory" in str(error)
     assert len(accepted) > 20
     assert statuses(client, refused) == [None] * len(refused)  # nothing half-written
@@ -159,6 +165,7 @@ def test_out_of_memory_refuses_a_submit_whole_and_keeps_what_was_queued(
     check_invariants(client, ledger, KEYS, accepted, lease=LEASE)
 
 
+@pytest.mark.every_driver
 def test_workers_running_when_redis_fills_up_finish_what_is_queued(
     small_server: RedisProcess, ledger: redis.Redis, workers: Workers
 ) -> None:
@@ -166,7 +173,7 @@ def test_workers_running_when_redis_fills_up_finish_what_is_queued(
     procs = [workers.start(small_server.url, concurrency=2) for _ in range(2)]
     for proc in procs:  # running before Redis fills up
         wait_until(lambda: pool_of(proc.pid, client), 10, "the workers to register")  # noqa: B023
-    accepted, _, _ = fill_until_refused(small_server.url, 2000)
+    accepted, _, _ = fill_until_refused(small_server.url, 2000, workers.combo)
 
     ledger.set("gate", "open")  # the held jobs may finish now
     wait_until(lambda: all_terminal(client, accepted), 15, "the queued jobs to finish")
@@ -176,30 +183,32 @@ def test_workers_running_when_redis_fills_up_finish_what_is_queued(
     assert report.statuses["COMPLETED"] == len(accepted)
 
 
+@pytest.mark.every_driver
 def test_a_submit_refused_for_lack_of_memory_raises_queue_full(
-    small_server: RedisProcess, ledger: redis.Redis
+    small_server: RedisProcess, ledger: redis.Redis, combo: Combo
 ) -> None:
-    accepted, error, _ = fill_until_refused(small_server.url, 2000)
+    accepted, error, _ = fill_until_refused(small_server.url, 2000, combo)
     small_server.client().config_set("maxmemory", "0")
     check_invariants(small_server.client(), ledger, KEYS, accepted, lease=LEASE)
     assert isinstance(error, QueueFullError), repr(error)
 
 
 @pytest.mark.anyio
+@pytest.mark.every_driver
 async def test_a_redis_older_than_6_2_is_refused_with_a_clear_message(
-    server: RedisProcess, ledger: redis.Redis
+    server: RedisProcess, ledger: redis.Redis, combo: Combo
 ) -> None:
     async with anyio.create_task_group() as tg:
         proxy = Proxy(server.port, rewrite=old_version("6.0.9"))
         await tg.start(proxy.run)
-        svc = JobService(queue=RedisJobQueue(proxy.url, name=QUEUE))
+        svc = JobService(queue=combo.queue(proxy.url))
         with anyio.fail_after(10), pytest.raises(RedisVersionError) as refused:
             await svc.initialize()
         assert "too old: streamjobs needs Redis 6.2 or newer" in str(refused.value)
         assert "Redis 6.0.9" in str(refused.value)
 
         cmd = [sys.executable, "-m", "streamjobs", "worker", "tests.faults.app:service",
-               "--redis-url", proxy.url, "--queue", QUEUE]  # fmt: skip
+               "--redis-url", proxy.url, "--queue", QUEUE, *combo.worker_args()]  # fmt: skip
         with anyio.fail_after(30):
             done = await anyio.run_process(cmd, cwd=ROOT, check=False)
         lines = done.stderr.decode().strip().splitlines()
@@ -210,16 +219,17 @@ async def test_a_redis_older_than_6_2_is_refused_with_a_clear_message(
     assert server.client().keys("*") == []  # refused before writing anything
     check = functools.partial(check_invariants, lease=LEASE)
     await anyio.to_thread.run_sync(check, server.client(), ledger, KEYS, [])
-    async with JobService(queue=RedisJobQueue(server.url, name=QUEUE)) as real:
+    async with JobService(queue=combo.queue(server.url)) as real:
         assert await real.get_job_status("none") is None  # the real server is accepted
 
 
+@pytest.mark.every_driver
 def test_a_worker_started_while_redis_is_out_of_memory_drains_the_queue(
     small_server: RedisProcess, ledger: redis.Redis, workers: Workers
 ) -> None:
     client = small_server.client()
     ledger.set("gate", "open")
-    accepted, _, _ = fill_until_refused(small_server.url, 2000)
+    accepted, _, _ = fill_until_refused(small_server.url, 2000, workers.combo)
     proc = workers.start(small_server.url, concurrency=4)
     wait_until(lambda: all_terminal(client, accepted) or proc.poll() is not None, 30, "a drain")
     assert proc.poll() is None, workers.log(proc)

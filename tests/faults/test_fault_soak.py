@@ -35,10 +35,12 @@ def settled_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-def run_through(url: str, client: redis.Redis, specs: list[dict[str, object]], done: int) -> int:
+def run_through(
+    workers: Workers, url: str, client: redis.Redis, specs: list[dict[str, object]], done: int
+) -> int:
     """Submit `specs` and wait until the completed counter has grown by that many."""
     for start in range(0, len(specs), 5000):
-        submit(url, specs[start : start + 5000], batch=1000)
+        submit(url, specs[start : start + 5000], via=workers.combo, batch=1000)
     goal = done + len(specs)
     wait_until(lambda: completed_total(url) >= goal, len(specs) / 200 + 30, "the soak", 0.5)
     return goal
@@ -55,11 +57,11 @@ def test_memory_returns_to_its_starting_point_after_a_soak_with_expiring_results
     procs = [workers.start(server.url, concurrency=20, env=SOAK_ENV) for _ in range(2)]
     # warm up: scripts loaded, groups made, the events stream at its cap, pools registered
     warm = work(1500, prefix="warm")
-    done = run_through(server.url, client, warm, 0)
+    done = run_through(workers, server.url, client, warm, 0)
     before, keys_before = settled_memory(client), client.dbsize()
 
     soak = work(jobs)
-    done = run_through(server.url, client, soak, done)
+    done = run_through(workers, server.url, client, soak, done)
     after = settled_memory(client)
 
     assert client.dbsize() == keys_before, sorted(client.keys("*"))

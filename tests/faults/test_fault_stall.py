@@ -10,26 +10,23 @@ from streamjobs import JobService, JobStatus, RedisJobQueue
 from streamjobs._drivers import coredis_driver, redis_py, resp
 from streamjobs.errors import RedisUnavailableError
 from tests._redis import RedisProcess
+from tests.faults._harness import Combo
 from tests.faults._proxy import Proxy
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize("driver", ["resp", "redis-py", "coredis"])
+@pytest.mark.every_driver
 async def test_a_stalled_redis_fails_a_command_within_its_deadline(
-    anyio_backend: str, driver: str, redis_process: RedisProcess,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    if anyio_backend == "trio" and driver != "coredis":
-        pytest.skip(f"the {driver} driver runs on asyncio only")
+    combo: Combo, redis_process: RedisProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for module in (resp, redis_py, coredis_driver):
         monkeypatch.setattr(module, "COMMAND_DEADLINE", 0.5)
-
 
     proxy = Proxy(redis_process.port)
     async with anyio.create_task_group() as tg:
         await tg.start(proxy.run)
-        queue = RedisJobQueue(proxy.url, name="stalled", driver=driver)
+        queue = RedisJobQueue(proxy.url, name="stalled", driver=combo.driver)
         async with JobService(queue=queue) as svc:
             job_id = await svc.submit_job("x")
             proxy.stall()

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+import pytest
 import redis
 
 from tests._redis import RedisProcess
@@ -45,11 +46,12 @@ def count(client: redis.Redis, ids: list[str], status: str) -> int:
     return sum(1 for s in statuses(client, ids) if s == status)
 
 
+@pytest.mark.every_driver
 def test_jobs_of_a_worker_killed_mid_job_are_taken_back_after_the_lease_and_all_complete(
     server: RedisProcess, ledger: redis.Redis, workers: Workers
 ) -> None:
     client = server.client()
-    ids = submit(server.url, work(3000, seconds=0.01))
+    ids = submit(server.url, work(3000, seconds=0.01), via=workers.combo)
     killed = workers.start(server.url, concurrency=20)
     survivor = workers.start(server.url, concurrency=20)
     wait_until(lambda: count(client, ids, "COMPLETED") >= 600, 60, "600 jobs to complete")
@@ -97,7 +99,8 @@ def test_a_worker_resumed_after_its_job_was_taken_over_cannot_overwrite_the_new_
     client = server.client()
     stale = workers.start(server.url, concurrency=1)
     stale_pool = wait_until(lambda: pool_of(stale.pid, client), 10, "the first pool")
-    [job] = submit(server.url, [{"handler": "work", "args": (1.5,), "job_id": "paused"}])
+    spec = {"handler": "work", "args": (1.5,), "job_id": "paused"}
+    [job] = submit(server.url, [spec], via=workers.combo)
     wait_until(lambda: running_on(client, job, stale_pool), 10, "the job to run")
     wait_until(lambda: ledger.hget("runs", job), 5, "the handler to start")
 
@@ -122,7 +125,8 @@ def test_a_worker_resumed_after_its_job_was_taken_over_cannot_overwrite_the_new_
     assert ledger.hget("runs", job) == "2"
 
     assert workers.terminate(fresh) == 0  # the resumed worker alone serves what comes next
-    [after] = submit(server.url, [{"handler": "work", "args": (0,), "job_id": "after"}])
+    spec = {"handler": "work", "args": (0,), "job_id": "after"}
+    [after] = submit(server.url, [spec], via=workers.combo)
     wait_until(lambda: statuses(client, [after]) == ["COMPLETED"], 10, "the resumed worker")
     assert client.hget(KEYS.job(after), "owner") == stale_pool
     check_invariants(client, ledger, KEYS, [job, after], lease=LEASE)
@@ -152,8 +156,8 @@ def test_a_handler_that_kills_its_worker_is_dead_lettered_after_max_crashes(
 ) -> None:
     client = server.client()
     spec = {"handler": "crash", "job_id": "poison", "max_retries": 10}
-    [poison] = submit(server.url, [spec])
-    others = submit(server.url, work(100, seconds=0.01, prefix="other"))
+    [poison] = submit(server.url, [spec], via=workers.combo)
+    others = submit(server.url, work(100, seconds=0.01, prefix="other"), via=workers.combo)
     deaths = keep_alive(client, workers, server.url, 1, 2, until=poison)
 
     assert deaths == 3
@@ -163,7 +167,7 @@ def test_a_handler_that_kills_its_worker_is_dead_lettered_after_max_crashes(
     [dead] = [f for _, f in client.xrange(KEYS.dead) if f["id"] == poison]
     assert dead["reason"] == "worker lost"
     assert "lost 3 times" in dead["error"]
-    later = submit(server.url, work(50, seconds=0.01, prefix="later"))
+    later = submit(server.url, work(50, seconds=0.01, prefix="later"), via=workers.combo)
     wait_until(lambda: all_terminal(client, others + later), 30, "the other jobs")
     report = check_invariants(client, ledger, KEYS, [poison, *others, *later], lease=LEASE)
     assert report.statuses["COMPLETED"] == len(others) + len(later)
@@ -174,8 +178,8 @@ def test_jobs_running_beside_a_crashing_handler_are_not_dead_lettered_with_it(
 ) -> None:
     client = server.client()
     spec = {"handler": "crash", "job_id": "poison", "max_retries": 10}
-    [poison] = submit(server.url, [spec])
-    bystanders = submit(server.url, work(3, seconds=0.5, prefix="bystander"))
+    [poison] = submit(server.url, [spec], via=workers.combo)
+    bystanders = submit(server.url, work(3, seconds=0.5, prefix="bystander"), via=workers.combo)
     keep_alive(client, workers, server.url, 4, 1, until=poison)
     wait_until(lambda: all_terminal(client, bystanders), 30, "the bystanders")
     report = check_invariants(client, ledger, KEYS, [poison, *bystanders], lease=LEASE)
@@ -189,7 +193,7 @@ def test_a_handler_blocking_the_event_loop_past_the_lease_is_not_run_twice_withi
     blocked = workers.start(server.url, concurrency=1)
     blocked_pool = wait_until(lambda: pool_of(blocked.pid, client), 10, "the first pool")
     spec = {"handler": "block", "args": (4 * LEASE, False), "job_id": "hog", "timeout": 30}
-    [job] = submit(server.url, [spec])
+    [job] = submit(server.url, [spec], via=workers.combo)
     wait_until(lambda: running_on(client, job, blocked_pool), 10, "the job to run")
     rival = workers.start(server.url, concurrency=1)
     wait_until(lambda: pool_of(rival.pid, client), 10, "the rival pool")  # reclaiming, ready
@@ -210,7 +214,7 @@ def test_a_worker_whose_loop_stays_blocked_past_the_job_timeout_loses_the_job(
     blocked = workers.start(server.url, concurrency=1)
     blocked_pool = wait_until(lambda: pool_of(blocked.pid, client), 10, "the first pool")
     spec = {"handler": "block", "args": (8 * LEASE, True), "job_id": "hog", "timeout": LEASE}
-    [job] = submit(server.url, [spec])
+    [job] = submit(server.url, [spec], via=workers.combo)
     wait_until(lambda: running_on(client, job, blocked_pool), 10, "the job to run")
     rival = workers.start(server.url, concurrency=1)
     rival_pool = wait_until(lambda: pool_of(rival.pid, client), 10, "the rival pool")
