@@ -45,5 +45,5 @@ $(BENCH_STAMP): pyproject.toml
 bench: $(BENCH_STAMP) ## streamjobs against peer queues side by side (own venv, own redis)
 	$(BENCH_VENV)/bin/python scripts/bench.py --json bench-results.json
 
-faults: $(STAMP) ## the fault-injection suite with its long variants
+faults: $(STAMP) ## the fault-injection suite on every driver, with its long variants
 	$(PY) -m pytest -q tests/faults -m "slow or not slow"
