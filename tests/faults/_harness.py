@@ -20,7 +20,7 @@ import redis
 
 from streamjobs import JobService, RedisJobQueue
 from streamjobs._keys import QueueKeys
-from streamjobs.errors import RedisUnavailableError
+from streamjobs.errors import PartialSubmitError, RedisUnavailableError
 from tests.faults import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,11 +165,14 @@ def submit(
 
 
 def unreachable(exc: BaseException) -> bool:
-    """A RedisUnavailableError, bare or inside (nested) exception groups only: an error in the
-    body of `async with JobService(...)` comes out wrapped by its task group."""
+    """A RedisUnavailableError, bare, as the cause of a PartialSubmitError (a bulk submit cut
+    part way), or inside (nested) exception groups only: an error in the body of
+    `async with JobService(...)` comes out wrapped by its task group."""
     inner = getattr(exc, "exceptions", None)
     if inner is not None:
         return all(unreachable(e) for e in inner)
+    if isinstance(exc, PartialSubmitError):
+        return isinstance(exc.__cause__, RedisUnavailableError)
     return isinstance(exc, RedisUnavailableError)
 
 
