@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import sys
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from ._outcome import Outcome, RetryPolicy, Verdict, after_error, describe
 from .errors import JobFailed
 from .models import JobDefinition
 from .redis_queue import Delivery
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 ProgressCallback = Callable[..., Awaitable[None]]
 AsyncHandler = Callable[[JobDefinition, ProgressCallback], Awaitable[Any]]
@@ -68,6 +72,18 @@ async def _call(handler: Handler, job: JobDefinition, progress: ProgressCallback
     return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
 
+def cancelled_by_caller(exc: BaseException) -> bool:
+    """True when `exc` is a cancellation and a scope around the caller is cancelled: the
+    pool's own doing. A handler raising CancelledError itself (or awaiting something somebody
+    else cancelled) gets False: its attempt failed, it is not a stop."""
+    if anyio.current_effective_deadline() != -math.inf:
+        return False
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(cancelled) is not None
+    return isinstance(exc, cancelled)
+
+
 def _policy(job: JobDefinition) -> RetryPolicy:
     return RetryPolicy(job.max_retries, job.retry_delay, job.retry_backoff)
 
@@ -89,7 +105,8 @@ async def execute(
     d: Delivery, handler: Handler | None, progress: ProgressCallback
 ) -> Completed | Outcome:
     """Run the handler for a delivery; return how the attempt ended. Exceptions become
-    outcomes; cancellation (the caller's deadline scope) passes through."""
+    outcomes, even BaseExceptions a handler raises (SystemExit, KeyboardInterrupt, a
+    CancelledError of its own); only the caller's own cancellation passes through."""
     job = d.job
     if job is None:
         error = "undecodable payload: the job record cannot be read"
@@ -102,6 +119,10 @@ async def execute(
     except JobFailed as exc:
         return after_error(_policy(job), int(d.attempt), describe(exc), permanent=True)
     except Exception as exc:
+        return after_error(_policy(job), int(d.attempt), describe(exc), permanent=False)
+    except BaseException as exc:
+        if cancelled_by_caller(exc):
+            raise  # the pool's timeout, stop or cancel: the caller decides the outcome
         return after_error(_policy(job), int(d.attempt), describe(exc), permanent=False)
     try:
         return Completed(dumps(result))

@@ -21,6 +21,7 @@ from streamjobs import JobService, RedisJobQueue
 from streamjobs._keys import QueueKeys
 
 APP = """
+import asyncio
 import gc
 import time
 
@@ -50,10 +51,20 @@ async def block_loop(job, progress):
     return "blocked"
 
 
+async def exits(job, progress):
+    raise SystemExit(int(job.args[0]))
+
+
+async def cancels(job, progress):
+    raise asyncio.CancelledError
+
+
 service = JobService()
 service.register_handler("sleep", sleep)
 service.register_handler("block_loop", block_loop)
 service.register_handler("where", where)
+service.register_handler("exits", exits)
+service.register_handler("cancels", cancels)
 """
 
 Worker = Callable[..., "subprocess.Popen[bytes]"]
@@ -215,6 +226,24 @@ def test_second_sigint_stops_at_once_and_hands_the_job_back(
     proc.send_signal(signal.SIGINT)
     assert exit_code(proc, timeout=10) == 0
     assert status(client, keys, job) == "PENDING"
+
+
+def test_a_handler_raising_system_exit_or_cancelled_error_is_dead_lettered_not_looped(
+    worker: Worker, client: redis.Redis, keys: QueueKeys, redis_url: str, queue_name: str
+) -> None:
+    exits = submit(redis_url, queue_name, "exits", 3, max_retries=1, retry_delay=0.05)
+    cancels = submit(redis_url, queue_name, "cancels", max_retries=1, retry_delay=0.05)
+    proc = worker("--concurrency", "1")
+    for job in (exits, cancels):
+        wait_until(lambda j=job: status(client, keys, j) == "DEAD_LETTER", 15, f"{job} dead")
+        assert client.hget(keys.job(job), "attempts") == "2"
+    assert client.hget(keys.job(exits), "error") == "SystemExit: 3"
+    assert client.hget(keys.job(cancels), "error") == "CancelledError"
+    assert proc.poll() is None  # the worker process lives on, and still serves
+    job = submit(redis_url, queue_name, "sleep", 0.01)
+    wait_until(lambda: status(client, keys, job) == "COMPLETED", 10, "the next job to run")
+    proc.send_signal(signal.SIGTERM)
+    assert exit_code(proc, timeout=15) == 0
 
 
 def test_sigkill_mid_job_loses_nothing_once_the_lease_lapses(
