@@ -69,5 +69,6 @@ def metrics_from(snapshot: list[Any], timings: Timings) -> dict[str, Any]:
             "idle": len(workers) - busy,
             "busy": busy,
             "healthy": sum(1 for w in workers if w.healthy),
+            "events_dropped": sum(int(pairs(p).get("events_dropped") or 0) for p in snapshot[5]),
         },
     }

@@ -28,11 +28,12 @@ from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
 from ._lease import LeaseKeeper
 from ._outcome import Outcome, Verdict, reconnect_delay
+from ._publisher import FLUSH_GRACE, EventPublisher
 from ._recorder import CompletionRecorder
 from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
 from ._slots import Inbox, Slots, Worker
 from .errors import ConfigurationError, StreamJobsError
-from .events import EventBus, publish
+from .events import EventBus
 from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
 
 log = logging.getLogger("streamjobs.worker")
@@ -100,6 +101,7 @@ class AsyncWorkerPool:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = Slots(self.id)
         self._recorder = CompletionRecorder(queue, self._recorded, 0)
+        self._publisher = EventPublisher()
         self._keeper = LeaseKeeper(queue, self.id, 0)
         self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -130,6 +132,11 @@ class AsyncWorkerPool:
     def running(self) -> bool:
         """True between `run()` starting and finishing."""
         return self._done is not None and not self._done.is_set()
+
+    @property
+    def events_dropped(self) -> int:
+        """Events the event bus lost by falling behind, since this pool was made."""
+        return self._publisher.dropped
 
     @property
     def workers(self) -> list[Worker]:
@@ -179,6 +186,7 @@ class AsyncWorkerPool:
         t = self.timings  # read at start: the CLI may set timings after construction
         self._recorder = CompletionRecorder(self.queue, self._recorded, t.settle_deadline)
         self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)
+        self._publisher.bus = self.event_bus  # read at start, as the timings are
         try:
             with library_pinned():
                 await self._serve(task_status)
@@ -194,6 +202,7 @@ class AsyncWorkerPool:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await self._beat()
+            await tg.start(self._publisher.run)
             await tg.start(self._recorder.run)
             await tg.start(_reaper.run, self.queue, self.timings.reap_interval)
             tg.start_soon(self._keeper.run, self._lease_lost)
@@ -208,6 +217,8 @@ class AsyncWorkerPool:
             await self._stop_requested.wait()
             intake.cancel()
             await self._drain()
+            with anyio.move_on_after(FLUSH_GRACE):  # a hanging bus never holds up a stop
+                await self._publisher.wait_flushed()
             tg.cancel_scope.cancel()
 
     def _start_worker(self, worker: Worker) -> None:
@@ -348,7 +359,7 @@ class AsyncWorkerPool:
             if self.event_bus is not None:
                 priority = d.job.priority.name.lower() if d.job else None
                 payload = _event(d, worker=worker.id, priority=priority)
-                await publish(self.event_bus, "job.started", payload)
+                self._publisher.emit("job.started", payload)
             handler = self.handlers.get(d.job.handler) if d.job else None
             self._scopes[d.job_id] = scope
             self._time_limit(d.job_id, deadline(d))
@@ -417,7 +428,7 @@ class AsyncWorkerPool:
             worker.jobs_completed += 1
             log.info("job %s completed", d.job_id)
             if self.event_bus is not None:
-                await publish(self.event_bus, "job.completed", _event(d, status="COMPLETED"))
+                self._publisher.emit("job.completed", _event(d, status="COMPLETED"))
         elif recorded is False:
             log.warning("job %s: outcome refused, its lease passed on", d.job_id)
         else:
@@ -430,9 +441,9 @@ class AsyncWorkerPool:
             except StreamJobsError as exc:
                 log.warning("job %s: progress not recorded: %s", d.job_id, exc)
                 return
-            if recorded:
+            if recorded and self.event_bus is not None:
                 payload = _event(d, current=current, total=total, message=message)
-                await publish(self.event_bus, "job.progress", payload)
+                self._publisher.emit("job.progress", payload)
 
         return progress
 
@@ -461,7 +472,7 @@ class AsyncWorkerPool:
             await self.queue.retry(d, error, outcome.delay)
             log.info("job %s failed (%s); retry in %.3gs", d.job_id, error, outcome.delay)
             payload = _event(d, status="RETRYING", error=error, delay=outcome.delay)
-            await publish(self.event_bus, "job.retrying", payload)
+            self._publisher.emit("job.retrying", payload)
             return True
         if outcome.verdict is Verdict.FAILED:
             await self.queue.fail(d, error)
@@ -470,9 +481,9 @@ class AsyncWorkerPool:
             await self.queue.dead_letter(d, error, outcome.reason)
             log.warning("job %s dead-lettered (%s): %s", d.job_id, outcome.reason, error)
         status = outcome.verdict.name
-        await publish(self.event_bus, "job.failed", _event(d, status=status, error=error))
+        self._publisher.emit("job.failed", _event(d, status=status, error=error))
         if outcome.verdict is Verdict.DEAD_LETTER:
-            await publish(self.event_bus, "job.dead_letter", _event(d, error=error))
+            self._publisher.emit("job.dead_letter", _event(d, error=error))
         return True
 
     # -- services -------------------------------------------------------------------------
@@ -512,6 +523,7 @@ class AsyncWorkerPool:
             "heartbeat": str(self.timings.heartbeat),
             "unhealthy_lag": str(self.timings.unhealthy_lag),
             "lease": str(int(self.timings.lease * 1000)),  # reclaim.lua's floor: the shortest
+            "events_dropped": str(self._publisher.dropped),
         }  # fmt: skip
         self._lag = 0.0
         await self.queue.heartbeat(self.id, self.timings.registry_ttl, record)
