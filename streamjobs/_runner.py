@@ -14,10 +14,10 @@ from typing import Any, cast
 
 import anyio
 import anyio.from_thread
-import anyio.to_thread
 
 from ._codec import dumps
 from ._outcome import Outcome, RetryPolicy, Verdict, after_error, describe
+from ._threads import HandlerThreads, OnStart
 from .errors import JobFailed
 from .models import JobDefinition
 from .redis_queue import Delivery
@@ -65,11 +65,16 @@ def _sync_progress(progress: ProgressCallback) -> Callable[..., None]:
     return report
 
 
-async def _call(handler: Handler, job: JobDefinition, progress: ProgressCallback) -> Any:
+async def _call(
+    d: Delivery, handler: Handler, progress: ProgressCallback, threads: HandlerThreads,
+    on_start: OnStart,
+) -> Any:  # fmt: skip
+    assert d.job is not None
     if is_async(handler):
-        return await cast(AsyncHandler, handler)(job, progress)
-    call = partial(cast(SyncHandler, handler), job, _sync_progress(progress))
-    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        on_start(d, False)
+        return await cast(AsyncHandler, handler)(d.job, progress)
+    call = partial(cast(SyncHandler, handler), d.job, _sync_progress(progress))
+    return await threads.run(d, call, on_start)
 
 
 def cancelled_by_caller(exc: BaseException) -> bool:
@@ -102,9 +107,11 @@ def timed_out(d: Delivery) -> Outcome:
 
 
 async def execute(
-    d: Delivery, handler: Handler | None, progress: ProgressCallback
-) -> Completed | Outcome:
-    """Run the handler for a delivery; return how the attempt ended. Exceptions become
+    d: Delivery, handler: Handler | None, progress: ProgressCallback, threads: HandlerThreads,
+    on_start: OnStart,
+) -> Completed | Outcome:  # fmt: skip
+    """Run the handler for a delivery, calling `on_start` as it starts (after waiting for a
+    thread, for a plain def); return how the attempt ended. Exceptions become
     outcomes, even BaseExceptions a handler raises (SystemExit, KeyboardInterrupt, a
     CancelledError of its own); only the caller's own cancellation passes through."""
     job = d.job
@@ -115,7 +122,7 @@ async def execute(
         error = f"unknown handler {job.handler!r}: no worker registered it"
         return Outcome(Verdict.DEAD_LETTER, error, reason="unknown handler")
     try:
-        result = await _call(handler, job, progress)
+        result = await _call(d, handler, progress, threads, on_start)
     except JobFailed as exc:
         return after_error(_policy(job), int(d.attempt), describe(exc), permanent=True)
     except Exception as exc:

@@ -32,6 +32,7 @@ from ._publisher import FLUSH_GRACE, EventPublisher
 from ._recorder import CompletionRecorder
 from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
 from ._slots import Inbox, Slots, Worker
+from ._threads import HandlerThreads
 from .errors import ConfigurationError, StreamJobsError
 from .events import EventBus
 from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
@@ -102,6 +103,8 @@ class AsyncWorkerPool:
         self._slots = Slots(self.id)
         self._recorder = CompletionRecorder(queue, self._recorded, 0)
         self._publisher = EventPublisher()
+        self._threads = HandlerThreads()
+        self._overran: set[str] = set()  # timed out, but a thread still runs their handler
         self._keeper = LeaseKeeper(queue, self.id, 0)
         self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
@@ -152,6 +155,7 @@ class AsyncWorkerPool:
         if self.running:
             for worker in self._slots.resize(count):
                 self._start_worker(worker)
+            self._threads.resize(count)
             await self.beat()
 
     async def stop(self, graceful: bool = True, grace: float | None = None) -> None:
@@ -183,6 +187,7 @@ class AsyncWorkerPool:
             raise ConfigurationError("this worker pool is already running")
         self._stop_requested, self._done = anyio.Event(), anyio.Event()
         self._slots.resize(count or self._size or default_worker_count())
+        self._threads.open(len(self._slots.workers))
         t = self.timings  # read at start: the CLI may set timings after construction
         self._recorder = CompletionRecorder(self.queue, self._recorded, t.settle_deadline)
         self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)
@@ -362,10 +367,9 @@ class AsyncWorkerPool:
                 self._publisher.emit("job.started", payload)
             handler = self.handlers.get(d.job.handler) if d.job else None
             self._scopes[d.job_id] = scope
-            self._time_limit(d.job_id, deadline(d))
             outcome: Completed | Outcome | None = None
             try:
-                outcome = await execute(d, handler, self._progress(d))
+                outcome = await execute(d, handler, self._progress(d), self._threads, self._began)
             except anyio.get_cancelled_exc_class():
                 if not scope.cancel_called:
                     raise  # the pool itself is being cancelled
@@ -375,6 +379,8 @@ class AsyncWorkerPool:
                 self._deadlines.pop(d.job_id, None)
             if d.job_id in self._abandoned:
                 return
+            if self._overran and d.job_id in self._overran:
+                outcome = None  # its result came too late: the attempt timed out
             if scope.cancel_called:  # the scope stays cancelled: go on under a shield
                 with anyio.CancelScope(shield=True):
                     handed_over = await self._conclude(worker, d, outcome)
@@ -382,6 +388,7 @@ class AsyncWorkerPool:
                 handed_over = await self._conclude(worker, d, outcome)
         finally:
             self._abandoned.discard(d.job_id)
+            self._overran.discard(d.job_id)
             if not handed_over:
                 self._keeper.drop(d.job_id)
             self._slots.finish(worker)
@@ -396,6 +403,28 @@ class AsyncWorkerPool:
             return True
         worker.jobs_failed += await self._settle(d, outcome or timed_out(d))
         return False
+
+    def _began(self, d: Delivery, threaded: bool) -> None:
+        """A handler starts running: its timeout runs from now. A thread may have been
+        waited for, so a threaded job's lease is renewed from now as well."""
+        self._time_limit(d.job_id, deadline(d))
+        if threaded and d.job is not None:
+            self._keeper.hold(d, d.job.timeout, self.timings.lease)
+
+    def _expire(self, job_id: str) -> None:
+        """A job ran past its timeout: cancel it, or, when a thread runs it (threads cannot
+        be stopped), keep its worker and lease until the thread returns and then record the
+        timeout, so that its next attempt can never run beside it."""
+        d = self._threads.running.get(job_id)
+        if d is None:
+            self._scopes[job_id].cancel()
+            return
+        self._overran.add(job_id)
+        self._keeper.hold(d, None, 0.0)
+        timeout = d.job.timeout if d.job else None
+        log.warning("job %s ran past its %gs timeout in a thread, which cannot be stopped: "
+                    "its worker waits for it, keeps its lease and will refuse its result",
+                    job_id, timeout or 0)  # fmt: skip
 
     def _time_limit(self, job_id: str, due: float) -> None:
         if due < math.inf:
@@ -414,7 +443,7 @@ class AsyncWorkerPool:
             for job_id, due in list(self._deadlines.items()):
                 if due <= now:
                     del self._deadlines[job_id]
-                    self._scopes[job_id].cancel()
+                    self._expire(job_id)
             self._watch_until = min(self._deadlines.values(), default=math.inf)
             if self._sooner.is_set():  # the next wake-up needs a fresh event
                 self._sooner = anyio.Event()

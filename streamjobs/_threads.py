@@ -1,0 +1,55 @@
+"""Threads for plain `def` handlers: at most one per worker of the pool (anyio's shared default
+limiter would cap every pool at 40), and a job's timeout counts from the moment its thread
+runs it, never while it waits for one. A thread cannot be stopped: the pool keeps a timed-out
+job's worker and lease until its thread returns (see `AsyncWorkerPool._expire`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import anyio
+import anyio.to_thread
+
+if TYPE_CHECKING:
+    from .redis_queue import Delivery
+
+T = TypeVar("T")
+
+#: Called once a job's thread is about to run its handler: its timeout starts then.
+OnStart = Callable[["Delivery", bool], None]
+
+
+class HandlerThreads:
+    """One pool's handler threads, as many at once as it has workers."""
+
+    def __init__(self) -> None:
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._unbounded: anyio.CapacityLimiter | None = None
+        self.running: dict[str, Delivery] = {}  # jobs whose handler runs in a thread now
+
+    def open(self, size: int) -> None:
+        """Fresh limiters for a run of the pool (they belong to its event loop)."""
+        self._limiter = anyio.CapacityLimiter(size)
+        self._unbounded = anyio.CapacityLimiter(math.inf)  # ours is the limit that counts
+        self.resize(size)
+
+    def resize(self, size: int) -> None:
+        """Follow the pool's worker count; threads running now are not cut short."""
+        if self._limiter is not None:
+            self._limiter.total_tokens = size
+
+    async def run(self, d: Delivery, call: Callable[[], T], on_start: OnStart) -> T:
+        """Run `call` in a thread once one is free; `on_start(d, True)` as it starts."""
+        if self._limiter is None or self._unbounded is None:
+            raise RuntimeError("the pool is not running")
+        async with self._limiter:
+            on_start(d, True)
+            self.running[d.job_id] = d
+            try:
+                return await anyio.to_thread.run_sync(
+                    call, abandon_on_cancel=True, limiter=self._unbounded
+                )
+            finally:
+                del self.running[d.job_id]
