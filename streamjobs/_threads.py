@@ -5,6 +5,7 @@ job's worker and lease until its thread returns (see `AsyncWorkerPool._expire`).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+log = logging.getLogger("streamjobs.worker")
+
 #: Called once a job's thread is about to run its handler: its timeout starts then.
 OnStart = Callable[["Delivery", bool], None]
 
@@ -28,6 +31,7 @@ class HandlerThreads:
         self._limiter: anyio.CapacityLimiter | None = None
         self._unbounded: anyio.CapacityLimiter | None = None
         self.running: dict[str, Delivery] = {}  # jobs whose handler runs in a thread now
+        self.overran: set[str] = set()  # past their timeout, their thread still running
 
     def open(self, size: int) -> None:
         """Fresh limiters for a run of the pool (they belong to its event loop)."""
@@ -53,3 +57,15 @@ class HandlerThreads:
                 )
             finally:
                 del self.running[d.job_id]
+
+    def overrun(self, job_id: str) -> Delivery | None:
+        """Mark a job past its timeout whose thread still runs (returned; None if it has none):
+        its result, when it comes, is refused."""
+        d = self.running.get(job_id)
+        if d is not None:
+            self.overran.add(job_id)
+            timeout = d.job.timeout if d.job else 0
+            log.warning("job %s ran past its %gs timeout in a thread, which cannot be stopped: "
+                        "its worker waits for it, keeps its lease and will refuse its result",
+                        job_id, timeout)  # fmt: skip
+        return d

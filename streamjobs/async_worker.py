@@ -33,6 +33,7 @@ from ._recorder import CompletionRecorder
 from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
 from ._slots import Inbox, Slots, Worker
 from ._threads import HandlerThreads
+from ._timeouts import TimeoutWatch
 from .errors import ConfigurationError, StreamJobsError
 from .events import EventBus
 from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
@@ -104,13 +105,10 @@ class AsyncWorkerPool:
         self._recorder = CompletionRecorder(queue, self._recorded, 0)
         self._publisher = EventPublisher()
         self._threads = HandlerThreads()
-        self._overran: set[str] = set()  # timed out, but a thread still runs their handler
         self._keeper = LeaseKeeper(queue, self.id, 0)
         self._tg: TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
-        self._deadlines: dict[str, float] = {}  # running jobs' timeouts, on anyio's clock
-        self._watch_until = math.inf  # when the timeout watch wakes next
-        self._sooner: anyio.Event | None = None  # set: a deadline came before _watch_until
+        self._timeouts = TimeoutWatch(self._expire)
         self._abandoned: set[str] = set()  # lease lost, or handed back by an immediate stop
         self._suspects: list[Delivery] = []  # reclaimed after a crash: each runs alone
         self._cursors = ["0-0"] * 4
@@ -211,7 +209,7 @@ class AsyncWorkerPool:
             await tg.start(self._recorder.run)
             await tg.start(_reaper.run, self.queue, self.timings.reap_interval)
             tg.start_soon(self._keeper.run, self._lease_lost)
-            for service in (self._heartbeats, self._lag_probe, self._promote, self._watch):
+            for service in (self._heartbeats, self._lag_probe, self._promote, self._timeouts.run):
                 tg.start_soon(service)
             for worker in self._slots.workers:
                 self._start_worker(worker)
@@ -376,10 +374,10 @@ class AsyncWorkerPool:
                 # this job's deadline passed, or it was abandoned: its outcome follows
             finally:
                 self._scopes.pop(d.job_id, None)  # nothing cancels this job from here on
-                self._deadlines.pop(d.job_id, None)
+                self._timeouts.forget(d.job_id)
             if d.job_id in self._abandoned:
                 return
-            if self._overran and d.job_id in self._overran:
+            if self._threads.overran and d.job_id in self._threads.overran:
                 outcome = None  # its result came too late: the attempt timed out
             if scope.cancel_called:  # the scope stays cancelled: go on under a shield
                 with anyio.CancelScope(shield=True):
@@ -388,7 +386,7 @@ class AsyncWorkerPool:
                 handed_over = await self._conclude(worker, d, outcome)
         finally:
             self._abandoned.discard(d.job_id)
-            self._overran.discard(d.job_id)
+            self._threads.overran.discard(d.job_id)
             if not handed_over:
                 self._keeper.drop(d.job_id)
             self._slots.finish(worker)
@@ -407,48 +405,18 @@ class AsyncWorkerPool:
     def _began(self, d: Delivery, threaded: bool) -> None:
         """A handler starts running: its timeout runs from now. A thread may have been
         waited for, so a threaded job's lease is renewed from now as well."""
-        self._time_limit(d.job_id, deadline(d))
+        self._timeouts.limit(d.job_id, deadline(d))
         if threaded and d.job is not None:
             self._keeper.hold(d, d.job.timeout, self.timings.lease)
 
     def _expire(self, job_id: str) -> None:
-        """A job ran past its timeout: cancel it, or, when a thread runs it (threads cannot
-        be stopped), keep its worker and lease until the thread returns and then record the
-        timeout, so that its next attempt can never run beside it."""
-        d = self._threads.running.get(job_id)
-        if d is None:
+        """A job reached its timeout: cancel it, or, when a thread runs it (threads cannot be
+        stopped), renew its lease until the thread returns; its worker waits for the thread,
+        then records the timeout, so that its next attempt never runs beside it."""
+        if (d := self._threads.overrun(job_id)) is None:
             self._scopes[job_id].cancel()
-            return
-        self._overran.add(job_id)
-        self._keeper.hold(d, None, 0.0)
-        timeout = d.job.timeout if d.job else None
-        log.warning("job %s ran past its %gs timeout in a thread, which cannot be stopped: "
-                    "its worker waits for it, keeps its lease and will refuse its result",
-                    job_id, timeout or 0)  # fmt: skip
-
-    def _time_limit(self, job_id: str, due: float) -> None:
-        if due < math.inf:
-            self._deadlines[job_id] = due
-            if due < self._watch_until and self._sooner is not None:
-                self._watch_until = due
-                self._sooner.set()
-
-    async def _watch(self) -> None:
-        """Cancel jobs that run past their timeout. One timer for the pool, asleep until the
-        soonest deadline of the jobs running, costs less per job than a deadline scope each;
-        with equal timeouts a new job's deadline is never the soonest, so it wakes nothing."""
-        self._sooner = anyio.Event()
-        while True:
-            now = anyio.current_time()
-            for job_id, due in list(self._deadlines.items()):
-                if due <= now:
-                    del self._deadlines[job_id]
-                    self._expire(job_id)
-            self._watch_until = min(self._deadlines.values(), default=math.inf)
-            if self._sooner.is_set():  # the next wake-up needs a fresh event
-                self._sooner = anyio.Event()
-            with anyio.move_on_after(self._watch_until - now):
-                await self._sooner.wait()
+        else:
+            self._keeper.hold(d, None, 0.0)
 
     async def _recorded(self, d: Delivery, worker: Worker, recorded: bool | None) -> None:
         """The recorder's word on a completion: the lease goes, the counters move."""
