@@ -100,7 +100,8 @@ def deadline(d: Delivery) -> float:
 
 
 def timed_out(d: Delivery) -> Outcome:
-    """The outcome of an attempt cancelled at its deadline: a failed attempt."""
+    """The outcome of an attempt past its deadline (cancelled, or its thread's late result
+    refused): a failed attempt."""
     assert d.job is not None and d.job.timeout is not None
     error = f"TimeoutError: the job ran past its {d.job.timeout:g}s timeout"
     return after_error(_policy(d.job), int(d.attempt), error, permanent=False)

@@ -184,8 +184,9 @@ class AsyncWorkerPool:
         if self.running:
             raise ConfigurationError("this worker pool is already running")
         self._stop_requested, self._done = anyio.Event(), anyio.Event()
-        self._slots.resize(count or self._size or default_worker_count())
-        self._threads.open(len(self._slots.workers))
+        size = count or self._size or default_worker_count()
+        self._slots.resize(size)
+        self._threads.open(size)
         t = self.timings  # read at start: the CLI may set timings after construction
         self._recorder = CompletionRecorder(self.queue, self._recorded, t.settle_deadline)
         self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)

@@ -72,6 +72,15 @@ async def test_a_handler_raising_a_base_exception_counts_attempts_and_the_pool_s
     await _dead_letters_then_serves(svc, _raiser(exc), named)
 
 
+async def test_a_plain_def_handler_raising_system_exit_in_its_thread_counts_attempts(
+    svc: JobService,
+) -> None:
+    def exits(job: JobDefinition, progress: Any) -> None:
+        raise SystemExit("from a thread")
+
+    await _dead_letters_then_serves(svc, exits, "SystemExit: from a thread")
+
+
 async def test_a_cancellation_a_handler_leaks_from_its_own_scope_is_a_failed_attempt(
     svc: JobService,
 ) -> None:
