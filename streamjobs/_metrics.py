@@ -63,12 +63,13 @@ def metrics_from(snapshot: list[Any], timings: Timings) -> dict[str, Any]:
             "retried": counters.get("retried", 0),
             "dead_lettered": counters.get("dead_lettered", 0),
             "by_priority": by_priority,
+            # events the live pools' in-process event buses lost by falling behind
+            "events_dropped": sum(int(pairs(p).get("events_dropped") or 0) for p in snapshot[5]),
         },
         "workers": {
             "total": len(workers),
             "idle": len(workers) - busy,
             "busy": busy,
             "healthy": sum(1 for w in workers if w.healthy),
-            "events_dropped": sum(int(pairs(p).get("events_dropped") or 0) for p in snapshot[5]),
         },
     }

@@ -90,7 +90,7 @@ async def test_a_slow_event_bus_loses_events_with_a_counted_warning_never_jobs(
         assert 0 < dropped < 60  # three events a job: started, progress, completed
         assert len(bus.seen) + dropped <= 60
         assert any("event bus is falling behind" in r.message for r in caplog.records)
-        assert (await svc.get_metrics())["workers"]["events_dropped"] == dropped
+        assert (await svc.get_metrics())["queue"]["events_dropped"] == dropped
         await svc.stop_workers()
 
 
