@@ -37,7 +37,6 @@ class HandlerThreads:
         """Fresh limiters for a run of the pool (they belong to its event loop)."""
         self._limiter = anyio.CapacityLimiter(size)
         self._unbounded = anyio.CapacityLimiter(math.inf)  # ours is the limit that counts
-        self.resize(size)
 
     def resize(self, size: int) -> None:
         """Follow the pool's worker count; threads running now are not cut short."""
@@ -45,7 +44,9 @@ class HandlerThreads:
             self._limiter.total_tokens = size
 
     async def run(self, d: Delivery, call: Callable[[], T], on_start: OnStart) -> T:
-        """Run `call` in a thread once one is free; `on_start(d, True)` as it starts."""
+        """Run `call` in a thread once one is free; `on_start(d, True)` as it starts. A timeout
+        does not cancel this; only abandoning the job does (lease lost, a stop that hands jobs
+        back), and the thread is then left to finish alone."""
         if self._limiter is None or self._unbounded is None:
             raise RuntimeError("the pool is not running")
         async with self._limiter:
