@@ -61,16 +61,17 @@ async def test_a_hanging_event_bus_delays_no_job_and_no_stop(
     redis_url: str, queue_name: str
 ) -> None:
     bus = HangingBus()
-    async with _service(redis_url, queue_name, bus) as svc:
-        await svc.start_workers(4)
-        ids = [await svc.submit_job("noop") for _ in range(40)]
-        with anyio.fail_after(5):
-            for job_id in ids:
-                result = await svc.wait_for_result(job_id)
-                assert result.status is JobStatus.COMPLETED
-        with anyio.fail_after(_publisher.FLUSH_GRACE + 3):
-            await svc.stop_workers()
-        assert bus.calls == 1  # the first event is still hanging when the pool stops
+    with anyio.fail_after(30):  # bounds the service's own exit too, should the stop hang
+        async with _service(redis_url, queue_name, bus) as svc:
+            await svc.start_workers(4)
+            ids = [await svc.submit_job("noop") for _ in range(40)]
+            with anyio.fail_after(5):
+                for job_id in ids:
+                    result = await svc.wait_for_result(job_id)
+                    assert result.status is JobStatus.COMPLETED
+            with anyio.fail_after(_publisher.FLUSH_GRACE + 3):
+                await svc.stop_workers()
+            assert bus.calls == 1  # the first event is still hanging when the pool stops
 
 
 async def test_a_slow_event_bus_loses_events_with_a_counted_warning_never_jobs(
