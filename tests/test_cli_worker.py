@@ -59,12 +59,17 @@ async def cancels(job, progress):
     raise asyncio.CancelledError
 
 
+async def interrupts(job, progress):
+    raise KeyboardInterrupt
+
+
 service = JobService()
 service.register_handler("sleep", sleep)
 service.register_handler("block_loop", block_loop)
 service.register_handler("where", where)
 service.register_handler("exits", exits)
 service.register_handler("cancels", cancels)
+service.register_handler("interrupts", interrupts)
 """
 
 Worker = Callable[..., "subprocess.Popen[bytes]"]
@@ -228,17 +233,25 @@ def test_second_sigint_stops_at_once_and_hands_the_job_back(
     assert status(client, keys, job) == "PENDING"
 
 
-def test_a_handler_raising_system_exit_or_cancelled_error_is_dead_lettered_not_looped(
-    worker: Worker, client: redis.Redis, keys: QueueKeys, redis_url: str, queue_name: str
-) -> None:
-    exits = submit(redis_url, queue_name, "exits", 3, max_retries=1, retry_delay=0.05)
-    cancels = submit(redis_url, queue_name, "cancels", max_retries=1, retry_delay=0.05)
-    proc = worker("--concurrency", "1")
-    for job in (exits, cancels):
-        wait_until(lambda j=job: status(client, keys, j) == "DEAD_LETTER", 15, f"{job} dead")
+@pytest.mark.parametrize(
+    ("backend", "raising"),
+    [
+        ("asyncio", {"exits": "SystemExit: 3", "interrupts": "KeyboardInterrupt",
+                     "cancels": "CancelledError"}),
+        ("trio", {"exits": "SystemExit: 3", "interrupts": "KeyboardInterrupt"}),
+    ],
+    ids=["asyncio", "trio"],
+)  # fmt: skip
+def test_a_handler_raising_a_base_exception_is_dead_lettered_and_the_process_serves_on(
+    worker: Worker, client: redis.Redis, keys: QueueKeys, redis_url: str, queue_name: str,
+    backend: str, raising: dict[str, str],
+) -> None:  # fmt: skip
+    ids = {h: submit(redis_url, queue_name, h, 3, max_retries=1, retry_delay=0.05) for h in raising}
+    proc = worker("--concurrency", "1", "--backend", backend)
+    for handler, job in ids.items():
+        wait_until(lambda j=job: status(client, keys, j) == "DEAD_LETTER", 15, f"{handler} dead")
         assert client.hget(keys.job(job), "attempts") == "2"
-    assert client.hget(keys.job(exits), "error") == "SystemExit: 3"
-    assert client.hget(keys.job(cancels), "error") == "CancelledError"
+        assert client.hget(keys.job(job), "error") == raising[handler]
     assert proc.poll() is None  # the worker process lives on, and still serves
     job = submit(redis_url, queue_name, "sleep", 0.01)
     wait_until(lambda: status(client, keys, job) == "COMPLETED", 10, "the next job to run")
