@@ -85,7 +85,9 @@ class RedisPyDriver:
             pipe = self._blocking.pipeline(transaction=False)
             pipe.blpop([key], timeout=timeout)
             pipe.evalsha(script.sha, len(keys), *keys, *args)
-            _, reply = await pipe.execute(raise_on_error=False)
+            popped, reply = await pipe.execute(raise_on_error=False)
+        if isinstance(popped, Exception):  # a refused pop (an ACL without BLPOP) did not wait
+            raise translate(popped) from popped
         if isinstance(reply, rex.NoScriptError):
             return await self.eval(script, keys, args)
         if isinstance(reply, Exception):

@@ -288,10 +288,11 @@ class RespDriver:
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         timeout = max(timeout, 0.001)
-        _, reply = await self._blocking(
+        popped, reply = await self._blocking(
             timeout, ("BLPOP", key, f"{timeout:.3f}"),
             ("EVALSHA", script.sha, len(keys), *keys, *args),
         )  # fmt: skip
+        _checked(popped)  # a refused pop (an ACL without BLPOP) did not wait: say so
         if isinstance(reply, NoScriptError):
             return await self.eval(script, keys, args)
         return _checked(reply)
