@@ -141,6 +141,17 @@ class RedisPyDriver:
             info = await self._client.info("server")
         return tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
 
+    async def config_get(self, parameter: str) -> str | None:
+        async with _translated():
+            found: Any = await self._client.config_get(parameter)
+        value = found.get(parameter)
+        return None if value is None else str(value)
+
+    async def info(self, section: str) -> dict[str, str]:
+        async with _translated():
+            fields: Any = await self._client.info(section)
+        return {name: str(value) for name, value in fields.items()}
+
     async def aclose(self) -> None:
         await self._blocking.aclose()
         await self._client.aclose()

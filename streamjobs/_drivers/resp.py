@@ -341,11 +341,18 @@ class RespDriver:
             _checked(reply)
 
     async def server_version(self) -> tuple[int, ...]:
-        info: str = await self._run("INFO", "server")
-        for line in info.splitlines():
-            if line.startswith("redis_version:"):
-                return tuple(int(part) for part in line.split(":", 1)[1].split(".")[:3])
-        raise RedisUnavailableError("the server did not report a redis_version")
+        version = (await self.info("server")).get("redis_version")
+        if version is None:
+            raise RedisUnavailableError("the server did not report a redis_version")
+        return tuple(int(part) for part in version.split(".")[:3])
+
+    async def config_get(self, parameter: str) -> str | None:
+        return pairs(await self._run("CONFIG", "GET", parameter)).get(parameter)
+
+    async def info(self, section: str) -> dict[str, str]:
+        text: str = await self._run("INFO", section)
+        fields = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+        return {name: value for name, value in fields if not name.startswith("#")}
 
     async def aclose(self) -> None:
         self._closed = True
