@@ -67,7 +67,7 @@ def anyio_backend(combo: tuple[str, str]) -> Iterator[str]:
 @pytest.fixture
 def master(tmp_path: Path) -> Iterator[RedisProcess]:
     """A second, empty redis-server for the test's own to replicate from."""
-    server = RedisProcess(tmp_path / "master").start()
+    server = RedisProcess(tmp_path / "master", "--repl-diskless-sync-delay", "0").start()
     try:
         yield server
     finally:
