@@ -296,3 +296,32 @@ async def test_groups_lost_while_redis_refuses_writes_come_back_once_it_accepts_
     admin.config_set("maxmemory", 0)
     job_id = await _submit_when_writable(svc, 10)
     await _wait_status(svc, job_id, JobStatus.COMPLETED, 15)
+
+
+async def test_a_restarted_redis_still_loading_its_data_raises_not_ready(
+    svc: JobService, redis_process: RedisProcess
+) -> None:
+    """Redis restarted on a dataset it takes ~2 s to load answers LOADING meanwhile: callers
+    get RedisNotReadyError, then answers once it is loaded."""
+    with redis_process.client().pipeline(transaction=False) as pipe:
+        for n in range(20_000):
+            pipe.set(f"filler:{n}", "x" * 100)
+        pipe.save()
+        pipe.execute()
+    redis_process.kill()
+    redis_process.args = ("--key-load-delay", "100", "--loading-process-events-interval-bytes",
+                          "1024")  # fmt: skip
+    seen: list[RedisUnavailableError] = []
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, redis_process.start, 20.0)
+            for _ in range(200):
+                try:
+                    await svc.get_job_status("some-id")
+                except RedisUnavailableError as exc:  # refused until it listens, then LOADING
+                    seen.append(exc)
+                    if isinstance(exc, RedisNotReadyError):
+                        break
+                await anyio.sleep(0.02)
+        assert isinstance(seen[-1], RedisNotReadyError) and "LOADING" in str(seen[-1])
+        assert await svc.get_job_status("some-id") is None  # loaded: served again
