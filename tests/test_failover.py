@@ -101,6 +101,9 @@ NOT_READY = [
     ReplyError("LOADING Redis is loading the dataset in memory"),
     ReplyError("TRYAGAIN Multiple keys request during rehashing of slot"),
     ReplyError("ERR Error running script (call to f_x): @user_script:1: -READONLY You can't"),
+    rex.ResponseError(
+        "Error running script (call to f_x): @user_script:1: -READONLY You can't", status_code="ERR"
+    ),
     rex.ReadOnlyError("You can't write against a read only replica.", status_code="READONLY"),
     rex.BusyLoadingError("Redis is loading the dataset in memory", status_code="LOADING"),
     rex.MasterDownError("Link with MASTER is down", status_code="MASTERDOWN"),
@@ -115,6 +118,7 @@ REFUSED = [
     ReplyError("WRONGPASS invalid username-password pair or user is disabled."),
     ReplyError("NOPERM this user has no permissions to run the 'blpop' command"),
     rex.AuthenticationError("Authentication required.", status_code="NOAUTH"),
+    rex.AuthenticationError("invalid password", status_code="ERR"),  # Redis before 6
     rex.NoPermissionError("this user has no permissions", status_code="NOPERM"),
     cex.AuthenticationRequiredError("Authentication required."),
     cex.AuthenticationFailureError("invalid username-password pair"),

@@ -48,10 +48,10 @@ def _coredis(name: str) -> tuple[type[BaseException], ...]:
 
 def error_code(exc: Exception) -> str:
     """The Redis error code behind a client error ("" when there is none): the first word of
-    the reply, which redis-py and coredis strip for the codes they turn into a class. Redis
-    6.2 wraps a script's error as `ERR Error running script ... -READONLY ...`."""
+    the reply, which redis-py and coredis strip for the codes they turn into a class. A
+    script's error that Redis 6.2 wraps in ERR (`... -READONLY You can't ...`) is found inside."""
     status: object = getattr(exc, "status_code", None)  # redis-py keeps the stripped code
-    if isinstance(status, str) and status:
+    if isinstance(status, str) and status and status != "ERR":
         return status
     for cls, code in _REDIS_PY_CODES:
         if isinstance(exc, cls):
@@ -61,9 +61,9 @@ def error_code(exc: Exception) -> str:
             return code
     text = str(exc)
     first = text.split(" ", 1)[0]
-    if first == "ERR":
-        return next((code for code in NOT_READY | REFUSED if f"-{code} " in text), first)
-    return first if first.isupper() and first.isalpha() else ""
+    if first.isupper() and first.isalpha() and first != "ERR":
+        return first
+    return next((code for code in sorted(NOT_READY | REFUSED) if f"-{code} " in text), first)
 
 
 def _unreachable(exc: Exception) -> bool:
