@@ -302,6 +302,19 @@ async def test_groups_lost_while_redis_refuses_writes_come_back_once_it_accepts_
     await _wait_status(svc, job_id, JobStatus.COMPLETED, 15)
 
 
+#: coredis 6.9 leaves the memory streams of a connection that never connected unclosed (as
+#: while Redis restarts), and they warn whenever collected (see conftest).
+_COREDIS_LEAKS = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.filterwarnings("ignore::ResourceWarning"),
+]
+
+
+@pytest.mark.parametrize(
+    "combo",
+    [pytest.param(c, id="-".join(c), marks=_COREDIS_LEAKS if c[1] == "coredis" else ())
+     for c in COMBOS],
+)  # fmt: skip
 async def test_a_restarted_redis_still_loading_its_data_raises_not_ready(
     svc: JobService, redis_process: RedisProcess
 ) -> None:
