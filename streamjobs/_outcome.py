@@ -56,10 +56,11 @@ def after_error(policy: RetryPolicy, attempts: int, error: str, *, permanent: bo
     return Outcome(Verdict.RETRY, error, policy.delay_for(retry))
 
 
-def reconnect_delay(failures: int) -> float:
+def reconnect_delay(failures: int, jitter: float = 1.0) -> float:
     """Seconds to wait before trying Redis again after `failures` failures in a row:
-    0.1 s, doubling, at most 5 s."""
-    return min(0.05 * 2.0 ** min(failures, 10), 5.0)
+    0.1 s, doubling, at most 5 s; `jitter` (0 to 1, random) takes up to half of it off, so
+    that the pools of a fleet do not all come back to a recovering Redis at once."""
+    return min(0.05 * 2.0 ** min(failures, 10), 5.0) * (0.5 + 0.5 * jitter)
 
 
 def describe(exc: BaseException) -> str:

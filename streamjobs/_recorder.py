@@ -6,6 +6,7 @@ stays leased until Redis has recorded it."""
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -105,7 +106,7 @@ class CompletionRecorder:
                     return [code == 1 for code in codes]
                 except StreamJobsError as exc:
                     failures += 1
-                    delay = reconnect_delay(failures)
+                    delay = reconnect_delay(failures, random.random())
                     log.warning("recording %d completion(s) failed (%s); again in %.2fs",
                                 len(batch), exc, delay)  # fmt: skip
                     await anyio.sleep(delay)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import socket
 import time
 import uuid
@@ -281,13 +282,26 @@ class AsyncWorkerPool:
             try:
                 await self._fill(held)
                 failures = 0
-            except MissingGroupError:
-                await self.queue.ensure_groups()
             except StreamJobsError as exc:
                 failures += 1
-                await self._pause("reading jobs", exc, failures)
+                await self._recover(exc, failures)
             finally:
                 self._slots.give_back(held)
+
+    async def _recover(self, exc: StreamJobsError, failures: int) -> None:
+        """After a failed read: create vanished groups again (a restart without persistence;
+        at once the first time), else back off. Nothing Redis says here stops the pool, not
+        even a failure while recreating the groups (a failover still under way)."""
+        if isinstance(exc, MissingGroupError):
+            try:
+                await self.queue.ensure_groups()
+            except StreamJobsError as again:
+                exc = again
+            else:
+                log.warning("consumer groups were missing (%s); created again", exc)
+                if failures == 1:
+                    return
+        await self._pause("reading jobs", exc, failures)
 
     async def _fill(self, held: list[Worker]) -> None:
         """Start jobs for the reserved workers: lapsed leases first, then new jobs, then block."""
@@ -533,7 +547,7 @@ class AsyncWorkerPool:
             self._lag = max(self._lag, time.monotonic() - before - 0.25)
 
     async def _pause(self, doing: str, exc: Exception, failures: int) -> None:
-        delay = reconnect_delay(failures)
+        delay = reconnect_delay(failures, random.random())
         log.warning("%s failed (%s); trying again in %.2fs", doing, exc, delay)
         await anyio.sleep(delay)
 

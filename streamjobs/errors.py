@@ -19,6 +19,16 @@ class RedisUnavailableError(StreamJobsError, ConnectionError):
     """Redis could not be reached (refused, dropped or timed out)."""
 
 
+class RedisNotReadyError(RedisUnavailableError):
+    """Redis answered but cannot serve the command yet (READONLY, MASTERDOWN, LOADING, TRYAGAIN,
+    BUSY: a failover, a replica resyncing, a restart loading its data); retrying later works."""
+
+
+class RedisAuthError(StreamJobsError, PermissionError):
+    """Redis refused the credentials or the command (NOAUTH, WRONGPASS, NOPERM): the URL's user
+    and password, or that user's ACL, need fixing."""
+
+
 class RedisVersionError(StreamJobsError):
     """The Redis server is older than the 6.2 that streamjobs needs (XAUTOCLAIM, XPENDING IDLE)."""
 

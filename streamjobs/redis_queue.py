@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ DEFAULT_URL = "redis://localhost:6379/0"
 #: Jobs per enqueue.lua call in a bulk submit: calls stay short, so Redis never stalls long.
 ENQUEUE_CHUNK = 200
 MIN_REDIS = (6, 2)
+
+log = logging.getLogger("streamjobs")
 
 
 class LeaseLostError(StreamJobsError):
@@ -52,6 +55,15 @@ def check_version(version: tuple[int, ...]) -> None:
     if version[:2] < MIN_REDIS:
         found = ".".join(map(str, version))
         raise RedisVersionError(f"Redis {found} is too old: streamjobs needs Redis 6.2 or newer")
+
+
+def warn_if_evicting(policy: str | None) -> None:
+    """Warn when Redis may evict keys: a queued job's record or stream could vanish."""
+    if policy is not None and policy != "noeviction":
+        log.warning(
+            "Redis maxmemory-policy is %r, not 'noeviction': once Redis is full it may evict "
+            "queued jobs without a trace; set maxmemory-policy noeviction", policy,
+        )  # fmt: skip
 
 
 def _settled(reply: Any) -> None:
@@ -126,6 +138,8 @@ class RedisJobQueue:
         self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
         self.driver_name = driver
         self._driver: Driver | None = None
+        #: Redis' maxmemory-policy as read at connect (None when Redis would not say).
+        self.maxmemory_policy: str | None = None
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -144,10 +158,25 @@ class RedisJobQueue:
         try:
             check_version(await driver.server_version())
             await self.ensure_groups()
+            self.maxmemory_policy = await self._read_maxmemory_policy()
         except BaseException:
             self._driver = None
             await driver.aclose()
             raise
+        warn_if_evicting(self.maxmemory_policy)
+
+    async def _read_maxmemory_policy(self) -> str | None:
+        """CONFIG GET, else INFO memory (managed Redis often refuses CONFIG), else None."""
+        try:
+            if policy := await self.driver.config_get("maxmemory-policy"):
+                return policy
+        except StreamJobsError as exc:
+            log.debug("CONFIG GET maxmemory-policy refused (%s); asking INFO memory", exc)
+        try:
+            return (await self.driver.info("memory")).get("maxmemory_policy") or None
+        except StreamJobsError as exc:
+            log.debug("cannot tell Redis' maxmemory-policy: %s", exc)
+            return None
 
     async def ensure_groups(self) -> None:
         """Create the consumer groups again (after a FLUSHALL or a restart without data)."""

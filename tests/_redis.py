@@ -42,12 +42,13 @@ class RedisProcess:
                *self.args]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return self
-            except redis.RedisError:
-                time.sleep(0.02)
+        with self.client() as client:  # closed here: a client left to the GC warns unclosed
+            while time.monotonic() < deadline:
+                try:
+                    if client.ping():
+                        return self
+                except redis.RedisError:
+                    time.sleep(0.02)
         raise RuntimeError(f"redis-server on port {self.port} did not start")
 
     def client(self) -> redis.Redis:

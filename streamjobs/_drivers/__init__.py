@@ -64,6 +64,12 @@ class Driver(Protocol):
     async def server_version(self) -> tuple[int, ...]:
         """The Redis server's version, e.g. (7, 0, 15)."""
 
+    async def config_get(self, parameter: str) -> str | None:
+        """One server setting by CONFIG GET (None when unknown); managed Redis may refuse."""
+
+    async def info(self, section: str) -> dict[str, str]:
+        """One INFO section as text fields (`maxmemory_policy`, `redis_version`, ...)."""
+
     async def aclose(self) -> None:
         """Close every connection."""
 

@@ -6,11 +6,37 @@ import sys
 
 from redis import exceptions as rex
 
-from ..errors import QueueFullError, RedisUnavailableError, StreamJobsError
+from ..errors import (
+    QueueFullError,
+    RedisAuthError,
+    RedisNotReadyError,
+    RedisUnavailableError,
+    StreamJobsError,
+)
 
 
 class MissingGroupError(StreamJobsError):
     """A stream or its consumer group vanished (FLUSHALL, a restart without persistence)."""
+
+
+#: Error codes of a server that cannot serve now but will (failover, resync, loading, a busy
+#: script, a cluster slot moving), and of refused credentials or commands.
+NOT_READY = frozenset({"READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "BUSY"})
+REFUSED = frozenset({"NOAUTH", "WRONGPASS", "NOPERM"})
+
+#: redis-py's classes for codes that its parser strips from the message.
+_REDIS_PY_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (rex.ReadOnlyError, "READONLY"), (rex.MasterDownError, "MASTERDOWN"),
+    (rex.BusyLoadingError, "LOADING"), (rex.TryAgainError, "TRYAGAIN"),
+    (rex.AuthenticationError, "NOAUTH"), (rex.AuthorizationError, "NOPERM"),
+    (rex.NoPermissionError, "NOPERM"),
+)  # fmt: skip
+#: coredis' classes for the same codes (by name: coredis is an optional extra).
+_COREDIS_CODES = (
+    ("ReadOnlyError", "READONLY"), ("BusyLoadingError", "LOADING"),
+    ("TryAgainError", "TRYAGAIN"), ("AuthenticationError", "NOAUTH"),
+    ("AuthorizationError", "NOPERM"),
+)  # fmt: skip
 
 
 def _coredis(name: str) -> tuple[type[BaseException], ...]:
@@ -20,9 +46,28 @@ def _coredis(name: str) -> tuple[type[BaseException], ...]:
     return (getattr(module, name),) if module is not None else ()
 
 
+def error_code(exc: Exception) -> str:
+    """The Redis error code behind a client error ("" when there is none): the first word of
+    the reply, which redis-py and coredis strip for the codes they turn into a class. A
+    script's error that Redis 6.2 wraps in ERR (`... -READONLY You can't ...`) is found inside."""
+    status: object = getattr(exc, "status_code", None)  # redis-py keeps the stripped code
+    if isinstance(status, str) and status and status != "ERR":
+        return status
+    for cls, code in _REDIS_PY_CODES:
+        if isinstance(exc, cls):
+            return code
+    for name, code in _COREDIS_CODES:
+        if isinstance(exc, _coredis(name)):
+            return code
+    text = str(exc)
+    first = text.split(" ", 1)[0]
+    if first.isupper() and first.isalpha() and first != "ERR":
+        return first
+    return next((code for code in sorted(NOT_READY | REFUSED) if f"-{code} " in text), first)
+
+
 def _unreachable(exc: Exception) -> bool:
-    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`); coredis files
-    LOADING under its ConnectionError too."""
+    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`)."""
     return isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError,
                             *_coredis("ConnectionError")))  # fmt: skip
 
@@ -37,19 +82,21 @@ def _missing_group(exc: Exception, text: str) -> bool:
 
 
 def translate(exc: Exception) -> StreamJobsError:
-    """The streamjobs error for a client error (redis-py's or coredis').
+    """The streamjobs error for a client error (redis-py's, coredis' or our own reply error).
 
-    Both clients report server errors with Redis' own text (`NOGROUP ...`, `OOM ...`), so the
-    message decides, except where coredis turns the code into a type; connection loss and
-    timeouts by type.
+    The error code decides where there is one (a failover's READONLY, an ACL's NOPERM), before
+    the client's class: redis-py files LOADING and a refused password under ConnectionError.
+    Then connection loss and timeouts by type, and the remaining codes by the message.
     """
-    text = str(exc)
+    text, code = str(exc), error_code(exc)
+    if code in REFUSED:
+        return RedisAuthError(f"Redis refused the credentials or the command ({code}): {text}")
+    if code in NOT_READY:
+        return RedisNotReadyError(f"Redis is not ready ({code}): {text}")
     if _unreachable(exc):
         return RedisUnavailableError(f"Redis is unreachable: {text or type(exc).__name__}")
     if _missing_group(exc, text):
         return MissingGroupError(text)
     if "maxmemory" in text:  # "OOM command not allowed when used memory > 'maxmemory'"
         return QueueFullError(f"Redis is out of memory, nothing was written: {text}")
-    if "BUSY" in text.split(" ", 1)[0] or "LOADING" in text:
-        return RedisUnavailableError(f"Redis is not ready: {text}")
     return StreamJobsError(f"Redis error: {text}")

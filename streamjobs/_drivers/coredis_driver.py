@@ -180,6 +180,17 @@ class CoredisDriver:
             info = await client.info("server")
         return tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
 
+    async def config_get(self, parameter: str) -> str | None:
+        async with self._command() as client:
+            found = await client.config_get([parameter])
+        value = found.get(parameter)
+        return None if value is None else str(value)
+
+    async def info(self, section: str) -> dict[str, str]:
+        async with self._command() as client:
+            fields = await client.info(section)
+        return {name: str(value) for name, value in fields.items()}
+
     async def aclose(self) -> None:
         stack, self._stack = self._stack, None
         if stack is not None:

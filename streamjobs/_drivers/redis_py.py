@@ -95,7 +95,9 @@ class RedisPyDriver:
             pipe = self._blocking.pipeline(transaction=False)
             pipe.blpop([key], timeout=timeout)
             pipe.evalsha(script.sha, len(keys), *keys, *args)
-            _, reply = await pipe.execute(raise_on_error=False)
+            popped, reply = await pipe.execute(raise_on_error=False)
+        if isinstance(popped, Exception):  # a refused pop (an ACL without BLPOP) did not wait
+            raise translate(popped) from popped
         if isinstance(reply, rex.NoScriptError):
             return await self.eval(script, keys, args)
         if isinstance(reply, Exception):
@@ -148,6 +150,17 @@ class RedisPyDriver:
         async with _translated():
             info = await self._client.info("server")
         return tuple(int(part) for part in str(info["redis_version"]).split(".")[:3])
+
+    async def config_get(self, parameter: str) -> str | None:
+        async with _translated():
+            found: Any = await self._client.config_get(parameter)
+        value = found.get(parameter)
+        return None if value is None else str(value)
+
+    async def info(self, section: str) -> dict[str, str]:
+        async with _translated():
+            fields: Any = await self._client.info(section)
+        return {name: str(value) for name, value in fields.items()}
 
     async def aclose(self) -> None:
         await self._blocking.aclose()

@@ -9,12 +9,19 @@ command bounded by a deadline, errors translated in one place.
 Commands that do not block share one connection, pipelined: concurrent callers' commands go
 out in one write per event-loop turn, and replies come back in order. Blocking reads each
 take a connection of their own, kept for reuse; one whose read was cancelled or failed is
-closed, so that a late reply can never reach the next caller.
+closed, so that a late reply can never reach the next caller. Blocking stream reads (callers
+waiting for results or following events, as many as an app likes) share at most
+MAX_STREAM_READERS connections, later ones queued in turn; a pool's blocking pops (two per
+pool) never queue behind them.
+
+The URL's `socket_timeout`, `socket_connect_timeout` and `client_name` apply as in redis-py;
+connections are named `streamjobs:<pid>` unless the URL names them (CLIENT LIST shows it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections import deque
 from collections.abc import Sequence
@@ -32,6 +39,9 @@ from ._errors import translate
 from ._pipeline import ReloadingCalls, ReplyLost
 
 Entry = tuple[str, dict[str, str]]
+
+#: Most connections held at once by blocking stream reads (`wait_for_result`, `events`).
+MAX_STREAM_READERS = 32
 
 
 class ReplyError(Exception):
@@ -99,20 +109,24 @@ class _Connection(asyncio.Protocol):
         together at the end of this event-loop turn (one write for many callers)."""
         if self.lost is not None:
             raise type(self.lost)(*self.lost.args)
+        # Every command packed before any is sent or awaited: one that cannot be packed
+        # raises here with nothing written, so no reply can ever land on another's future.
+        packed = [hiredis.pack_command(tuple(command)) for command in commands]
         now = self._loop.time()
+        idle = not self._waiting
         futures = []
-        if not self._waiting:  # idle: write each at once, so Redis starts on the first
-            assert self._transport is not None
-            for command in commands:
-                self._transport.write(hiredis.pack_command(tuple(command)))
-        else:
-            if not self._out:
-                self._loop.call_soon(self._flush)
-            self._out += [hiredis.pack_command(tuple(command)) for command in commands]
-        for _ in commands:
+        for _ in packed:
             future = self._loop.create_future()
             self._waiting.append((future, now + timeout, timeout))
             futures.append(future)
+        if idle:  # write each at once, so Redis starts on the first
+            assert self._transport is not None
+            for command in packed:
+                self._transport.write(command)
+        else:
+            if not self._out:
+                self._loop.call_soon(self._flush)
+            self._out += packed
         if self._watchdog is None:
             self._watchdog = self._loop.call_at(now + timeout, self._check_deadlines)
         return futures
@@ -148,6 +162,21 @@ class _Connection(asyncio.Protocol):
             self._transport.abort()
 
 
+def _hello(options: dict[str, Any]) -> list[tuple[list[Any], bool]]:
+    """The commands that open each connection, each with whether its failure fails the
+    connection: AUTH and SELECT from the URL, then CLIENT SETNAME (our default name is
+    only a courtesy: an ACL user without CLIENT may still use the queue)."""
+    hello: list[tuple[list[Any], bool]] = []
+    if options.get("password") is not None:
+        user = options.get("username")
+        hello.append((["AUTH", *([user] if user else []), options["password"]], True))
+    if int(options.get("db") or 0):
+        hello.append((["SELECT", int(options["db"])], True))
+    name = options.get("client_name")
+    hello.append((["CLIENT", "SETNAME", name or f"streamjobs:{os.getpid()}"], bool(name)))
+    return hello
+
+
 def _checked(reply: Any) -> Any:
     """The reply, or its translated error raised."""
     if isinstance(reply, ReplyError):
@@ -170,16 +199,14 @@ class RespDriver:
         self._path: str | None = options.get("path")
         self._host: str = options.get("host") or "localhost"
         self._port: int = int(options.get("port") or 6379)
-        self._hello: list[list[Any]] = []
-        if options.get("password") is not None:
-            user = options.get("username")
-            self._hello.append(["AUTH", *([user] if user else []), options["password"]])
-        if int(options.get("db") or 0):
-            self._hello.append(["SELECT", int(options["db"])])
+        self._timeout = float(options.get("socket_timeout") or COMMAND_DEADLINE)
+        self._connect_timeout = float(options.get("socket_connect_timeout") or self._timeout)
+        self._hello = _hello(options)
         self._commands: _Connection | None = None
         self._opening: asyncio.Lock | None = None
         self._idle: list[_Connection] = []  # blocking connections between reads
         self._busy: set[_Connection] = set()
+        self._stream_readers = asyncio.Semaphore(MAX_STREAM_READERS)  # FIFO: waiters in turn
         self._closed = False
 
     # -- connections ----------------------------------------------------------------------
@@ -188,7 +215,7 @@ class RespDriver:
         if self._closed:
             raise RedisUnavailableError("the driver is closed")
         loop = asyncio.get_running_loop()
-        deadline = COMMAND_DEADLINE
+        deadline = self._connect_timeout
         try:
             with anyio.fail_after(deadline):
                 if self._path is not None:
@@ -202,8 +229,11 @@ class RespDriver:
         except OSError as exc:
             raise translate(exc) from exc
         try:
-            for reply in await self._replies(conn, self._hello, deadline) if self._hello else []:
-                _checked(reply)  # AUTH, SELECT: sent together, checked in order
+            commands = [command for command, _ in self._hello]
+            replies = await self._replies(conn, commands, self._timeout)
+            for reply, (_, required) in zip(replies, self._hello):
+                if required:  # AUTH, SELECT, a name the URL asked for: checked in order
+                    _checked(reply)
         except BaseException:
             conn.close()
             raise
@@ -229,7 +259,7 @@ class RespDriver:
         """Pipelined commands' replies, error replies among them (NOSCRIPT told apart)."""
         if not commands:
             return []
-        return await self._replies(await self._connection(), commands, COMMAND_DEADLINE)
+        return await self._replies(await self._connection(), commands, self._timeout)
 
     async def _replies(
         self, conn: _Connection, commands: Sequence[Sequence[Any]], timeout: float
@@ -257,7 +287,7 @@ class RespDriver:
         self._busy.add(conn)
         clean = False
         try:
-            replies = await self._replies(conn, commands, COMMAND_DEADLINE + block_s)
+            replies = await self._replies(conn, commands, self._timeout + block_s)
             clean = True
             return replies
         finally:
@@ -319,10 +349,11 @@ class RespDriver:
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         timeout = max(timeout, 0.001)
-        _, reply = await self._blocking(
+        popped, reply = await self._blocking(
             timeout, ("BLPOP", key, f"{timeout:.3f}"),
             ("EVALSHA", script.sha, len(keys), *keys, *args),
         )  # fmt: skip
+        _checked(popped)  # a refused pop (an ACL without BLPOP) did not wait: say so
         if isinstance(reply, NoScriptError):
             return await self.eval(script, keys, args)
         return _checked(reply)
@@ -338,10 +369,11 @@ class RespDriver:
         if block_ms is None:
             reply = await self._run("XREAD", "COUNT", count, "STREAMS", key, last_id)
         else:
-            [reply] = await self._blocking(
-                block_ms / 1000, ("XREAD", "COUNT", count, "BLOCK", block_ms,
-                                  "STREAMS", key, last_id),
-            )  # fmt: skip
+            async with self._stream_readers:
+                [reply] = await self._blocking(
+                    block_ms / 1000, ("XREAD", "COUNT", count, "BLOCK", block_ms,
+                                      "STREAMS", key, last_id),
+                )  # fmt: skip
             reply = _checked(reply)
         entries = [entry for _, stream_entries in reply or [] for entry in stream_entries]
         return [(entry, pairs(fields or [])) for entry, fields in entries]
@@ -371,11 +403,18 @@ class RespDriver:
             _checked(reply)
 
     async def server_version(self) -> tuple[int, ...]:
-        info: str = await self._run("INFO", "server")
-        for line in info.splitlines():
-            if line.startswith("redis_version:"):
-                return tuple(int(part) for part in line.split(":", 1)[1].split(".")[:3])
-        raise RedisUnavailableError("the server did not report a redis_version")
+        version = (await self.info("server")).get("redis_version")
+        if version is None:
+            raise RedisUnavailableError("the server did not report a redis_version")
+        return tuple(int(part) for part in version.split(".")[:3])
+
+    async def config_get(self, parameter: str) -> str | None:
+        return pairs(await self._run("CONFIG", "GET", parameter)).get(parameter)
+
+    async def info(self, section: str) -> dict[str, str]:
+        text: str = await self._run("INFO", section)
+        fields = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+        return {name: value for name, value in fields if not name.startswith("#")}
 
     async def aclose(self) -> None:
         self._closed = True

@@ -72,6 +72,7 @@ async def collect_info(svc: JobService) -> dict[str, Any]:
         "totals": {k: q[k] for k in TOTALS},
         "workers": metrics["workers"],
         "pools": pools(workers_from(snapshot, timings), now_ms / 1000),
+        "maxmemory_policy": svc.queue.maxmemory_policy,
     }  # fmt: skip
 
 

@@ -79,7 +79,8 @@ def _queue_table(data: dict[str, Any]) -> Table:
             ("completed, last minute", data["last_minute"]["completed"]),
             ("failed, last minute", data["last_minute"]["failed"]),
             ("completed, all time", data["totals"]["completed"]),
-            ("failed, all time", data["totals"]["failed"])]  # fmt: skip
+            ("failed, all time", data["totals"]["failed"]),
+            ("maxmemory-policy", data["maxmemory_policy"] or "unknown")]  # fmt: skip
     for name, value in rows:
         table.add_row(name, str(value))
     return table
