@@ -12,73 +12,37 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
 import socket
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _codec, _reaper
+from . import _codec, _promoter, _reaper
+from ._backoff import pause
 from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
+from ._heartbeat import Heartbeat
 from ._lease import LeaseKeeper
-from ._outcome import Outcome, Verdict, reconnect_delay
+from ._outcome import Outcome, Verdict
 from ._publisher import FLUSH_GRACE, EventPublisher
 from ._recorder import CompletionRecorder
 from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
 from ._slots import Inbox, Slots, Worker
 from ._threads import HandlerThreads
 from ._timeouts import TimeoutWatch
+from ._timings import Timings, default_worker_count
 from .errors import ConfigurationError, StreamJobsError
 from .events import EventBus
 from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
 
 log = logging.getLogger("streamjobs.worker")
 
-
-@dataclass(frozen=True)
-class Timings:
-    """How a pool paces itself (seconds); with the defaults a killed worker's job is running
-    again elsewhere within about 6 s (the lease, then the next look for lapsed leases)."""
-
-    lease: float = 5.0  # a running job's lease; a lapsed one is taken over
-    reclaim_interval: float = 1.0  # how often an idle reader looks for lapsed leases
-    heartbeat: float = 2.0  # registry heartbeat; a pool is gone after 3 missed ones
-    max_crashes: int = 3  # workers lost running one job before it is dead-lettered
-    settle_deadline: float = 15.0  # how long a finished job may retry recording its outcome
-    max_promote_sleep: float = 30.0  # the promoter's longest sleep without a wake-up
-    unhealthy_lag: float = 1.0  # event-loop lag that marks a pool unhealthy
-    reap_interval: float = 45.0  # how often (±25%) consumers of gone pools leave the groups
-
-    def __post_init__(self) -> None:
-        # A pool must beat within every lease, or a lapsed lease would look like a crash.
-        object.__setattr__(self, "heartbeat", min(self.heartbeat, self.lease / 2))
-
-    @property
-    def registry_ttl(self) -> float:
-        """How long a silent pool stays listed (as unhealthy) before it is forgotten: past
-        two of its leases, so that its jobs lapse while reclaim still reads its lease there."""
-        return max(self.heartbeat * 10, self.lease * 2)
-
-
-def default_worker_count() -> int:
-    """`$JOB_WORKER_COUNT`, else the CPU count."""
-    raw = os.environ.get("JOB_WORKER_COUNT")
-    if raw:
-        try:
-            count = int(raw)
-        except ValueError:
-            raise ConfigurationError(f"JOB_WORKER_COUNT={raw!r} is not a whole number") from None
-        if count < 1:
-            raise ConfigurationError(f"JOB_WORKER_COUNT={raw!r} must be at least 1")
-        return count
-    return os.cpu_count() or 1
+__all__ = ["AsyncWorkerPool", "Timings", "default_worker_count"]
 
 
 def _event(d: Delivery, **extra: Any) -> dict[str, Any]:
@@ -115,7 +79,7 @@ class AsyncWorkerPool:
         self._cursors = ["0-0"] * 4
         self._next_reclaim = 0.0
         self._dry = False  # the last read came back short of the workers it was for
-        self._lag = 0.0
+        self._heartbeat = self._new_heartbeat()
         self._started_at = time.time()
         self._stop_requested: anyio.Event | None = None
         self._done: anyio.Event | None = None
@@ -192,6 +156,7 @@ class AsyncWorkerPool:
         self._recorder = CompletionRecorder(self.queue, self._recorded, t.settle_deadline)
         self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)
         self._publisher.bus = self.event_bus  # read at start, as the timings are
+        self._heartbeat = self._new_heartbeat()
         try:
             with library_pinned():
                 await self._serve(task_status)
@@ -206,13 +171,14 @@ class AsyncWorkerPool:
         assert self._stop_requested is not None
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            await self._beat()
+            await self._heartbeat.beat()
+            await tg.start(self._heartbeat.run)
             await tg.start(self._publisher.run)
             await tg.start(self._recorder.run)
             await tg.start(_reaper.run, self.queue, self.timings.reap_interval)
+            await tg.start(_promoter.run, self.queue, self.timings.max_promote_sleep)
             tg.start_soon(self._keeper.run, self._lease_lost)
-            for service in (self._heartbeats, self._lag_probe, self._promote, self._timeouts.run):
-                tg.start_soon(service)
+            tg.start_soon(self._timeouts.run)
             for worker in self._slots.workers:
                 self._start_worker(worker)
             intake = anyio.CancelScope()
@@ -301,7 +267,7 @@ class AsyncWorkerPool:
                 log.warning("consumer groups were missing (%s); created again", exc)
                 if failures == 1:
                     return
-        await self._pause("reading jobs", exc, failures)
+        await pause("reading jobs", exc, failures)
 
     async def _fill(self, held: list[Worker]) -> None:
         """Start jobs for the reserved workers: lapsed leases first, then new jobs, then block."""
@@ -473,7 +439,7 @@ class AsyncWorkerPool:
                     return False
                 except StreamJobsError as exc:
                     failures += 1
-                    await self._pause(f"recording job {d.job_id}", exc, failures)
+                    await pause(f"recording job {d.job_id}", exc, failures)
         log.error("job %s: outcome not recorded; it runs again once its lease lapses", d.job_id)
         return False
 
@@ -498,56 +464,27 @@ class AsyncWorkerPool:
             self._publisher.emit("job.dead_letter", _event(d, error=error))
         return True
 
-    # -- services -------------------------------------------------------------------------
+    # -- registry -------------------------------------------------------------------------
 
-    async def _promote(self) -> None:
-        failures, cap = 0, self.timings.max_promote_sleep
-        while True:
-            try:
-                wait = await self.queue.promote()
-                if wait != 0:
-                    await self.queue.wait_for_wake(cap if wait is None else min(wait, cap))
-                failures = 0
-            except StreamJobsError as exc:
-                failures += 1
-                await self._pause("promoting delayed jobs", exc, failures)
-
-    async def _heartbeats(self) -> None:
-        while True:
-            await anyio.sleep(self.timings.heartbeat)
-            try:
-                await self._beat()
-            except StreamJobsError as exc:
-                log.warning("heartbeat failed: %s", exc)
+    def _new_heartbeat(self) -> Heartbeat:
+        t = self.timings
+        return Heartbeat(self.queue, self.id, self._describe, t.heartbeat, t.registry_ttl)
 
     async def beat(self) -> None:
         """Publish this pool's state to the registry now (no-op unless running)."""
         if self.running:
-            await self._beat()
+            await self._heartbeat.beat()
 
-    async def _beat(self) -> None:
+    def _describe(self) -> dict[str, str]:
+        """This pool's registry record (the heartbeat adds the loop's lag)."""
         workers = [w.as_record() for w in self._slots.listed]
         stopping = self._stop_requested is not None and self._stop_requested.is_set()
-        record = {
+        return {
             "host": socket.gethostname(), "pid": str(os.getpid()),
             "started_at": str(self._started_at), "workers": _codec.dumps(workers),
-            "lag": f"{self._lag:.3f}", "state": "stopping" if stopping else "running",
+            "state": "stopping" if stopping else "running",
             "heartbeat": str(self.timings.heartbeat),
             "unhealthy_lag": str(self.timings.unhealthy_lag),
             "lease": str(int(self.timings.lease * 1000)),  # reclaim.lua's floor: the shortest
             "events_dropped": str(self._publisher.dropped),
         }  # fmt: skip
-        self._lag = 0.0
-        await self.queue.heartbeat(self.id, self.timings.registry_ttl, record)
-
-    async def _lag_probe(self) -> None:
-        while True:
-            before = time.monotonic()
-            await anyio.sleep(0.25)
-            self._lag = max(self._lag, time.monotonic() - before - 0.25)
-
-    async def _pause(self, doing: str, exc: Exception, failures: int) -> None:
-        delay = reconnect_delay(failures, random.random())
-        log.warning("%s failed (%s); trying again in %.2fs", doing, exc, delay)
-        await anyio.sleep(delay)
-
