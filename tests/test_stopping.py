@@ -4,26 +4,17 @@ can be bounded by a grace period, and a count set before the start is the one it
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import anyio
 import pytest
 
-from streamjobs import JobDefinition, JobService, JobStatus
+from streamjobs import JobService, JobStatus
+from tests.test_workers import sleeper
 
 pytestmark = pytest.mark.anyio
 
 #: Long enough that no test waits it out, short enough that a broken stop still ends.
 LONG = 8.0
-
-
-def sleeper(started: anyio.Event, seconds: float) -> Any:
-    async def handler(job: JobDefinition, progress: Any) -> str:
-        started.set()
-        await anyio.sleep(seconds)
-        return "slept"
-
-    return handler
 
 
 async def _running_job(svc: JobService, seconds: float) -> str:
