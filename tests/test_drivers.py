@@ -22,13 +22,13 @@ from streamjobs._drivers._errors import MissingGroupError
 from streamjobs._drivers.redis_sync import SyncDriver
 from streamjobs._scripts import Script
 from streamjobs.errors import ConfigurationError, RedisUnavailableError, StreamJobsError
+from tests import _combos
 from tests._redis import RedisProcess, free_port
+
+combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
 
 pytestmark = pytest.mark.anyio
 
-COMBOS = [
-    ("asyncio", "resp"), ("asyncio", "redis-py"), ("asyncio", "coredis"), ("trio", "coredis"),
-]  # fmt: skip
 
 
 def _script(source: str) -> Script:
@@ -52,16 +52,6 @@ def _flush_scripts(redis_url: str) -> None:
     """SCRIPT FLUSH, so the next EVALSHA meets NOSCRIPT."""
     with redis.Redis.from_url(redis_url) as client:
         client.script_flush()
-
-
-@pytest.fixture(params=COMBOS, ids=["-".join(c) for c in COMBOS])
-def combo(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return tuple(request.param)  # type: ignore[return-value]
-
-
-@pytest.fixture
-def anyio_backend(combo: tuple[str, str]) -> str:
-    return combo[0]
 
 
 @pytest.fixture

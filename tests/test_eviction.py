@@ -4,27 +4,25 @@ shows the policy."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from streamjobs import JobService, RedisJobQueue
+from tests import _combos
 from tests._redis import RedisProcess
+
+combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parent.parent
-COMBOS = [
-    ("asyncio", "resp"), ("asyncio", "redis-py"), ("asyncio", "coredis"), ("trio", "coredis"),
-]  # fmt: skip
 
 
 @pytest.fixture
@@ -40,20 +38,6 @@ def lru(tmp_path: Path) -> Iterator[RedisProcess]:
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records
             if r.name == "streamjobs" and r.levelno == logging.WARNING]  # fmt: skip
-
-
-@pytest.fixture(params=COMBOS, ids=["-".join(c) for c in COMBOS])
-def combo(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return tuple(request.param)  # type: ignore[return-value]
-
-
-@pytest.fixture
-def anyio_backend(combo: tuple[str, str]) -> Iterator[str]:
-    yield combo[0]
-    if combo[0] == "trio":  # coredis' unstarted connections warn when collected (conftest)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
 
 
 async def test_initialize_warns_when_redis_may_evict_jobs(

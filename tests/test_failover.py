@@ -9,10 +9,8 @@ redis-server of the test's own.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import time
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,31 +35,17 @@ from streamjobs._drivers._errors import translate
 from streamjobs._drivers.redis_sync import SyncDriver
 from streamjobs._drivers.resp import ReplyError
 from streamjobs._scripts import Script
+from tests import _combos
 from tests._redis import RedisProcess, free_port
 from tests.conftest import FAST
+
+combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
 
 pytestmark = pytest.mark.anyio
 
 _SOURCE = "return redis.call('SET', KEYS[1], 1)"
 _SET = Script("set", _SOURCE, hashlib.sha1(_SOURCE.encode()).hexdigest())
 
-COMBOS = [
-    ("asyncio", "resp"), ("asyncio", "redis-py"), ("asyncio", "coredis"), ("trio", "coredis"),
-]  # fmt: skip
-
-
-@pytest.fixture(params=COMBOS, ids=["-".join(c) for c in COMBOS])
-def combo(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return tuple(request.param)  # type: ignore[return-value]
-
-
-@pytest.fixture
-def anyio_backend(combo: tuple[str, str]) -> Iterator[str]:
-    yield combo[0]
-    if combo[0] == "trio":  # coredis' unstarted connections warn when collected (conftest)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
 
 
 @pytest.fixture
@@ -313,7 +297,7 @@ _COREDIS_LEAKS = [
 @pytest.mark.parametrize(
     "combo",
     [pytest.param(c, id="-".join(c), marks=_COREDIS_LEAKS if c[1] == "coredis" else ())
-     for c in COMBOS],
+     for c in _combos.COMBOS],
 )  # fmt: skip
 async def test_a_restarted_redis_still_loading_its_data_raises_not_ready(
     svc: JobService, redis_process: RedisProcess

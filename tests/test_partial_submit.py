@@ -18,28 +18,18 @@ import redis
 from streamjobs import JobService, PartialSubmitError, QueueFullError, RedisJobQueue
 from streamjobs.redis_queue import ENQUEUE_CHUNK
 from streamjobs.sync import SyncJobClient
+from tests import _combos
 from tests._redis import RedisProcess
 from tests.faults._proxy import Proxy
 
+combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
+
 pytestmark = pytest.mark.anyio
 
-COMBOS = [
-    ("asyncio", "resp"), ("asyncio", "redis-py"), ("asyncio", "coredis"), ("trio", "coredis"),
-]  # fmt: skip
 #: Five chunks of jobs of about 1 kB each; Redis gets room for a little more than one.
 JOBS = 5 * ENQUEUE_CHUNK
 BALLAST = "x" * 1000
 ROOM = 400_000
-
-
-@pytest.fixture(params=COMBOS, ids=["-".join(c) for c in COMBOS])
-def combo(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return tuple(request.param)  # type: ignore[return-value]
-
-
-@pytest.fixture
-def anyio_backend(combo: tuple[str, str]) -> str:
-    return combo[0]
 
 
 @pytest.fixture
