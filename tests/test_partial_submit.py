@@ -109,8 +109,11 @@ async def test_replies_lost_with_the_connection_are_reported_unknown_and_a_resub
             except PartialSubmitError as err:
                 assert err.ids == ids and err.unknown and not err.not_written
                 check_written_exactly(server, queue, err)
-                if combo[1] == "resp":  # ours keeps the replies that came before the cut
-                    assert err.written == ids[: 2 * ENQUEUE_CHUNK]
+                if combo[1] == "resp":  # ours keeps the replies that came before the cut:
+                    # whole chunks, in order, never the third (how many of the first two
+                    # arrive before it depends on how Redis and TCP batch the replies)
+                    assert err.written == ids[: len(err.written)]
+                    assert len(err.written) in (0, ENQUEUE_CHUNK, 2 * ENQUEUE_CHUNK)
             else:  # redis-py and coredis may send the pipeline again themselves
                 assert combo[1] != "resp", "our driver never sends a command twice"
             assert proxy.cuts == 1
