@@ -19,8 +19,9 @@ import pytest
 import redis
 
 from streamjobs import AsyncWorkerPool, JobDefinition, JobService, JobStatus, RedisJobQueue
+from streamjobs._drivers import connect
 from streamjobs._keys import QueueKeys
-from streamjobs.errors import RedisUnavailableError, StreamJobsError
+from streamjobs.errors import ConfigurationError, RedisUnavailableError, StreamJobsError
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._redis import RedisProcess, free_port
@@ -55,15 +56,17 @@ class Tls:
         return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca}{query}"
 
 
-def _server_cert(directory: Path) -> tuple[Path, Path]:
-    """A server key and certificate for localhost and 127.0.0.1, signed by the CA `ca`."""
-    (directory / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-             "-keyout", "server.key", "-out", "server.csr", cwd=directory)  # fmt: skip
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem",
+def server_cert(
+    directory: Path, names: str = "DNS:localhost,IP:127.0.0.1", stem: str = "server"
+) -> tuple[Path, Path]:
+    """A server key and certificate for `names` (subjectAltName), signed by the CA `ca`."""
+    (directory / f"{stem}.ext").write_text(f"subjectAltName={names}\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=redis", "-keyout",
+             f"{stem}.key", "-out", f"{stem}.csr", cwd=directory)  # fmt: skip
+    _openssl("x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-days", "2", "-extfile", f"{stem}.ext", "-out", f"{stem}.pem",
              cwd=directory)  # fmt: skip
-    return directory / "server.pem", directory / "server.key"
+    return directory / f"{stem}.pem", directory / f"{stem}.key"
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ def tls(tmp_path: Path) -> Iterator[Tls]:
     certs = tmp_path / "certs"
     certs.mkdir()
     ca, other_ca = make_ca(certs, "ca"), make_ca(certs, "other")
-    cert, key = _server_cert(certs)
+    cert, key = server_cert(certs)
     port = free_port()
     server = RedisProcess(tmp_path / "redis", "--tls-port", str(port), "--tls-cert-file",
                           str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
@@ -126,15 +129,29 @@ async def test_a_job_runs_end_to_end_over_tls(
         await _run_one_job(tls.url(), combo[1], queue_name)
 
 
-async def test_tls_options_in_the_url_are_honoured(
+async def test_ssl_cert_reqs_none_connects_without_trusting_the_ca(
     combo: tuple[str, str], tls: Tls, queue_name: str
 ) -> None:
-    """`ssl_cert_reqs=none` connects without trusting the CA; `ssl_check_hostname=false`
-    accepts a name the certificate does not carry."""
     url = f"rediss://127.0.0.1:{tls.port}/0?ssl_cert_reqs=none"
     with anyio.fail_after(30):
         await _run_one_job(url, combo[1], queue_name)
-        await _run_one_job(tls.url("&ssl_check_hostname=false"), combo[1], f"{queue_name}b")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+async def test_the_host_name_is_checked_unless_ssl_check_hostname_is_false(
+    combo: tuple[str, str], tls: Tls, queue_name: str
+) -> None:
+    """Every driver checks the name as redis-py does (coredis alone would not)."""
+    cert, key = server_cert(tls.ca.parent, "DNS:elsewhere.example", "elsewhere")
+    with tls.server.client() as admin:  # both at once (Redis 7): each alone mismatches
+        admin.execute_command("CONFIG", "SET", "tls-cert-file", str(cert), "tls-key-file", str(key))
+    queue = RedisJobQueue(tls.url(), name=queue_name, driver=combo[1])
+    with anyio.fail_after(10), pytest.raises(RedisUnavailableError, match=r"(?i)mismatch"):
+        async with JobService(queue=queue):
+            pass
+    with anyio.fail_after(30):
+        await _run_one_job(tls.url("&ssl_check_hostname=false"), combo[1], queue_name)
 
 
 # coredis 6.9 leaves the memory streams of a connection that failed unclosed (conftest).
@@ -225,3 +242,10 @@ def test_the_worker_cli_runs_a_job_over_tls(tls: Tls, tmp_path: Path, queue_name
         assert proc.returncode == 0, proc.stderr.decode()
         result = client.wait_for_result(job_id, timeout=5)
     assert (result.status, result.result) == (JobStatus.COMPLETED, 25)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("driver", ["resp", "coredis"])
+async def test_an_unknown_ssl_cert_reqs_names_the_option(driver: str) -> None:
+    with pytest.raises(ConfigurationError, match="ssl_cert_reqs='sometimes'"):
+        connect("rediss://127.0.0.1:1/0?ssl_cert_reqs=sometimes", driver)
