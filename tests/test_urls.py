@@ -249,3 +249,14 @@ def test_the_worker_cli_runs_a_job_over_tls(tls: Tls, tmp_path: Path, queue_name
 async def test_an_unknown_ssl_cert_reqs_names_the_option(driver: str) -> None:
     with pytest.raises(ConfigurationError, match="ssl_cert_reqs='sometimes'"):
         connect("rediss://127.0.0.1:1/0?ssl_cert_reqs=sometimes", driver)
+
+
+@pytest.mark.parametrize("combo", [("asyncio", "resp"), ("trio", "coredis")], indirect=True)
+async def test_a_rediss_or_unix_url_keeps_the_default_driver_of_the_loop(
+    combo: tuple[str, str],
+) -> None:
+    expected = {"resp": "RespDriver", "coredis": "CoredisDriver"}[combo[1]]
+    for url in ("rediss://127.0.0.1:1/0?ssl_cert_reqs=none", "unix:///tmp/none.sock?db=1"):
+        driver = connect(url)
+        assert type(driver).__name__ == expected
+        await driver.aclose()
