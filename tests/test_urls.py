@@ -21,7 +21,7 @@ import redis
 from streamjobs import AsyncWorkerPool, JobDefinition, JobService, JobStatus, RedisJobQueue
 from streamjobs._drivers import connect
 from streamjobs._keys import QueueKeys
-from streamjobs.errors import ConfigurationError, RedisUnavailableError, StreamJobsError
+from streamjobs.errors import ConfigurationError, RedisAuthError, RedisUnavailableError
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._redis import RedisProcess, free_port
@@ -200,7 +200,7 @@ async def test_a_wrong_acl_user_in_the_url_is_refused(
     combo: tuple[str, str], acl_user: str, queue_name: str
 ) -> None:
     queue = RedisJobQueue(acl_user.replace("app:", "nobody:"), name=queue_name, driver=combo[1])
-    with anyio.fail_after(10), pytest.raises(StreamJobsError):
+    with anyio.fail_after(10), pytest.raises(RedisAuthError):
         async with JobService(queue=queue):
             pass
 
