@@ -116,14 +116,11 @@ def library_pinned() -> Iterator[None]:
 
 def connect(url: str, name: str | None = None) -> Driver:
     """The async driver named `name`, or the one for the running event loop: our own RESP
-    connection under asyncio (the fastest; redis-py's client for TLS, which it leaves out),
-    coredis under trio. The driver connects lazily."""
+    connection under asyncio (the fastest), coredis under trio. Every driver takes `redis://`,
+    `rediss://` (TLS, `ssl_*` query options) and `unix://` URLs. The driver connects lazily."""
     library = running_library()
     if name is None:
-        if library == "trio":
-            name = "coredis"
-        else:
-            name = "redis-py" if url.startswith("rediss://") else "resp"
+        name = "coredis" if library == "trio" else "resp"
     if name == "coredis":
         return _coredis(url)
     if name in ("resp", "redis-py"):

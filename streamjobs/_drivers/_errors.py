@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import sys
 
 from redis import exceptions as rex
@@ -72,6 +73,16 @@ def _unreachable(exc: Exception) -> bool:
                             *_coredis("ConnectionError")))  # fmt: skip
 
 
+def _with_tls_cause(exc: Exception, text: str) -> str:
+    """The error's text, with the TLS failure behind it where a client hid it ("Unable to
+    establish a connection"): a refused certificate should say so."""
+    text = text or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ssl.SSLError) and str(cause) not in text:
+        return f"{text}: {cause}"
+    return text
+
+
 def _missing_group(exc: Exception, text: str) -> bool:
     """NOGROUP: redis-py keeps the code in the message; coredis strips it into a type."""
     coredis_nogroup = _coredis("StreamConsumerGroupError")
@@ -94,7 +105,7 @@ def translate(exc: Exception) -> StreamJobsError:
     if code in NOT_READY:
         return RedisNotReadyError(f"Redis is not ready ({code}): {text}")
     if _unreachable(exc):
-        return RedisUnavailableError(f"Redis is unreachable: {text or type(exc).__name__}")
+        return RedisUnavailableError(f"Redis is unreachable: {_with_tls_cause(exc, text)}")
     if _missing_group(exc, text):
         return MissingGroupError(text)
     if "maxmemory" in text:  # "OOM command not allowed when used memory > 'maxmemory'"

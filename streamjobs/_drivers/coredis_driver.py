@@ -19,12 +19,14 @@ import anyio
 import coredis
 from coredis import exceptions as cex
 from coredis.retry import NoRetryPolicy
+from redis.connection import parse_url
 
 from .._scripts import Script
 from ..errors import RedisUnavailableError, StreamJobsError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
+from ._tls import tls_context
 
 Entry = tuple[str, dict[str, str]]
 
@@ -48,8 +50,13 @@ class CoredisDriver:
         # No retries inside the client: its default runs a command again after a lost reply,
         # scripts included, where every other driver raises RedisUnavailableError and leaves
         # the retry to the layer that knows whether it is safe (workers, submit with job_id).
+        # A rediss:// URL's ssl_* options are read as the other drivers read them (coredis
+        # alone would skip hostname checks and make the CA optional by default).
+        tls: dict[str, Any] = {}
+        if url.startswith("rediss://"):
+            tls["ssl_context"] = tls_context(parse_url(url))  # type: ignore[no-untyped-call]
         self._client: coredis.Redis[str] = coredis.Redis.from_url(
-            url, decode_responses=True, retry_policy=NoRetryPolicy()
+            url, decode_responses=True, retry_policy=NoRetryPolicy(), **tls
         )
         self._stack: AsyncExitStack | None = None
         self._opening = anyio.Lock()

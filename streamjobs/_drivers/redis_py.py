@@ -46,9 +46,10 @@ class RedisPyDriver:
 
     def __init__(self, url: str) -> None:
         options: dict[str, Any] = {
-            "decode_responses": True, "encoding_errors": "replace",
-            "socket_keepalive": True, "health_check_interval": 30,
-        }  # fmt: skip
+            "decode_responses": True, "encoding_errors": "replace", "health_check_interval": 30,
+        }
+        if not url.startswith("unix://"):  # a unix socket has no keepalive (redis-py refuses it)
+            options["socket_keepalive"] = True
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, timeout=None,
             socket_timeout=COMMAND_DEADLINE, **options,

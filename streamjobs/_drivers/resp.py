@@ -14,8 +14,10 @@ waiting for results or following events, as many as an app likes) share at most
 MAX_STREAM_READERS connections, later ones queued in turn; a pool's blocking pops (two per
 pool) never queue behind them.
 
-The URL's `socket_timeout`, `socket_connect_timeout` and `client_name` apply as in redis-py;
-connections are named `streamjobs:<pid>` unless the URL names them (CLIENT LIST shows it).
+`redis://`, `rediss://` (TLS, the `ssl_*` options read as redis-py reads them) and `unix://`
+URLs all work. The URL's `socket_timeout`, `socket_connect_timeout` and `client_name` apply as
+in redis-py; connections are named `streamjobs:<pid>` unless the URL names them (CLIENT LIST
+shows it).
 """
 
 from __future__ import annotations
@@ -33,10 +35,11 @@ from redis.connection import parse_url
 
 from .._codec import pairs
 from .._scripts import Script
-from ..errors import ConfigurationError, RedisUnavailableError, StreamJobsError
+from ..errors import RedisUnavailableError, StreamJobsError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls, ReplyLost
+from ._tls import tls_context
 
 Entry = tuple[str, dict[str, str]]
 
@@ -194,8 +197,7 @@ class RespDriver:
 
     def __init__(self, url: str) -> None:
         options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # raises ValueError naming what is wrong with the URL
-        if url.startswith("rediss://"):
-            raise ConfigurationError("the resp driver speaks plain TCP; use redis-py for TLS")
+        self._tls = tls_context(options) if url.startswith("rediss://") else None
         self._path: str | None = options.get("path")
         self._host: str = options.get("host") or "localhost"
         self._port: int = int(options.get("port") or 6379)
@@ -221,7 +223,10 @@ class RespDriver:
                 if self._path is not None:
                     _, conn = await loop.create_unix_connection(_Connection, self._path)
                 else:
-                    _, conn = await loop.create_connection(_Connection, self._host, self._port)
+                    _, conn = await loop.create_connection(
+                        _Connection, self._host, self._port, ssl=self._tls,
+                        server_hostname=self._host if self._tls else None,
+                    )  # fmt: skip
         except TimeoutError:
             raise RedisUnavailableError(
                 f"Redis did not accept a connection within {deadline:g}s"

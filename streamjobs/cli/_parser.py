@@ -69,8 +69,8 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--backend", default="asyncio", choices=BACKENDS,
                    help="event loop to run on (default: asyncio; trio needs the trio extra)")
     p.add_argument("--driver", default=None, choices=DRIVERS,
-                   help="Redis client (default: the app's, else resp on asyncio, redis-py for "
-                   "rediss://, coredis on trio)")  # fmt: skip
+                   help="Redis client (default: the app's, else resp on asyncio, coredis on "
+                   "trio)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.set_defaults(command="worker")
