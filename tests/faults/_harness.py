@@ -66,7 +66,7 @@ class Combo:
 #: Every driver a user can get: resp first (the default on asyncio; the full set runs on it).
 COMBOS = (
     Combo("resp", "asyncio"),
-    Combo("redis-py", "asyncio"),  # what every rediss:// URL gets
+    Combo("redis-py", "asyncio"),
     Combo("coredis", "asyncio"),
     Combo("coredis", "trio"),  # the default on trio
 )
