@@ -54,6 +54,11 @@ class RedisProcess:
                     time.sleep(0.02)
         raise RuntimeError(f"redis-server on port {self.port} did not start")
 
+    def version(self) -> tuple[int, ...]:
+        """The running server's version, for tests that need a newer Redis than 6.2."""
+        with self.client() as client:
+            return tuple(int(n) for n in str(client.info("server")["redis_version"]).split("."))
+
     def client(self) -> redis.Redis:
         """A blocking client for assertions and setup."""
         return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
