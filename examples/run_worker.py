@@ -98,6 +98,7 @@ def _worker(url: str, extra: list[str]) -> int:
 def run(extra: list[str]) -> int:
     """Serve the example app until stopped; returns the worker's exit code."""
     if url := os.environ.get("REDIS_URL"):
+        print(f"redis: $REDIS_URL ({url})", flush=True)
         return _worker(url, extra)
     with throwaway_redis() as url:
         anyio.run(_seed, url)
