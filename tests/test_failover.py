@@ -304,6 +304,8 @@ async def test_a_restarted_redis_still_loading_its_data_raises_not_ready(
 ) -> None:
     """Redis restarted on a dataset it takes ~2 s to load answers LOADING meanwhile: callers
     get RedisNotReadyError, then answers once it is loaded."""
+    if redis_process.version() < (7, 0):  # the embedded Redis 6.2 of a machine without Redis
+        pytest.skip("--loading-process-events-interval-bytes (to answer LOADING early) is 7.0+")
     with redis_process.client().pipeline(transaction=False) as pipe:
         for n in range(20_000):
             pipe.set(f"filler:{n}", "x" * 100)

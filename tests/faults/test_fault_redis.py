@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from streamjobs import JobService
+from streamjobs._server_binary import redis_binary
 from streamjobs.errors import QueueFullError, RedisVersionError, StreamJobsError
 from tests._redis import RedisProcess
 from tests.faults._harness import (
@@ -71,7 +72,7 @@ def test_workers_ride_out_a_redis_restart_with_aof_always_and_lose_nothing(
 
 
 def redis_cli(server: RedisProcess, *args: str) -> str:
-    done = subprocess.run(["redis-cli", "-p", str(server.port), *args],
+    done = subprocess.run([redis_binary("redis-cli").path, "-p", str(server.port), *args],
                           capture_output=True, text=True, timeout=10, check=True)  # fmt: skip
     return done.stdout.strip()
 
