@@ -9,7 +9,7 @@ reply came back. Drivers do the I/O; this keeps the books.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ..errors import StreamJobsError
@@ -60,3 +60,27 @@ class ReloadingCalls:
             translate(r) if isinstance(r, Exception) and not isinstance(r, StreamJobsError) else r
             for r in self.replies
         ]
+
+    async def run(
+        self,
+        send: Callable[[Sequence[int]], Awaitable[Sequence[Any]]],
+        load: Callable[[], Awaitable[Any]],
+        *,
+        failure_loses: bool = True,
+    ) -> None:
+        """The async drivers' loop: `send` the calls in `todo` (the replies, in order), `load`
+        the script after NOSCRIPT and send those again once. A failed send loses the replies
+        of what went out (`failure_loses`), or refused them when the driver knows nothing
+        went out; a failed load refuses the calls still to run."""
+        while self.todo:
+            try:
+                replies = await send(self.todo)
+            except StreamJobsError as exc:
+                (self.lose if failure_loses else self.refuse)(exc)
+                return
+            if not self.record(replies):
+                return
+            try:
+                await load()
+            except StreamJobsError as exc:
+                self.refuse(exc)

@@ -22,7 +22,7 @@ from coredis.retry import NoRetryPolicy
 from redis.connection import parse_url
 
 from .._scripts import Script
-from ..errors import RedisUnavailableError, StreamJobsError
+from ..errors import RedisUnavailableError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
@@ -108,25 +108,21 @@ class CoredisDriver:
     async def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
+        async def send(todo: Sequence[int]) -> Sequence[Any]:
+            async with (  # on failure coredis cannot tell which replies came
+                self._command() as client,
+                client.pipeline(transaction=False, raise_on_error=False) as pipe,
+            ):
+                for i in todo:
+                    pipe.evalsha(script.sha, keys, calls[i])
+            return pipe.results or ()
+
+        async def load() -> None:
+            async with self._command() as client:
+                await client.script_load(script.source)
+
         books = ReloadingCalls(len(calls), cex.NoScriptError)
-        while books.todo:
-            try:
-                async with (
-                    self._command() as client,
-                    client.pipeline(transaction=False, raise_on_error=False) as pipe,
-                ):
-                    for i in books.todo:
-                        pipe.evalsha(script.sha, keys, calls[i])
-            except StreamJobsError as exc:  # coredis cannot tell which replies came
-                books.lose(exc)
-                break
-            if not books.record(pipe.results or ()):
-                break
-            try:
-                async with self._command() as client:
-                    await client.script_load(script.source)
-            except StreamJobsError as exc:
-                books.refuse(exc)
+        await books.run(send, load)
         return books.outcomes(translate)
 
     async def wait_list_then_eval(

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rex
 
 from .._scripts import Script
-from ..errors import RedisUnavailableError, StreamJobsError
+from ..errors import RedisUnavailableError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
@@ -68,24 +68,19 @@ class RedisPyDriver:
     async def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
+        async def send(todo: Sequence[int]) -> list[Any]:
+            async with _translated():  # on failure redis-py cannot tell which replies came
+                pipe = self._client.pipeline(transaction=False)
+                for i in todo:
+                    pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
+                return await pipe.execute(raise_on_error=False)
+
+        async def load() -> None:
+            async with _translated():
+                await self._client.script_load(script.source)
+
         books = ReloadingCalls(len(calls), rex.NoScriptError)
-        while books.todo:
-            try:
-                async with _translated():
-                    pipe = self._client.pipeline(transaction=False)
-                    for i in books.todo:
-                        pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
-                    replies = await pipe.execute(raise_on_error=False)
-            except StreamJobsError as exc:  # redis-py cannot tell which replies came
-                books.lose(exc)
-                break
-            if not books.record(replies):
-                break
-            try:
-                async with _translated():
-                    await self._client.script_load(script.source)
-            except StreamJobsError as exc:
-                books.refuse(exc)
+        await books.run(send, load)
         return books.outcomes(translate)
 
     async def wait_list_then_eval(

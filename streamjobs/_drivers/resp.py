@@ -314,20 +314,17 @@ class RespDriver:
     async def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
-        books = ReloadingCalls(len(calls), NoScriptError)
         head = ("EVALSHA", script.sha, len(keys), *keys)
-        while books.todo:
-            try:
-                replies = await self._send_all([(*head, *calls[i]) for i in books.todo])
-            except StreamJobsError as exc:  # nothing went out
-                books.refuse(exc)
-                break
-            if not books.record(replies):
-                break
-            try:
-                await self._run("SCRIPT", "LOAD", script.source)
-            except StreamJobsError as exc:
-                books.refuse(exc)
+
+        async def send(todo: Sequence[int]) -> list[Any]:
+            return await self._send_all([(*head, *calls[i]) for i in todo])
+
+        async def load() -> None:
+            await self._run("SCRIPT", "LOAD", script.source)
+
+        books = ReloadingCalls(len(calls), NoScriptError)
+        # _send_all raises only when nothing went out; replies lost part way come as ReplyLost
+        await books.run(send, load, failure_loses=False)
         return books.outcomes(translate)
 
     async def _send_all(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
