@@ -95,6 +95,11 @@ class QueueKeys:
         """The heartbeat record of one worker pool."""
         return f"{self.pool_prefix}{pool_id}"
 
+    def control(self, pool_id: str) -> str:
+        """The list a worker pool blocks on for the ids of its running jobs to cancel (pushed
+        by cancel.lua, which builds the same name from the pool prefix)."""
+        return f"{self.pool_prefix}{pool_id}:control"
+
     @cached_property
     def all(self) -> tuple[str, ...]:
         """KEYS for every script, in the order `lua/_prelude.lua` names them."""

@@ -38,6 +38,24 @@ class JobStatus(str, Enum):
         return self in TERMINAL_STATUSES
 
 
+class CancelOutcome(str, Enum):
+    """What `cancel_job` did. Its truth value says whether the job was cancelled, so that
+    `if await svc.cancel_job(job_id):` reads as it did when the answer was a bool."""
+
+    #: It had not started (pending, scheduled or waiting to retry): it never will.
+    CANCELLED = "CANCELLED"
+    #: It was running: it ended CANCELLED, and its worker was told to stop the handler.
+    REQUESTED = "REQUESTED"
+    #: Nothing: the job was already finished, or no record exists for the id.
+    NOTHING = "NOTHING"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __bool__(self) -> bool:
+        return self is not CancelOutcome.NOTHING
+
+
 TERMINAL_STATUSES = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.DEAD_LETTER, JobStatus.CANCELLED}
 )

@@ -15,12 +15,15 @@ from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, QueueKeys
 from ._scripts import script
 from .errors import ConfigurationError, PartialSubmitError, RedisVersionError, StreamJobsError
-from .models import JobDefinition, JobStatus
+from .models import CancelOutcome, JobDefinition, JobStatus
 
 DEFAULT_URL = "redis://localhost:6379/0"
 #: Jobs per enqueue.lua call in a bulk submit: calls stay short, so Redis never stalls long.
 ENQUEUE_CHUNK = 200
 MIN_REDIS = (6, 2)
+#: How long a pool's control list outlives its last push (ms): a live pool pops at once, and
+#: one that died leaves nothing behind for long.
+CONTROL_TTL_MS = 600_000
 
 log = logging.getLogger("streamjobs")
 
@@ -64,6 +67,14 @@ def warn_if_evicting(policy: str | None) -> None:
             "Redis maxmemory-policy is %r, not 'noeviction': once Redis is full it may evict "
             "queued jobs without a trace; set maxmemory-policy noeviction", policy,
         )  # fmt: skip
+
+
+def cancel_outcome(reply: Any) -> CancelOutcome:
+    """cancel.lua's return code as what `cancel_job` did."""
+    return _CANCEL_OUTCOMES.get(int(reply), CancelOutcome.NOTHING)
+
+
+_CANCEL_OUTCOMES = {1: CancelOutcome.CANCELLED, 2: CancelOutcome.REQUESTED}
 
 
 def _settled(reply: Any) -> None:
@@ -220,9 +231,9 @@ class RedisJobQueue:
         calls = self.enqueue_calls(jobs)
         return enqueued(jobs, await self.driver.eval_many(script("enqueue"), self.keys.all, calls))
 
-    async def cancel(self, job_id: str) -> int:
-        """1 cancelled, 0 running or terminal, -1 unknown (see cancel.lua)."""
-        return int(await self._run("cancel", job_id))
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """End a job CANCELLED, and tell its pool to stop it when it runs (cancel.lua)."""
+        return cancel_outcome(await self._run("cancel", job_id, CONTROL_TTL_MS))
 
     async def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts."""
@@ -327,6 +338,10 @@ class RedisJobQueue:
     async def wait_for_wake(self, timeout: float) -> bool:
         """Block until a sooner delayed job is submitted, or `timeout` seconds pass."""
         return await self.driver.wait_list(self.keys.wake, timeout)
+
+    async def wait_for_cancel(self, pool_id: str, timeout: float) -> str | None:
+        """Block until a running job of this pool is cancelled (its id) or `timeout` passes."""
+        return await self.driver.pop_list(self.keys.control(pool_id), timeout)
 
     async def heartbeat(self, pool_id: str, ttl: float, record: dict[str, str]) -> None:
         """Register a worker pool as alive for `ttl` seconds."""

@@ -21,7 +21,15 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 from .errors import ConfigurationError, JobNotFoundError
 from .events import EventBus
-from .models import JobDefinition, JobPriority, JobProgress, JobResult, JobStatus, WorkerInfo
+from .models import (
+    CancelOutcome,
+    JobDefinition,
+    JobPriority,
+    JobProgress,
+    JobResult,
+    JobStatus,
+    WorkerInfo,
+)
 from .redis_queue import RedisJobQueue
 
 
@@ -153,9 +161,14 @@ class JobService:
             await self._queue.enqueue_many(specs)
         return [job.id for job in specs]
 
-    async def cancel_job(self, job_id: str) -> bool:
-        """Cancel a job that has not started (pending, scheduled or waiting to retry)."""
-        return await self._queue.cancel(job_id) == 1
+    async def cancel_job(self, job_id: str) -> CancelOutcome:
+        """Cancel a job, from any process. Before it started (pending, scheduled, waiting to
+        retry): CANCELLED, it never runs. While it runs: REQUESTED; it ends CANCELLED at
+        once, never retried, and the worker holding it cancels its handler within a second
+        (a plain `def` handler gets JobCancelled from its next progress_callback call); its
+        late result is refused. NOTHING when it is finished or unknown. The answer is true
+        unless NOTHING, so `if await svc.cancel_job(job_id):` tells whether it was cancelled."""
+        return await self._queue.cancel(job_id)
 
     # -- reading back ---------------------------------------------------------------------
 

@@ -24,8 +24,8 @@ from ._metrics import metrics_from
 from ._scripts import script
 from .async_worker import Timings
 from .errors import JobNotFoundError
-from .models import JobDefinition, JobPriority, JobResult, JobStatus
-from .redis_queue import RedisJobQueue, enqueued
+from .models import CancelOutcome, JobDefinition, JobPriority, JobResult, JobStatus
+from .redis_queue import CONTROL_TTL_MS, RedisJobQueue, cancel_outcome, enqueued
 
 __all__ = ["SyncJobClient"]
 
@@ -119,9 +119,11 @@ class SyncJobClient:
             enqueued(specs, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
         return [job.id for job in specs]
 
-    def cancel_job(self, job_id: str) -> bool:
-        """Cancel a job that has not started (pending, scheduled or waiting to retry)."""
-        return int(self._run("cancel", job_id)) == 1
+    def cancel_job(self, job_id: str) -> CancelOutcome:
+        """Cancel a job, as `JobService.cancel_job` does: CANCELLED before it started,
+        REQUESTED while it runs (it ends CANCELLED, its worker stops it), NOTHING when it is
+        finished or unknown; true unless NOTHING."""
+        return cancel_outcome(self._run("cancel", job_id, CONTROL_TTL_MS))
 
     def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts; False when it is not one."""

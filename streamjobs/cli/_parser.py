@@ -94,6 +94,12 @@ def _inspection(sub: argparse._SubParsersAction[_Parser]) -> None:
     show = jobs.add_parser("show", parents=[conn], help="a job's record, attempts, progress, error")
     show.add_argument("job_id", metavar="ID")
     show.set_defaults(command="jobs show")
+    cancel = jobs.add_parser("cancel", parents=[conn], help="cancel a job, running or not",
+                             description="Cancel a job: one not started never runs; a running "
+                             "one ends CANCELLED and its worker stops it within a second. "
+                             "Exits 1 when the job is finished or unknown.")  # fmt: skip
+    cancel.add_argument("job_id", metavar="ID")
+    cancel.set_defaults(command="jobs cancel")
     events = sub.add_parser("events", parents=[conn], help="the events stream (--follow: live)")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--count", "-n", type=int, default=20, help="recent events shown first")

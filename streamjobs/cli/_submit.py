@@ -1,4 +1,5 @@
-"""`streamjobs submit HANDLER --args JSON --kwargs JSON --priority high`."""
+"""`streamjobs submit HANDLER --args JSON --kwargs JSON --priority high` and
+`streamjobs jobs cancel ID`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidJobError
+from ..models import CancelOutcome
 from ..service import JobService
 from ._common import CliError, console, print_json
 
@@ -40,4 +42,23 @@ async def submit(svc: JobService, opts: Any) -> int:
         print_json({"id": job_id})
     else:
         console().print(job_id)
+    return 0
+
+
+_CANCELLED = {
+    CancelOutcome.CANCELLED: "{} cancelled before it started",
+    CancelOutcome.REQUESTED: "{} cancelled while running: its worker stops it",
+}
+
+
+async def cancel(svc: JobService, opts: Any) -> int:
+    """Cancel one job and say what that did (JSON: {"id": ..., "outcome": ...}); a job that
+    is finished or unknown is an error (exit 1), so that scripts can tell."""
+    outcome = await svc.cancel_job(opts.job_id)
+    if not outcome:
+        raise CliError(f"nothing to cancel: job {opts.job_id!r} is finished or unknown")
+    if opts.json:
+        print_json({"id": opts.job_id, "outcome": outcome.value})
+    else:
+        console().print(_CANCELLED[outcome].format(opts.job_id))
     return 0
