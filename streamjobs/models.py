@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum, IntEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class JobPriority(IntEnum):
@@ -36,6 +36,10 @@ class JobStatus(str, Enum):
     def is_terminal(self) -> bool:
         """True for states a job never leaves by itself."""
         return self in TERMINAL_STATUSES
+
+
+#: How `submit_job(..., dedupe_key=...)` deduplicates (see JobService.submit_job).
+DedupeMode = Literal["until_done", "throttle", "debounce"]
 
 
 class CancelOutcome(str, Enum):

@@ -69,6 +69,34 @@ def warn_if_evicting(policy: str | None) -> None:
         )  # fmt: skip
 
 
+def deduped_id(reply: Sequence[Any]) -> str:
+    """The id of the job standing for a deduplicated submit, from enqueue_deduped.lua."""
+    return str(reply[1])
+
+
+def submitted(
+    jobs: Sequence[_codec.NewJob], plain: Sequence[_codec.NewJob],
+    deduped: Sequence[_codec.NewJob], replies: Sequence[Any],
+) -> list[str]:  # fmt: skip
+    """The ids standing for a bulk submit whose `plain` jobs were written, from the replies
+    to its `deduped` ones; when one of those failed, PartialSubmitError names what was
+    written (the plain jobs, the deduplicated ones that came back) and what was not."""
+    standing = {job.id: job.id for job in plain}
+    refused: list[str] = []
+    unknown: list[str] = []
+    error: StreamJobsError | None = None
+    for job, reply in zip(deduped, replies):
+        if isinstance(reply, StreamJobsError):
+            (unknown if isinstance(reply, ReplyLost) else refused).append(job.id)
+            error = error or (reply.error if isinstance(reply, ReplyLost) else reply)
+        else:
+            standing[job.id] = deduped_id(reply)
+    if error is not None:
+        ids = [job.id for job in jobs]
+        raise PartialSubmitError(ids, list(standing), refused, unknown, error) from error
+    return [standing[job.id] for job in jobs]
+
+
 def cancel_outcome(reply: Any) -> CancelOutcome:
     """cancel.lua's return code as what `cancel_job` did."""
     return _CANCEL_OUTCOMES.get(int(reply), CancelOutcome.NOTHING)
@@ -230,6 +258,37 @@ class RedisJobQueue:
         `enqueued` for what a failed chunk raises)."""
         calls = self.enqueue_calls(jobs)
         return enqueued(jobs, await self.driver.eval_many(script("enqueue"), self.keys.all, calls))
+
+    def enqueue_deduped_call(self, job: _codec.NewJob) -> tuple[Any, ...]:
+        """enqueue_deduped.lua's ARGV for a validated job with a dedupe key; its KEYS are
+        `keys.deduping`."""
+        assert job.dedupe is not None
+        d = job.dedupe
+        return self.script_args(
+            job.id, int(job.priority), job.delay_ms, d.key, d.mode, d.window_ms, len(job.fields),
+            *job.fields,
+        )  # fmt: skip
+
+    async def enqueue_deduped(self, job: _codec.NewJob) -> str:
+        """Write a job with a dedupe key unless its key's job stands for it; the id of the
+        job that does (this one when it was queued)."""
+        call = self.enqueue_deduped_call(job)
+        reply = await self.driver.eval(script("enqueue_deduped"), self.keys.deduping, call)
+        return deduped_id(reply)
+
+    async def submit(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
+        """Write many jobs, those with a dedupe key one script call each (pipelined in one
+        round trip); the ids that stand for them, in order (see `submitted`)."""
+        deduped = [job for job in jobs if job.dedupe is not None]
+        if not deduped:
+            await self.enqueue_many(jobs)
+            return [job.id for job in jobs]
+        plain = [job for job in jobs if job.dedupe is None]
+        if plain:
+            await self.enqueue_many(plain)
+        calls = [self.enqueue_deduped_call(job) for job in deduped]
+        replies = await self.driver.eval_many(script("enqueue_deduped"), self.keys.deduping, calls)
+        return submitted(jobs, plain, deduped, replies)
 
     async def cancel(self, job_id: str) -> CancelOutcome:
         """End a job CANCELLED, and tell its pool to stop it when it runs (cancel.lua)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -24,8 +25,15 @@ from ._metrics import metrics_from
 from ._scripts import script
 from .async_worker import Timings
 from .errors import JobNotFoundError
-from .models import CancelOutcome, JobDefinition, JobPriority, JobResult, JobStatus
-from .redis_queue import CONTROL_TTL_MS, RedisJobQueue, cancel_outcome, enqueued
+from .models import CancelOutcome, DedupeMode, JobDefinition, JobPriority, JobResult, JobStatus
+from .redis_queue import (
+    CONTROL_TTL_MS,
+    RedisJobQueue,
+    cancel_outcome,
+    deduped_id,
+    enqueued,
+    submitted,
+)
 
 __all__ = ["SyncJobClient"]
 
@@ -93,16 +101,25 @@ class SyncJobClient:
         *,
         job_id: str | None = None,
         delay: float | None = None,
+        dedupe_key: str | None = None,
+        dedupe_for: float | timedelta | None = None,
+        dedupe_mode: DedupeMode | None = None,
     ) -> str:
         """Queue a job and return its id, exactly as `JobService.submit_job` does: invalid
         input raises InvalidJobError naming the field and writes nothing; a `job_id` that
-        already has a record enqueues nothing."""
+        already has a record enqueues nothing; with a `dedupe_key`, the id returned is that
+        of the job standing for the key."""
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
-            max_payload=self._queue.max_payload,
+            max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
+            dedupe_mode=dedupe_mode,
         )  # fmt: skip
+        if job.dedupe is not None:
+            call = self._queue.enqueue_deduped_call(job)
+            keys = self._queue.keys.deduping
+            return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
         keys = self._queue.keys.all
         [call] = self._queue.enqueue_calls([job])
         self._driver.eval(script("enqueue"), keys, call)
@@ -114,10 +131,17 @@ class SyncJobClient:
         its id before sending; a failure after some were written raises PartialSubmitError
         with the ids written and not, as `JobService.submit_many` does."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
-        if specs:
-            calls = self._queue.enqueue_calls(specs)
-            enqueued(specs, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
-        return [job.id for job in specs]
+        plain = [job for job in specs if job.dedupe is None]
+        if plain:
+            calls = self._queue.enqueue_calls(plain)
+            enqueued(plain, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
+        if len(plain) == len(specs):
+            return [job.id for job in specs]
+        deduped = [job for job in specs if job.dedupe is not None]
+        calls = [self._queue.enqueue_deduped_call(job) for job in deduped]
+        keys = self._queue.keys.deduping
+        replies = self._driver.eval_many(script("enqueue_deduped"), keys, calls)
+        return submitted(specs, plain, deduped, replies)
 
     def cancel_job(self, job_id: str) -> CancelOutcome:
         """Cancel a job, as `JobService.cancel_job` does: CANCELLED before it started,
