@@ -202,7 +202,10 @@ def new_job(
     dedupe_mode: object = None,
 ) -> NewJob:
     """Validate a submission and encode its record; raises InvalidJobError naming the field."""
-    deduped = dedupe(dedupe_key, dedupe_for, dedupe_mode, delay)
+    deduped = (
+        None if dedupe_key is dedupe_for is dedupe_mode is None  # the common case: no call
+        else dedupe(dedupe_key, dedupe_for, dedupe_mode, delay)
+    )  # fmt: skip
     if not isinstance(handler, str) or handler not in _GOOD_HANDLERS:
         if not isinstance(handler, str) or not _HANDLER.match(handler):
             raise InvalidJobError("handler", f"{handler!r} must be a non-empty name without spaces")
