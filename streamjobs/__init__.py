@@ -22,6 +22,7 @@ from .errors import (
 from .models import (
     TERMINAL_STATUSES,
     CancelOutcome,
+    DedupeMode,
     JobDefinition,
     JobPriority,
     JobProgress,
@@ -37,6 +38,7 @@ __all__ = [
     "AsyncWorkerPool",
     "CancelOutcome",
     "ConfigurationError",
+    "DedupeMode",
     "InvalidJobError",
     "JobCancelled",
     "JobDefinition",

@@ -287,3 +287,32 @@ async def test_the_sync_client_and_the_cli_say_what_cancelling_did(
     assert '"outcome":"CANCELLED"' in capsys.readouterr().out.replace(" ", "")
     assert await anyio.to_thread.run_sync(main, [*cli, second]) == 1
     assert "nothing to cancel" in capsys.readouterr().err
+
+
+async def test_a_pool_that_never_hears_of_the_cancel_still_stops_the_job_by_its_lease(
+    svc: JobService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def deaf(pool_id: str, timeout: float) -> None:  # its control list never answers
+        await anyio.sleep(timeout)
+
+    monkeypatch.setattr(svc.queue, "wait_for_cancel", deaf)
+    started, stopped = anyio.Event(), anyio.Event()
+
+    async def slow(job: JobDefinition, progress: Any) -> str:
+        started.set()
+        try:
+            await anyio.sleep(30)
+        finally:
+            stopped.set()
+        return "finished"
+
+    svc.register_handler("slow", slow)
+    await svc.start_workers(1)
+    job_id = await svc.submit_job("slow")
+    with anyio.fail_after(10):
+        await started.wait()
+    assert await svc.cancel_job(job_id) is CancelOutcome.REQUESTED
+    with anyio.fail_after(FAST.lease * 2):  # the lease renewal finds the entry gone
+        await stopped.wait()
+    result = await svc.wait_for_result(job_id, timeout=1)
+    assert result.status is JobStatus.CANCELLED and result.result is None
