@@ -48,6 +48,7 @@ class JobService:
         key_prefix: str = "streamjobs:",
         name: str = "default",
         timings: Timings | None = None,
+        trace_parent: str | None = None,
     ) -> None:
         if queue is None:
             if worker_pool is not None:
@@ -61,6 +62,8 @@ class JobService:
         if event_bus is not None:
             worker_pool.event_bus = event_bus
         self._queue, self._workers = queue, worker_pool
+        if trace_parent is not None:  # see streamjobs.tracing
+            queue.observers.nest_traces(trace_parent)
         self._tg: TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._host: asyncio.Task[None] | None = None
@@ -160,6 +163,9 @@ class JobService:
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
             dedupe_mode=dedupe_mode,
         )  # fmt: skip
+        if self._queue.observers:
+            [job_id] = await self._submit_observed([job])
+            return job_id
         if job.dedupe is not None:
             return await self._queue.enqueue_deduped(job)
         await self._queue.enqueue(job)
@@ -175,7 +181,14 @@ class JobService:
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if not specs:
             return []
+        if self._queue.observers:
+            return await self._submit_observed(specs)
         return await self._queue.submit(specs)
+
+    async def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
+        """Write jobs as the observers see fit (a trace's context added to each, say)."""
+        with self._queue.observers.submitting(specs) as observed:
+            return await self._queue.submit(observed)
 
     async def cancel_job(self, job_id: str) -> CancelOutcome:
         """Cancel a job, from any process. Before it started (pending, scheduled, waiting to

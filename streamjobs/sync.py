@@ -15,7 +15,7 @@ connection, and the client keeps no other state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
@@ -116,6 +116,9 @@ class SyncJobClient:
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
             dedupe_mode=dedupe_mode,
         )  # fmt: skip
+        if self._queue.observers:
+            [job_id] = self._submit_observed([job])
+            return job_id
         if job.dedupe is not None:
             call = self._queue.enqueue_deduped_call(job)
             keys = self._queue.keys.deduping
@@ -131,6 +134,13 @@ class SyncJobClient:
         its id before sending; a failure after some were written raises PartialSubmitError
         with the ids written and not, as `JobService.submit_many` does."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
+        if specs and self._queue.observers:
+            return self._submit_observed(specs)
+        return self._write(specs)
+
+    def _write(self, specs: Sequence[_codec.NewJob]) -> list[str]:
+        """Write jobs, those with a dedupe key one script call each (pipelined); the ids
+        standing for them, in order."""
         plain = [job for job in specs if job.dedupe is None]
         if plain:
             calls = self._queue.enqueue_calls(plain)
@@ -142,6 +152,11 @@ class SyncJobClient:
         keys = self._queue.keys.deduping
         replies = self._driver.eval_many(script("enqueue_deduped"), keys, calls)
         return submitted(specs, plain, deduped, replies)
+
+    def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
+        """Write jobs as the observers see fit (a trace's context added to each, say)."""
+        with self._queue.observers.submitting(specs) as observed:
+            return self._write(observed)
 
     def cancel_job(self, job_id: str) -> CancelOutcome:
         """Cancel a job, as `JobService.cancel_job` does: CANCELLED before it started,
