@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -22,7 +23,15 @@ if sys.version_info < (3, 11):
 from .errors import ConfigurationError, JobNotFoundError
 from .events import EventBus
 from .models import JobDefinition, JobPriority, JobProgress, JobResult, JobStatus, WorkerInfo
-from .redis_queue import RedisJobQueue
+from .redis_queue import RedisJobQueue, gather
+
+#: How often `events()` looks at the partitions' streams when there were none (seconds).
+POLL = 0.25
+
+
+def _event_order(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class JobService:
@@ -38,12 +47,13 @@ class JobService:
         key_prefix: str = "streamjobs:",
         name: str = "default",
         timings: Timings | None = None,
+        partitions: int | None = None,
     ) -> None:
         if queue is None:
             if worker_pool is not None:
                 queue = worker_pool.queue
             else:
-                queue = RedisJobQueue(redis_url, key_prefix, name=name)
+                queue = RedisJobQueue(redis_url, key_prefix, name=name, partitions=partitions)
         if worker_pool is None:
             worker_pool = AsyncWorkerPool(queue, timings=timings)
         elif worker_pool.queue is not queue:
@@ -130,9 +140,14 @@ class JobService:
         *,
         job_id: str | None = None,
         delay: float | None = None,
+        partition_key: str | None = None,
     ) -> str:
         """Queue a job and return its id; a `job_id` that already has a record enqueues
-        nothing. Invalid input raises InvalidJobError, naming the field, and writes nothing."""
+        nothing. Invalid input raises InvalidJobError, naming the field, and writes nothing.
+        With many partitions, jobs sharing a `partition_key` share a partition (a `job_id`
+        decides its own; neither: jobs are spread evenly); with one, it is ignored."""
+        if partition_key is not None or self._queue.partition_count > 1:
+            job_id = self._queue.place(job_id, partition_key)
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
@@ -148,7 +163,8 @@ class JobService:
         written. Jobs go out in chunks of 200, each written whole or not at all: when a chunk
         fails after others were written, PartialSubmitError carries the ids written and not,
         and submitting the same jobs again with the same ids finishes the job safely."""
-        specs = _codec.new_jobs(jobs, self._queue.max_payload)
+        q = self._queue
+        specs = _codec.new_jobs(jobs, q.max_payload, q.place, q.partition_count > 1)
         if specs:
             await self._queue.enqueue_many(specs)
         return [job.id for job in specs]
@@ -185,11 +201,12 @@ class JobService:
         reading the record again when an event names the job, and at least every second (as
         the sync client does). The stream position is taken before the record is read, so
         no event between the two is missed."""
+        p = self._queue.partition_of(job_id)  # its events are its partition's
         with anyio.fail_after(timeout):
-            last = await self._queue.last_event_id()
+            last = await self._queue.last_event_id(p)
             result = await self._terminal_result(job_id)
             while result is None:
-                events = await self._queue.read_events(last, 500, block_ms=1000)
+                events = await self._queue.read_events(last, 500, block_ms=1000, partition=p)
                 last = events[-1][0] if events else last
                 if not events or any(f.get("job_id") == job_id for _, f in events):
                     result = await self._terminal_result(job_id)
@@ -203,12 +220,37 @@ class JobService:
         return _codec.result(record)
 
     async def events(self, since: str = "$") -> AsyncIterator[dict[str, Any]]:
-        """Follow the events stream ("$": only new events; "0": from the oldest kept)."""
-        last = since if since != "$" else await self._queue.last_event_id()
+        """Follow the events stream ("$": only new events; "0": from the oldest kept). With
+        many partitions, every partition's stream is read in turn (no task group held across
+        a yield): their events come merged in id order per pass, each with its `partition`,
+        within about half a second of happening."""
+        q = self._queue
+        if q.partition_count == 1:
+            last = since if since != "$" else await q.last_event_id()
+            while True:
+                for entry, fields in await q.read_events(last, 100, block_ms=5000):
+                    last = entry
+                    yield {"id": entry, **fields}
+        n = q.partition_count
+        if since == "$":
+            lasts = list(await gather([partial(q.last_event_id, p) for p in range(n)]))
+        else:
+            lasts = [since] * n
         while True:
-            for entry, fields in await self._queue.read_events(last, 100, block_ms=5000):
-                last = entry
-                yield {"id": entry, **fields}
+            reads = await gather(
+                [partial(q.read_events, lasts[p], 100, partition=p) for p in range(n)]
+            )
+            merged = []
+            for p, events in enumerate(reads):
+                if events:
+                    lasts[p] = events[-1][0]
+                merged += [(entry, p, fields) for entry, fields in events]
+            if not merged:
+                await anyio.sleep(POLL)
+                continue
+            merged.sort(key=lambda item: _event_order(item[0]))
+            for entry, p, fields in merged:
+                yield {"id": entry, "partition": p, **fields}
 
     async def get_dead_letters(self, limit: int = 100) -> list[JobDefinition]:
         """The newest dead letters (each with `.error` and `.attempts`), newest first."""
