@@ -8,11 +8,21 @@ import random
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 import redis
 
-from streamjobs import AsyncWorkerPool, JobService, JobStatus, RedisJobQueue
+from streamjobs import (
+    AsyncWorkerPool,
+    JobDefinition,
+    JobPriority,
+    JobService,
+    JobStatus,
+    RedisJobQueue,
+)
 from streamjobs._keys import crc16, key_slot, partition_of, partition_tag
 from streamjobs.errors import ConfigurationError, InvalidJobError
 from streamjobs.sync import SyncJobClient
@@ -179,3 +189,117 @@ async def test_calls_by_id_reach_the_jobs_partition(
         assert all([await svc.cancel_job(i) for i in ids])
         assert {await svc.get_job_status(i) for i in ids} == {JobStatus.CANCELLED}
         assert (await svc.get_metrics())["queue"]["cancelled"] == 8
+
+
+# -- workers ------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_one_worker_takes_every_critical_job_of_every_partition_before_any_lower(
+    combo: tuple[str, str], redis_url: str, queue_name: str
+) -> None:
+    order: list[int] = []
+
+    async def record(job: JobDefinition, progress: Any) -> None:
+        order.append(int(job.priority))
+
+    async with service(redis_url, queue_name, combo) as svc:
+        svc.register_handler("record", record)
+        specs = [  # partition p: p + 1 critical jobs, two of every lower priority
+            {"handler": "record", "priority": prio, "job_id": f"{p}.{prio.name}-{i}"}
+            for p in range(4)
+            for prio in JobPriority
+            for i in range(p + 1 if prio is JobPriority.CRITICAL else 2)
+        ]
+        ids = await svc.submit_many(specs)
+        await svc.start_workers(1)
+        with anyio.fail_after(20):
+            for job_id in ids:
+                await svc.wait_for_result(job_id)
+    assert order == sorted(order, reverse=True)
+    assert len(order) == len(ids)
+
+
+@pytest.mark.anyio
+async def test_every_job_through_four_partitions_completes_exactly_once_with_several_pools(
+    combo: tuple[str, str], redis_url: str, queue_name: str, raw: redis.Redis
+) -> None:
+    runs: Counter[str] = Counter()
+
+    async def count(job: JobDefinition, progress: Any) -> str:
+        runs[job.id] += 1
+        await anyio.lowlevel.checkpoint()
+        return job.id
+
+    async with (
+        service(redis_url, queue_name, combo) as one,
+        service(redis_url, queue_name, combo) as two,
+    ):
+        for svc in (one, two):
+            svc.register_handler("count", count)
+        prios = list(JobPriority)
+        ids = await one.submit_many(
+            [{"handler": "count", "priority": prios[i % 4]} for i in range(200)]
+        )
+        await one.start_workers(3)
+        await two.start_workers(2)
+        ids += [await two.submit_job("count", priority=prios[i % 4]) for i in range(40)]
+        with anyio.fail_after(30):
+            for job_id in ids:
+                assert (await one.wait_for_result(job_id)).result == job_id
+        metrics = await two.get_metrics()
+        assert metrics["workers"]["total"] == 5  # every pool counted once, not per partition
+    assert runs == Counter(ids)
+    assert metrics["queue"]["completed"] == len(ids) and metrics["queue"]["pending"] == 0
+
+
+@pytest.mark.anyio
+async def test_a_retry_and_a_delayed_job_are_promoted_in_every_partition(
+    combo: tuple[str, str], redis_url: str, queue_name: str
+) -> None:
+    async def flaky(job: JobDefinition, progress: Any) -> int:
+        if job.attempts < 2:
+            raise RuntimeError("once")
+        return job.attempts
+
+    async with service(redis_url, queue_name, combo) as svc:
+        svc.register_handler("flaky", flaky)
+        await svc.start_workers(2)
+        retried = [
+            await svc.submit_job("flaky", retry_delay=0.1, partition_key=f"r{k}") for k in range(8)
+        ]
+        delayed = [await svc.submit_job("flaky", delay=0.3, max_retries=0, job_id=f"{p}.d")
+                   for p in range(4)]  # fmt: skip
+        assert {svc.queue.partition_of(i) for i in retried} == {0, 1, 2, 3}
+        with anyio.fail_after(20):
+            for job_id in retried:
+                result = await svc.wait_for_result(job_id)
+                assert (result.status, result.result) == (JobStatus.COMPLETED, 2)
+            for job_id in delayed:
+                result = await svc.wait_for_result(job_id)
+                assert result.status is JobStatus.DEAD_LETTER or result.status is JobStatus.FAILED
+        assert (await svc.get_metrics())["queue"]["retried"] == 8
+
+
+@pytest.mark.anyio
+async def test_a_job_abandoned_by_a_dead_worker_is_taken_over_in_its_partition(
+    combo: tuple[str, str], redis_url: str, queue_name: str
+) -> None:
+    async def echo(job: JobDefinition, progress: Any) -> Any:
+        return job.args[0]
+
+    async with service(redis_url, queue_name, combo) as svc:
+        q = svc.queue
+        ids = [await svc.submit_job("echo", args=(p,), job_id=f"{p}.lost") for p in range(4)]
+        for p in range(4):  # a worker takes one job in each partition, then dies
+            [d] = await q.start("ghost-worker", 1, partition=p)
+            assert (d.job_id, d.partition) == (f"{p}.lost", p)
+        svc.register_handler("echo", echo)
+        await svc.start_workers(2)
+        with anyio.fail_after(20):
+            for p, job_id in enumerate(ids):
+                result = await svc.wait_for_result(job_id)
+                assert (result.status, result.result, result.attempts) == (
+                    JobStatus.COMPLETED, p, 2,
+                )  # fmt: skip
+                assert (await q.record(job_id))["crashes"] == "1"
