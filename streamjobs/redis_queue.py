@@ -571,8 +571,11 @@ class RedisJobQueue:
         total over the partitions, one after another); returns (purged, left)."""
         purged = left = 0
         for keys in self.parts:
-            done, rest = await self._run("purge_dead_letters", limit - purged, keys=keys)
-            purged, left = purged + int(done), left + int(rest)
+            if purged < limit:
+                done, rest = await self._run("purge_dead_letters", limit - purged, keys=keys)
+                purged, left = purged + int(done), left + int(rest)
+            else:  # the limit is reached: only count what is left (metrics.lua reads only)
+                left += int((await self._run("metrics", 0, keys=keys))[2])
         return purged, left
 
     async def promote(self, limit: int = 1000, *, partition: int = 0) -> float | None:

@@ -303,3 +303,91 @@ async def test_a_job_abandoned_by_a_dead_worker_is_taken_over_in_its_partition(
                     JobStatus.COMPLETED, p, 2,
                 )  # fmt: skip
                 assert (await q.record(job_id))["crashes"] == "1"
+
+
+# -- reading across partitions ------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_dead_letters_metrics_and_events_span_every_partition(
+    combo: tuple[str, str], redis_url: str, queue_name: str
+) -> None:
+    async def boom(job: JobDefinition, progress: Any) -> None:
+        if job.kwargs.get("fail"):
+            raise RuntimeError(f"boom {job.id}")
+
+    async with service(redis_url, queue_name, combo) as svc:
+        svc.register_handler("boom", boom)
+        seen: list[dict[str, Any]] = []
+        follow = svc.events()
+        all_completed = anyio.Event()
+        done: list[str] = []
+
+        async def collect() -> None:
+            async for event in follow:
+                seen.append(event)
+                completed = {e["job_id"] for e in seen if e["type"] == "job.completed"}
+                if done and completed >= set(done):
+                    all_completed.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(collect)
+            await anyio.sleep(0.3)  # the follower took its place in every partition's stream
+            dead = [await svc.submit_job("boom", kwargs={"fail": True}, max_retries=0,
+                                         job_id=f"{p}.dead") for p in range(4)]  # fmt: skip
+            done += [await svc.submit_job("boom", partition_key=f"k{k}") for k in range(8)]
+            await svc.start_workers(2)
+            with anyio.fail_after(20):
+                for job_id in dead + done:
+                    await svc.wait_for_result(job_id)
+                await all_completed.wait()
+            tg.cancel_scope.cancel()
+        await follow.aclose()
+        assert {e["partition"] for e in seen} == {0, 1, 2, 3}
+        assert len({e["id"] + str(e["partition"]) for e in seen}) == len(seen)  # none twice
+
+        letters = await svc.get_dead_letters()
+        assert sorted(d.id for d in letters) == sorted(dead)
+        assert all(d.error == f"RuntimeError: boom {d.id}" or d.id in (d.error or "")
+                   for d in letters)  # fmt: skip
+        assert [d.id for d in await svc.get_dead_letters(2)] == [d.id for d in letters[:2]]
+        metrics = await svc.get_metrics()
+        assert (metrics["queue"]["dead_letter"], metrics["queue"]["completed"]) == (4, 8)
+        assert metrics["workers"]["total"] == 2
+
+        assert await svc.retry_dead_letter("3.dead")
+        with anyio.fail_after(10):  # it runs again, in its partition, and fails again
+            again = await svc.wait_for_result("3.dead")
+        assert (again.status, again.attempts) == (JobStatus.DEAD_LETTER, 1)
+        assert await svc.purge_dead_letters(limit=3) == (3, 1)
+        assert len(await svc.get_dead_letters()) == 1
+        assert await svc.purge_dead_letters() == (1, 0)
+
+
+def test_the_cli_reads_and_submits_across_partitions(
+    redis_url: str, queue_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from streamjobs.cli import main
+
+    conn = ["--queue", queue_name, "--redis-url", redis_url]
+
+    def cli(*args: str) -> Any:
+        assert main([*args, *conn, "--json"]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    with SyncJobClient(redis_url, name=queue_name, partitions=4) as client:
+        ids = client.submit_many([{"handler": "noop"} for _ in range(8)])
+        keyed = cli("submit", "noop", "--partition-key", "t-1", "--partitions", "4")["id"]
+        assert client.queue.partition_of(keyed) == client.queue.partition_of(
+            client.submit_job("noop", partition_key="t-1")
+        )
+    info = cli("info")
+    assert (info["partitions"], info["pending_total"]) == (4, 10)
+    assert cli("jobs", "show", ids[-1])["id"] == ids[-1]
+    assert main(["info", *conn, "--partitions", "2"]) == 1
+    assert "partitions=2" in capsys.readouterr().err
+    assert main(["events", "-n", "20", *conn, "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 10 and {json.loads(line)["type"] for line in lines} == {"job.queued"}

@@ -33,6 +33,7 @@ async def submit(svc: JobService, opts: Any) -> int:
         job_id = await svc.submit_job(
             opts.handler, args, kwargs, priority=opts.priority, timeout=opts.timeout,
             max_retries=opts.max_retries, job_id=opts.job_id, delay=opts.delay,
+            partition_key=opts.partition_key,
         )  # fmt: skip
     except InvalidJobError as exc:
         raise CliError(f"job refused: {exc}") from None
