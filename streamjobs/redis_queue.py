@@ -344,10 +344,14 @@ class RedisJobQueue:
             return None
 
     async def ensure_groups(self) -> None:
-        """Create the consumer groups again (after a FLUSHALL or a restart without data)."""
-        for keys in self.parts:
+        """Create the consumer groups again (after a FLUSHALL or a restart without data), the
+        partitions' concurrently."""
+
+        async def create(keys: QueueKeys, p: int) -> None:
             for stream in keys.streams:
                 await self.driver.create_group(stream, GROUP)
+
+        await self._each(create)
 
     async def close(self) -> None:
         """Close the connections (idempotent)."""

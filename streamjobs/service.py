@@ -35,7 +35,10 @@ def _event_order(entry: str) -> tuple[int, int]:
 
 
 class JobService:
-    """Submit jobs, run workers and read back status, results, dead letters and metrics."""
+    """Submit jobs, run workers and read back status, results, dead letters and metrics.
+
+    `partitions=N` splits the queue into N partitions (see `RedisJobQueue`): reads span them
+    all, calls about one job go to its partition, and the workers serve every partition."""
 
     def __init__(
         self,

@@ -45,7 +45,8 @@ class SyncJobClient:
     """Submit jobs and read back their status, results, dead letters and metrics, blocking.
 
     Takes the same queue settings as `JobService` (`redis_url`, defaulting to `$REDIS_URL`,
-    then `redis://localhost:6379/0`; `key_prefix`; `name`), or a `queue` to copy them from.
+    then `redis://localhost:6379/0`; `key_prefix`; `name`; `partitions`, checked against the
+    count recorded in Redis on first use), or a `queue` to copy them from.
     `timings` must match the workers' for the worker counts in `get_metrics()` (default
     `Timings()`, as `JobService` uses).
     """
