@@ -26,6 +26,7 @@ from ._drivers import Driver, connect
 from ._drivers._pipeline import ReplyLost
 from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, MAX_PARTITIONS, QueueKeys, partition_of, partitions_key
+from ._observe import default_observers
 from ._scripts import script
 from .errors import (
     ConfigurationError,
@@ -228,6 +229,8 @@ class RedisJobQueue:
         self._driver: Driver | None = None
         #: Redis' maxmemory-policy as read at connect (None when Redis would not say).
         self.maxmemory_policy: str | None = None
+        #: What watches this queue's jobs: metrics and traces (see `_observe`).
+        self.observers = default_observers(name)
 
     # -- partitions -----------------------------------------------------------------------
 
@@ -650,18 +653,20 @@ class RedisJobQueue:
 
 
 def merge_snapshots(snapshots: Sequence[Any]) -> list[Any]:
-    """One metrics.lua reply from one per partition: lengths and counters summed; the pools
-    from the first (every pool registers in every partition)."""
+    """One metrics.lua reply from one per partition: lengths and counters summed, the oldest
+    undelivered entry's age the greatest; the pools from the first (every pool registers in
+    every partition)."""
     first = list(snapshots[0])
     if len(snapshots) == 1:
         return first
-    streams = [[0, 0] for _ in first[0]]
+    streams = [[0, 0, -1] for _ in first[0]]
     stats: dict[str, int] = {}
     delayed = dead = 0
     for snap in snapshots:
-        for total, (length, delivered) in zip(streams, snap[0]):
+        for total, (length, delivered, age) in zip(streams, snap[0]):
             total[0] += int(length)
             total[1] += int(delivered)
+            total[2] = max(total[2], int(age))
         delayed, dead = delayed + int(snap[1]), dead + int(snap[2])
         for name, value in _codec.pairs(snap[3]).items():
             stats[name] = stats.get(name, 0) + int(value)

@@ -15,7 +15,7 @@ connection, and the client keeps no other state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -130,6 +130,9 @@ class SyncJobClient:
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload,
         )  # fmt: skip
+        if q.observers:
+            [job_id] = self._submit_observed([job])
+            return job_id
         [call] = q.enqueue_calls([job])
         self._driver.eval(script("enqueue"), q.keys_of(job.id).all, call)
         return job.id
@@ -141,12 +144,19 @@ class SyncJobClient:
         with the ids written and not, as `JobService.submit_many` does."""
         q = self._parts()
         specs = _codec.new_jobs(jobs, q.max_payload, q.place, q.partition_count > 1)
-        if not specs:
-            return []
+        if specs and q.observers:
+            return self._submit_observed(specs)
+        if specs:
+            self._write(specs)
+        return [job.id for job in specs]
+
+    def _write(self, specs: Sequence[_codec.NewJob]) -> None:
+        """Write validated jobs: one pipeline of enqueue.lua chunks per partition."""
+        q = self._parts()
         if q.partition_count == 1:
             calls = q.enqueue_calls(specs)
             enqueued(specs, self._driver.eval_many(script("enqueue"), q.keys.all, calls))
-            return [job.id for job in specs]
+            return
         chunks: list[tuple[list[int], Any]] = []
         for p, at in q.by_partition([job.id for job in specs]).items():
             calls = q.enqueue_calls([specs[i] for i in at])
@@ -154,6 +164,11 @@ class SyncJobClient:
             starts = range(0, len(at), ENQUEUE_CHUNK)
             chunks += [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
         enqueued_chunks(specs, chunks)
+
+    def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
+        """Write jobs as the observers see fit (a trace's context added to each, say)."""
+        with self._queue.observers.submitting(specs) as observed:
+            self._write(observed)
         return [job.id for job in specs]
 
     def cancel_job(self, job_id: str) -> bool:
