@@ -139,7 +139,7 @@ def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--delay", type=float, default=None, help="run no sooner than this (seconds)")
     p.add_argument("--job-id", default=None, help="an id of your own: submitting is idempotent")
     p.add_argument("--partition-key", default=None,
-                   help="jobs with the same key share a partition (not with --job-id)")
+                   help="jobs with the same key share a partition (not with --job-id)")  # fmt: skip
     p.set_defaults(command="submit")
 
 
