@@ -391,3 +391,31 @@ def test_the_cli_reads_and_submits_across_partitions(
     assert main(["events", "-n", "20", *conn, "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 10 and {json.loads(line)["type"] for line in lines} == {"job.queued"}
+
+
+@pytest.mark.anyio
+async def test_an_immediate_stop_hands_back_the_jobs_of_every_partition(
+    combo: tuple[str, str], redis_url: str, queue_name: str
+) -> None:
+    started = anyio.Event()
+    running: set[str] = set()
+
+    async def slow(job: JobDefinition, progress: Any) -> str:
+        running.add(job.id)
+        if len(running) == 8:
+            started.set()
+        await anyio.sleep(30)
+        return job.id
+
+    async with service(redis_url, queue_name, combo) as svc:
+        svc.register_handler("slow", slow)
+        ids = [
+            await svc.submit_job("slow", job_id=f"{p}.slow-{i}") for p in range(4) for i in range(2)
+        ]
+        await svc.start_workers(8)
+        with anyio.fail_after(10):
+            await started.wait()
+        await svc.stop_workers(graceful=False)
+        assert {await svc.get_job_status(i) for i in ids} == {JobStatus.PENDING}
+        metrics = await svc.get_metrics()
+        assert (metrics["queue"]["pending"], metrics["workers"]["total"]) == (8, 0)
