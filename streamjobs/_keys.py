@@ -87,6 +87,18 @@ class QueueKeys:
         """Prefix of worker pool record hashes."""
         return f"{self.base}pool:"
 
+    @cached_property
+    def schedule_keys(self) -> tuple[str, str, str]:
+        """Where schedules live, all in one place (KEYS 14-16 of the schedule scripts): the
+        sorted set of schedule names by next due time (ms), the prefix of each schedule's
+        hash, and the hash of the schedulers' clock (last look, when looks resumed)."""
+        return (f"{self.base}schedules", f"{self.base}schedule:", f"{self.base}schedules:clock")
+
+    @cached_property
+    def scheduling(self) -> tuple[str, ...]:
+        """KEYS for the schedule scripts: every script's, then `schedule_keys`."""
+        return (*self.all, *self.schedule_keys)
+
     def job(self, job_id: str) -> str:
         """The record hash of one job."""
         return f"{self.job_prefix}{job_id}"

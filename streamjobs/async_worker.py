@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _codec, _promoter, _reaper
+from . import _codec, _promoter, _reaper, _scheduler
 from ._backoff import pause
 from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
@@ -177,6 +177,7 @@ class AsyncWorkerPool:
             await tg.start(self._recorder.run)
             await tg.start(_reaper.run, self.queue, self.timings.reap_interval)
             await tg.start(_promoter.run, self.queue, self.timings.max_promote_sleep)
+            await tg.start(_scheduler.run, self.queue)
             tg.start_soon(self._keeper.run, self._lease_lost)
             tg.start_soon(self._timeouts.run)
             for worker in self._slots.workers:
