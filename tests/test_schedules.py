@@ -4,12 +4,13 @@ policies after every pool was down; lateness; no overlap; DST; pause, resume, tr
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -358,3 +359,58 @@ def test_three_pools_with_skewed_clocks_fire_each_tick_once(
     redis_now = raw.time()[0] * 1000
     assert all(redis_now - 15_000 < t <= redis_now for t in ticks)
     assert abs(time.time() * 1000 - redis_now) < 5_000
+
+
+# -- the command line -------------------------------------------------------------------------
+
+Cli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def cli(redis_url: str, queue_name: str) -> Cli:
+    """Run `python -m streamjobs ...` on this test's queue; fails on a traceback."""
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "streamjobs", *args, "--queue", queue_name]
+        done = subprocess.run(
+            [*cmd, "--redis-url", redis_url], cwd=ROOT, capture_output=True, text=True, timeout=30
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        assert (done.returncode == 0) is ok, done.stderr
+        return done
+
+    return run
+
+
+def cli_json(cli: Cli, *args: str) -> Any:
+    return json.loads(cli(*args, "--json").stdout)
+
+
+def test_cli_lists_pauses_resumes_triggers_and_removes_schedules(
+    cli: Cli, redis_url: str, queue_name: str
+) -> None:
+    with SyncJobClient(redis_url, name=queue_name) as client:
+        client.schedule("backup", "process_backup", cron="0 2 * * *", tz="Europe/Berlin")
+        client.schedule("poll", "poll_feeds", every=30)
+    listed = {s["name"]: s for s in cli_json(cli, "schedules", "list")}
+    assert listed["backup"]["description"] == "at 02:00 every day (Europe/Berlin)"
+    assert listed["poll"]["description"] == "every 30 s"
+    assert len(listed["backup"]["next_fire_times"]) == 5
+    berlin = [
+        datetime.fromisoformat(t).astimezone(BERLIN) for t in listed["backup"]["next_fire_times"]
+    ]
+    assert {(t.hour, t.minute) for t in berlin} == {(2, 0)}
+    text = cli("schedules", "list").stdout
+    assert "at 02:00 every day" in text and "every 30 s" in text
+    assert cli_json(cli, "schedules", "pause", "poll") == {"schedule": "poll", "paused": True}
+    assert "paused" in cli("schedules", "list").stdout
+    assert cli_json(cli, "schedules", "resume", "poll") == {"schedule": "poll", "resumed": True}
+    triggered = cli_json(cli, "schedules", "trigger", "backup")
+    assert triggered["job_id"].startswith("sched:backup:manual-")
+    assert cli_json(cli, "schedules", "remove", "backup") == {"schedule": "backup", "removed": True}
+    failed = cli("schedules", "trigger", "backup", ok=False)
+    assert failed.returncode == 1
+    assert (
+        failed.stderr.strip() == f"streamjobs: error: no schedule 'backup' on queue '{queue_name}'"
+    )
+    assert [s["name"] for s in cli_json(cli, "schedules", "list")] == ["poll"]
