@@ -23,7 +23,7 @@ import redis
 from streamjobs import AsyncWorkerPool, InvalidJobError, JobDefinition, JobService, RedisJobQueue
 from streamjobs import _schedules as sched
 from streamjobs.sync import SyncJobClient
-from tests.conftest import FAST, queue_keys
+from tests.conftest import FAST, load_example, queue_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -280,18 +280,20 @@ async def test_a_run_later_than_max_lateness_is_dropped(
 ) -> None:
     async with service_factory() as svc:
         await svc.schedule("late", "noop", every=0.5, misfire="all", overlap=True, max_lateness=1.0)
-    await anyio.sleep(3.0)  # no pool runs: six ticks pass
+    await anyio.sleep(3.5)  # no pool runs: seven ticks pass
     async with service_factory() as svc:
         async with anyio.create_task_group() as tg:
             await tg.start(svc.run_workers, 1)
             await anyio.sleep(0.3)
             await svc.stop_workers()
         info = await svc.get_schedule("late")
-    back = int(raw.hget(svc.queue.keys.schedule_keys[2], "back") or 0)
-    ticks = _ticks_of(raw, svc, "late")
-    missed = [t for t in ticks if t < back]
-    assert missed and all(back - t <= 1_100 for t in missed)  # only those within the bound
-    assert info is not None and info.skipped >= 3
+    prefix = svc.queue.keys.job_prefix
+    queued = {
+        t: int(raw.hget(f"{prefix}sched:late:{t}", "created_at") or 0)
+        for t in _ticks_of(raw, svc, "late")
+    }
+    assert queued and all(0 <= at - tick <= 1_000 for tick, at in queued.items())
+    assert info is not None and info.skipped >= 3  # the older ticks were dropped, and counted
 
 
 # -- three pools in three processes, with clocks 30 s apart -----------------------------------
@@ -414,3 +416,26 @@ def test_cli_lists_pauses_resumes_triggers_and_removes_schedules(
         failed.stderr.strip() == f"streamjobs: error: no schedule 'backup' on queue '{queue_name}'"
     )
     assert [s["name"] for s in cli_json(cli, "schedules", "list")] == ["poll"]
+
+
+# -- the guide's nightly backup, without APScheduler ------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_scheduled_backup_example_schedules_at_two_and_runs_when_triggered(
+    svc: JobService,
+) -> None:
+    module = load_example("scheduled_backup")
+    svc.register_handler("process_backup", module.process_backup)
+    info = await module.schedule_daily_backup(svc, "Europe/Berlin")
+    assert info.description == "at 02:00 every day (Europe/Berlin)"
+    assert [t.astimezone(BERLIN).hour for t in info.next_fire_times] == [2] * 5
+    again = await module.schedule_daily_backup(svc, "Europe/Berlin")  # every start of the app
+    assert again.next_fire_times == info.next_fire_times
+    job_id = await svc.trigger_schedule("daily-backup")
+    assert job_id is not None
+    async with anyio.create_task_group() as tg:
+        await tg.start(svc.run_workers, 1)
+        result = await svc.wait_for_result(job_id, timeout=10)
+        await svc.stop_workers()
+    assert result.result == f"backup done ({job_id})"

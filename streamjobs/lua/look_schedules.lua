@@ -1,6 +1,7 @@
 --[[ look_schedules: a pool's scheduler looks for due schedules, by Redis' clock.
 Every look stamps the schedulers' clock hash: 'seen', the last look; 'back', when looks
-resumed after none for longer than ARGV 5 (or ever). Ticks before 'back' passed while no
+resumed after none for longer than ARGV 5 (or ever). A queue without schedules is left
+without any schedule key. Ticks before 'back' passed while no
 pool looked: the misfire policy decides what runs for them.
 KEYS 14-16 as in read_schedules. ARGV 4 most due schedules returned, 5 gap (ms).
 Returns {now ms, back ms, {{name, flat hash}, ...} due now, ms until the next due schedule
@@ -9,6 +10,7 @@ Returns {now ms, back ms, {{name, flat hash}, ...} due now, ms until the next du
 local SCHEDULES, SCHEDULE_PREFIX, CLOCK = KEYS[14], KEYS[15], KEYS[16]
 local limit, gap = tonumber(ARGV[4]), tonumber(ARGV[5])
 local now = now_ms()
+if redis.call('EXISTS', SCHEDULES) == 0 then return {now, now, {}, -1} end  -- no keys made
 local st = redis.call('HMGET', CLOCK, 'seen', 'back')
 local back = tonumber(st[2] or '0')
 if not st[1] or now - tonumber(st[1]) > gap then back = now end
