@@ -302,7 +302,7 @@ def info(name: str, record: Mapping[str, str]) -> ScheduleInfo:
 
 
 def parse_read(reply: Sequence[Any]) -> tuple[int, dict[str, dict[str, str]]]:
-    """read_schedules.lua's reply: Redis' time (ms) and each schedule's hash by name."""
+    """get_schedules.lua's reply: Redis' time (ms) and each schedule's hash by name."""
     now, found = reply
     return int(now), {str(item[0]): _codec.pairs(item[1]) for item in found}
 
@@ -379,14 +379,14 @@ def _weekdays(part: str) -> str | None:
 
 @dataclass(frozen=True)
 class NewSchedule:
-    """A validated `schedule()` call, ready for put_schedule.lua."""
+    """A validated `schedule()` call, ready for schedule.lua."""
 
     name: str
     timing: Timing
     fields: list[str]
 
     def put_args(self, now: int) -> tuple[Any, ...]:
-        """put_schedule.lua's own ARGV, its first tick counted from Redis' `now`."""
+        """schedule.lua's own ARGV, its first tick counted from Redis' `now`."""
         return (self.name, self.timing.key, next_after(self.timing, now), *self.fields)
 
 

@@ -3,8 +3,9 @@
 One reader takes only as many jobs as the pool has idle workers, highest priority first, and
 blocks on the queue's ready list when it is empty (start.lua runs the moment a job's token
 arrives, in the same round trip). It also takes over jobs whose lease lapsed
-(reclaim). A promoter moves due delayed jobs; a thread keeps leases fresh; heartbeats feed the
-registry behind `get_workers()`. Everything lives in the pool's task group.
+(reclaim). A promoter moves due delayed jobs; a scheduler fires due schedules (every pool
+does, each tick once); a thread keeps leases fresh; heartbeats feed the registry behind
+`get_workers()`. Everything lives in the pool's task group.
 """
 
 from __future__ import annotations

@@ -191,20 +191,20 @@ class JobService:
             retry_delay=retry_delay, retry_backoff=retry_backoff, misfire=misfire,
             max_lateness=max_lateness, overlap=overlap, max_payload=self._queue.max_payload,
         )  # fmt: skip
-        now, _ = _schedules.parse_read(await self._queue.run_schedules("read_schedules", name))
-        await self._queue.run_schedules("put_schedule", *new.put_args(now))
+        now, _ = _schedules.parse_read(await self._queue.run_schedules("get_schedules", name))
+        await self._queue.run_schedules("schedule", *new.put_args(now))
         info = await self.get_schedule(new.name)
         assert info is not None
         return info
 
     async def get_schedules(self) -> list[ScheduleInfo]:
         """Every schedule of this queue by name, with its next five fire times."""
-        _, found = _schedules.parse_read(await self._queue.run_schedules("read_schedules"))
+        _, found = _schedules.parse_read(await self._queue.run_schedules("get_schedules"))
         return [_schedules.info(name, found[name]) for name in sorted(found)]
 
     async def get_schedule(self, name: str) -> ScheduleInfo | None:
         """One schedule, or None when there is none by that name."""
-        _, found = _schedules.parse_read(await self._queue.run_schedules("read_schedules", name))
+        _, found = _schedules.parse_read(await self._queue.run_schedules("get_schedules", name))
         return _schedules.info(name, found[name]) if name in found else None
 
     async def pause_schedule(self, name: str) -> bool:
@@ -215,7 +215,7 @@ class JobService:
         """Fire a paused schedule again from its next tick (the ticks it was paused over do
         not run); False when unknown or not paused."""
         now, found = _schedules.parse_read(
-            await self._queue.run_schedules("read_schedules", name)
+            await self._queue.run_schedules("get_schedules", name)
         )
         if name not in found:
             return False

@@ -162,20 +162,20 @@ class SyncJobClient:
             retry_delay=retry_delay, retry_backoff=retry_backoff, misfire=misfire,
             max_lateness=max_lateness, overlap=overlap, max_payload=self._queue.max_payload,
         )  # fmt: skip
-        now, _ = _schedules.parse_read(self._schedules("read_schedules", name))
-        self._schedules("put_schedule", *new.put_args(now))
+        now, _ = _schedules.parse_read(self._schedules("get_schedules", name))
+        self._schedules("schedule", *new.put_args(now))
         info = self.get_schedule(new.name)
         assert info is not None
         return info
 
     def get_schedules(self) -> list[ScheduleInfo]:
         """Every schedule of this queue by name, with its next five fire times."""
-        _, found = _schedules.parse_read(self._schedules("read_schedules"))
+        _, found = _schedules.parse_read(self._schedules("get_schedules"))
         return [_schedules.info(name, found[name]) for name in sorted(found)]
 
     def get_schedule(self, name: str) -> ScheduleInfo | None:
         """One schedule, or None when there is none by that name."""
-        _, found = _schedules.parse_read(self._schedules("read_schedules", name))
+        _, found = _schedules.parse_read(self._schedules("get_schedules", name))
         return _schedules.info(name, found[name]) if name in found else None
 
     def pause_schedule(self, name: str) -> bool:
@@ -184,7 +184,7 @@ class SyncJobClient:
 
     def resume_schedule(self, name: str) -> bool:
         """Fire a paused schedule again from its next tick; False when unknown or not paused."""
-        now, found = _schedules.parse_read(self._schedules("read_schedules", name))
+        now, found = _schedules.parse_read(self._schedules("get_schedules", name))
         if name not in found:
             return False
         first = _schedules.next_after(_schedules.timing_from(found[name]), now)

@@ -239,6 +239,26 @@ async def test_no_overlap_skips_ticks_while_the_last_run_runs(svc: JobService) -
 
 
 @pytest.mark.anyio
+async def test_a_paused_schedule_does_not_fire_until_resumed(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    async def noop(job: JobDefinition, progress: Any) -> None:
+        return None
+
+    svc.register_handler("noop", noop)
+    await svc.schedule("paused", "noop", every=0.2)
+    await svc.pause_schedule("paused")
+    async with anyio.create_task_group() as tg:
+        await tg.start(svc.run_workers, 1)
+        await anyio.sleep(1.0)
+        assert _ticks_of(raw, svc, "paused") == []
+        await svc.resume_schedule("paused")
+        await anyio.sleep(1.3)  # the pools see the change within a second
+        await svc.stop_workers()
+    assert _ticks_of(raw, svc, "paused")
+
+
+@pytest.mark.anyio
 async def test_schedules_survive_a_restart_of_every_pool_and_misfires_follow_policy(
     service_factory: Any, raw: redis.Redis
 ) -> None:

@@ -6,7 +6,7 @@ run's job id is derived from the schedule and its tick (sched:<name>:<tick ms>):
 replayed call cannot queue a tick twice.
 A tick is skipped, not run, when it is later than the schedule's max_lateness, or (overlap
 off) while the last run is still pending, scheduled, running or waiting to retry.
-KEYS 14-16 as in read_schedules.
+KEYS 14-16 as in get_schedules.
 ARGV 4 name, 5 mode: 'tick' (the scheduler) or 'now' (trigger_schedule: one run now, any
   state, no overlap check, the next due time untouched), 6 expected next ms, 7 new next ms,
   8 ticks the misfire policy dropped (counted as skipped), 9... ticks to run, ascending (ms).

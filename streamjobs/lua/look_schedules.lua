@@ -3,7 +3,7 @@ Every look stamps the schedulers' clock hash: 'seen', the last look; 'back', whe
 resumed after none for longer than ARGV 5 (or ever). A queue without schedules is left
 without any schedule key. Ticks before 'back' passed while no
 pool looked: the misfire policy decides what runs for them.
-KEYS 14-16 as in read_schedules. ARGV 4 most due schedules returned, 5 gap (ms).
+KEYS 14-16 as in get_schedules. ARGV 4 most due schedules returned, 5 gap (ms).
 Returns {now ms, back ms, {{name, flat hash}, ...} due now, ms until the next due schedule
 (-1: none but paused ones)}.
 ]]

@@ -1,5 +1,5 @@
 --[[ pause_schedule: stop a schedule firing (its score becomes +inf) until resumed.
-KEYS 14-16 as in read_schedules. ARGV 4 name.
+KEYS 14-16 as in get_schedules. ARGV 4 name.
 Returns 1 paused, 0 already paused, -1 unknown. Events: schedule.paused.
 ]]
 local SCHEDULES, SCHEDULE_PREFIX = KEYS[14], KEYS[15]

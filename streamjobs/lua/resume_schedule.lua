@@ -1,6 +1,6 @@
 --[[ resume_schedule: let a paused schedule fire again from its first tick after now (the
 ticks it was paused over never run).
-KEYS 14-16 as in read_schedules. ARGV 4 name, 5 its first tick after now (ms).
+KEYS 14-16 as in get_schedules. ARGV 4 name, 5 its first tick after now (ms).
 Returns 1 resumed, 0 not paused, -1 unknown. Events: schedule.resumed.
 ]]
 local SCHEDULES, SCHEDULE_PREFIX = KEYS[14], KEYS[15]

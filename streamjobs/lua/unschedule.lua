@@ -1,6 +1,6 @@
 --[[ unschedule: delete a schedule; runs it already queued stay queued; the last
 one takes the schedulers' clock with it.
-KEYS 14-16 as in read_schedules. ARGV 4 name.
+KEYS 14-16 as in get_schedules. ARGV 4 name.
 Returns 1 deleted, 0 unknown. Events: schedule.removed.
 ]]
 local SCHEDULES, SCHEDULE_PREFIX, CLOCK = KEYS[14], KEYS[15], KEYS[16]

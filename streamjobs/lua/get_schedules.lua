@@ -1,4 +1,4 @@
---[[ read_schedules: read schedules and Redis' clock (writes nothing).
+--[[ get_schedules: read schedules and Redis' clock (writes nothing).
 KEYS 14 schedules sorted set (name -> next due ms, +inf while paused), 15 schedule hash
 prefix, 16 the schedulers' clock hash (see look_schedules).
 ARGV 4... schedule names; none reads every schedule.

@@ -1,7 +1,7 @@
---[[ put_schedule: create a schedule, or update one by name. A paused schedule stays paused;
+--[[ schedule: create a schedule, or update one by name. A paused schedule stays paused;
 its next due time is kept while its timing (kind, expression, time zone) is unchanged, so
 calling schedule() again at every start of an app neither moves nor loses a tick.
-KEYS 14-16 as in read_schedules.
+KEYS 14-16 as in get_schedules.
 ARGV 4 name, 5 timing key, 6 next due ms for a new timing, 7... the schedule's fields.
 The schedulers' clock starts with the first schedule (see look_schedules).
 Returns 1 created, 0 updated.
