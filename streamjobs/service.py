@@ -182,9 +182,13 @@ class JobService:
     ) -> ScheduleInfo:
         """Run `handler` periodically: by `cron` (5 fields, or 6 with seconds first, in
         time zone `tz`) or `every` seconds (ticks at whole multiples since the epoch). Every
-        worker pool of the queue fires it, each tick once. Calling it again with the same
-        name updates the schedule (a paused one stays paused; an unchanged timing keeps its
-        next tick). Invalid input raises InvalidJobError naming the field, writing nothing."""
+        worker pool of the queue fires it, each tick once, as job `sched:<name>:<tick ms>`.
+        Ticks missed while no pool ran: `misfire` "coalesce" runs the newest one, "skip"
+        none, "all" each (the newest 100; needs `overlap=True`). A run later than
+        `max_lateness` seconds is dropped; with `overlap=False` a tick is skipped while the
+        last run is pending or running. Calling it again with the same name updates the
+        schedule (a paused one stays paused; an unchanged timing keeps its next tick).
+        Invalid input raises InvalidJobError naming the field, writing nothing."""
         new = _schedules.new_schedule(
             name, handler, cron=cron, every=every, tz=tz, args=args, kwargs=kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries,

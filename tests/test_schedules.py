@@ -72,6 +72,26 @@ def test_daily_berlin_schedule_runs_once_on_both_dst_change_days() -> None:
         assert fall[1] - fall[0] == 25 * 3_600_000  # the long day: one run, 25 h apart
 
 
+def test_a_seconds_schedule_follows_the_wall_clock_across_dst() -> None:
+    """With a seconds field other than 0 the expression is read literally (cronsim's rule
+    for 6 fields): no run in the hour that does not exist, two in the one that repeats."""
+    timing = sched.timing_of("15 30 2 * * *", None, "Europe/Berlin")
+
+    def days(start: datetime) -> list[str]:
+        first = sched.next_after(timing, _ms(start))
+        return [
+            datetime.fromtimestamp(t / 1000, BERLIN).isoformat()
+            for t in sched.upcoming(timing, first, 3)
+        ]
+
+    assert days(datetime(2026, 3, 28, 12, tzinfo=BERLIN)) == [
+        "2026-03-30T02:30:15+02:00", "2026-03-31T02:30:15+02:00", "2026-04-01T02:30:15+02:00",
+    ]  # fmt: skip
+    assert days(datetime(2026, 10, 24, 12, tzinfo=BERLIN)) == [
+        "2026-10-25T02:30:15+02:00", "2026-10-25T02:30:15+01:00", "2026-10-26T02:30:15+01:00",
+    ]  # fmt: skip
+
+
 def test_hourly_berlin_schedule_follows_real_hours_across_fall_back() -> None:
     timing = sched.timing_of("0 * * * *", None, "Europe/Berlin")
     start = _ms(datetime(2026, 10, 25, 1, 30, tzinfo=BERLIN))
