@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,3 +134,76 @@ def test_metrics_with_redis_unreachable_prints_one_line_and_exits_1() -> None:
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert "cannot use Redis" in done.stderr
+
+
+def _sample(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_worker_metrics_port_counts_the_attempts_it_ran_with_durations_and_waits(
+    redis_url: str, queue_name: str
+) -> None:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "streamjobs", "worker", "examples.app:service",
+           "--concurrency", "2", "--log-level", "warning", "--queue", queue_name,
+           "--metrics-port", str(port)]  # fmt: skip
+    env = {**os.environ, "REDIS_URL": redis_url}
+    with SyncJobClient(redis_url, name=queue_name) as client:
+        ids = [client.submit_job("process_media", args=(n,), kwargs={"seconds": 0.02})
+               for n in range(3)]  # fmt: skip
+        ids.append(client.submit_job("process_media", kwargs={"quality": "8k"}, priority="high"))
+    worker = subprocess.Popen(cmd, cwd=ROOT, env=env, text=True)
+    url = f"http://127.0.0.1:{port}/metrics"
+    q, h = queue_name, "process_media"
+    try:
+        deadline, samples, text = time.monotonic() + 30, {}, ""
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):  # not serving yet
+                text, samples = scrape(url)
+            done = _sample(samples, "streamjobs_jobs_finished_total", queue=q, handler=h,
+                           outcome="completed")  # fmt: skip
+            if done == 3 and _sample(samples, "streamjobs_jobs_finished_total", queue=q,
+                                     handler=h, outcome="failed") == 1:  # fmt: skip
+                break
+            time.sleep(0.1)
+        assert done == 3
+        durations = _sample(samples, "streamjobs_job_duration_seconds_count", queue=q, handler=h,
+                            outcome="completed")  # fmt: skip
+        took = _sample(samples, "streamjobs_job_duration_seconds_sum", queue=q, handler=h,
+                       outcome="completed")  # fmt: skip
+        assert durations == 3 and took >= 3 * 0.06  # three steps of 0.02 s each
+        waits = _sample(samples, "streamjobs_job_wait_seconds_count", queue=q, handler=h,
+                        priority="normal")  # fmt: skip
+        assert waits == 3
+        assert _sample(samples, "streamjobs_job_wait_seconds_count", queue=q, handler=h,
+                       priority="high") == 1  # fmt: skip
+        assert not any(job_id in text for job_id in ids)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0
+    finally:
+        _stop(worker)
+
+
+@pytest.mark.anyio
+async def test_submits_are_counted_by_handler_and_priority_and_handlers_past_the_cap_fold(
+    svc: Any,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from streamjobs.prometheus import WorkerMetrics
+
+    registry = CollectorRegistry()
+    WorkerMetrics(registry, max_handlers=2).observe(svc)
+    await svc.submit_job("a", priority="high")
+    await svc.submit_job("b")
+    await svc.submit_many([{"handler": "c"}, {"handler": "d"}])
+    await svc.submit_many([{"handler": "a", "priority": "high"}])
+    name, q = "streamjobs_jobs_enqueued_total", svc.queue.keys.name
+
+    def count(handler: str, priority: str) -> float | None:
+        labels = {"queue": q, "handler": handler, "priority": priority}
+        return registry.get_sample_value(name, labels)
+
+    assert count("a", "high") == 2 and count("b", "normal") == 1
+    assert count("other", "normal") == 2  # c and d: past the two handler names kept
+    assert count("c", "normal") is None

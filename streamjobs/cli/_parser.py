@@ -75,6 +75,11 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--driver", default=None, choices=DRIVERS,
                    help="Redis client (default: the app's, else resp on asyncio, coredis on "
                    "trio)")  # fmt: skip
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve this process's job counters and histograms to Prometheus at "
+                   "/metrics on this port (needs the prometheus extra; one process)")  # fmt: skip
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address --metrics-port binds (default: 127.0.0.1)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.set_defaults(command="worker")
