@@ -77,10 +77,15 @@ def partition_tag(name: str, p: int, n: int) -> str:
 _LEADING_PARTITION = re.compile(r"^(\d+)\.")
 
 
+#: The id prefix of a schedule's runs (`sched:<name>:<tick>`).
+SCHEDULED_PREFIX = "sched:"
+
+
 def partition_of(job_id: str, n: int) -> int:
     """The partition a job id lives in: 0 with one partition; the id's leading `<p>.` when it
-    has one below n (generated ids carry it); else the id's CRC-32 modulo n."""
-    if n == 1:
+    has one below n (generated ids carry it); 0 for a schedule's runs (`sched:...`: schedules
+    live in partition 0, whose script queues their runs); else the id's CRC-32 modulo n."""
+    if n == 1 or job_id.startswith(SCHEDULED_PREFIX):
         return 0
     m = _LEADING_PARTITION.match(job_id)
     if m is not None and (p := int(m.group(1))) < n:
@@ -172,6 +177,18 @@ class QueueKeys:
         """The key that holds the job standing for a `dedupe_key` (built from the prefix by
         enqueue_deduped.lua the same way)."""
         return f"{self.dedupe_prefix}{key}"
+
+    @cached_property
+    def schedule_keys(self) -> tuple[str, str, str]:
+        """Where schedules live, all in one place (KEYS 14-16 of the schedule scripts): the
+        sorted set of schedule names by next due time (ms), the prefix of each schedule's
+        hash, and the hash of the schedulers' clock (last look, when looks resumed)."""
+        return (f"{self.base}schedules", f"{self.base}schedule:", f"{self.base}schedules:clock")
+
+    @cached_property
+    def scheduling(self) -> tuple[str, ...]:
+        """KEYS for the schedule scripts: every script's, then `schedule_keys`."""
+        return (*self.all, *self.schedule_keys)
 
     def job(self, job_id: str) -> str:
         """The record hash of one job."""

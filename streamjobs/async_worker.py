@@ -3,15 +3,16 @@
 One reader takes only as many jobs as the pool has idle workers, highest priority first, and
 blocks on the queue's ready list when it is empty (start.lua runs the moment a job's token
 arrives, in the same round trip). It also takes over jobs whose lease lapsed
-(reclaim). A promoter moves due delayed jobs; a thread keeps leases fresh; heartbeats feed the
-registry behind `get_workers()`. Everything lives in the pool's task group.
+(reclaim). A promoter moves due delayed jobs; a scheduler fires due schedules (every pool
+does, each tick once); a thread keeps leases fresh; heartbeats feed the registry behind
+`get_workers()`. Everything lives in the pool's task group.
 
 Every pool serves every partition of a partitioned queue: it registers in each partition's
 registry, reclaims, promotes and reaps in each, and its intake asks every partition for the
 best priority waiting there, then starts jobs only from the partitions holding the best one,
 and only of that priority, so that no lower-priority job starts while a higher one waits in
 any partition. When none waits, one task per partition blocks on that partition's ready list
-and wakes the intake (no script ever touches two partitions).
+and wakes the intake (no script ever touches two partitions). Schedules live in partition 0.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _canceller, _codec, _promoter, _reaper
+from . import _canceller, _codec, _promoter, _reaper, _scheduler
 from ._backoff import pause
 from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
@@ -209,6 +210,7 @@ class AsyncWorkerPool:
                                        partition=p))  # fmt: skip
                 if n > 1:
                     tg.start_soon(self._watch_ready, p)
+            await tg.start(_scheduler.run, self.queue)
             tg.start_soon(self._keeper.run, self._lease_lost)
             tg.start_soon(self._timeouts.run)
             for worker in self._slots.workers:

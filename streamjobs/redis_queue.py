@@ -414,6 +414,10 @@ class RedisJobQueue:
         keys = keys or self.keys
         return await self.driver.eval(script(name), keys.all, self.script_args(*args))
 
+    async def run_schedules(self, name: str, *args: Any) -> Any:
+        """Run a schedule script: every script's KEYS, then the schedule keys."""
+        return await self.driver.eval(script(name), self.keys.scheduling, self.script_args(*args))
+
     # -- submitting -----------------------------------------------------------------------
 
     def enqueue_calls(self, jobs: Sequence[_codec.NewJob]) -> list[tuple[Any, ...]]:

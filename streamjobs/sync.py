@@ -20,9 +20,10 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from . import _codec
+from . import _codec, _schedules
 from ._keys import QueueKeys
 from ._metrics import metrics_from
+from ._schedules import ScheduleInfo
 from ._scripts import script
 from .async_worker import Timings
 from .errors import JobNotFoundError
@@ -211,6 +212,76 @@ class SyncJobClient:
 
     def _keys_of(self, job_id: str) -> QueueKeys:
         return self._parts().keys_of(job_id)
+
+    # -- schedules (the workers fire them) ------------------------------------------------
+
+    def _schedules(self, name: str, *args: Any) -> Any:
+        keys = self._queue.keys.scheduling
+        return self._driver.eval(script(name), keys, self._queue.script_args(*args))
+
+    def schedule(
+        self,
+        name: str,
+        handler: str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        priority: JobPriority | int | str = JobPriority.NORMAL,
+        timeout: float | None = 300,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        misfire: str = "coalesce",
+        max_lateness: float | timedelta | None = None,
+        overlap: bool = False,
+    ) -> ScheduleInfo:
+        """Create or update a schedule, exactly as `JobService.schedule` does; the worker
+        pools serving the queue fire it."""
+        new = _schedules.new_schedule(
+            name, handler, cron=cron, every=every, tz=tz, args=args, kwargs=kwargs,
+            priority=priority, timeout=timeout, max_retries=max_retries,
+            retry_delay=retry_delay, retry_backoff=retry_backoff, misfire=misfire,
+            max_lateness=max_lateness, overlap=overlap, max_payload=self._queue.max_payload,
+        )  # fmt: skip
+        now, _ = _schedules.parse_read(self._schedules("get_schedules", name))
+        self._schedules("schedule", *new.put_args(now))
+        info = self.get_schedule(new.name)
+        assert info is not None
+        return info
+
+    def get_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule of this queue by name, with its next five fire times."""
+        _, found = _schedules.parse_read(self._schedules("get_schedules"))
+        return [_schedules.info(name, found[name]) for name in sorted(found)]
+
+    def get_schedule(self, name: str) -> ScheduleInfo | None:
+        """One schedule, or None when there is none by that name."""
+        _, found = _schedules.parse_read(self._schedules("get_schedules", name))
+        return _schedules.info(name, found[name]) if name in found else None
+
+    def pause_schedule(self, name: str) -> bool:
+        """Stop a schedule firing until resumed; False when unknown or already paused."""
+        return int(self._schedules("pause_schedule", name)) == 1
+
+    def resume_schedule(self, name: str) -> bool:
+        """Fire a paused schedule again from its next tick; False when unknown or not paused."""
+        now, found = _schedules.parse_read(self._schedules("get_schedules", name))
+        if name not in found:
+            return False
+        first = _schedules.next_after(_schedules.timing_from(found[name]), now)
+        return int(self._schedules("resume_schedule", name, first)) == 1
+
+    def trigger_schedule(self, name: str) -> str | None:
+        """Queue one run of a schedule now; its job id, or None when there is none."""
+        ids = _schedules.fired(self._schedules("fire_schedule", name, "now", "", "", 0))
+        return ids[0] if ids else None
+
+    def unschedule(self, name: str) -> bool:
+        """Delete a schedule (runs already queued stay); False when there was none."""
+        return int(self._schedules("unschedule", name)) == 1
 
     # -- reading back ---------------------------------------------------------------------
 

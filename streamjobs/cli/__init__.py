@@ -1,8 +1,9 @@
 """The `streamjobs` command: worker processes and the operator's inspection tools.
 
 `streamjobs worker MODULE:ATTR` runs an app's handlers; `info`, `workers`, `jobs show`,
-`events`, `dead-letters` and `submit` inspect and steer a queue. Every failure an operator can
-fix prints one line on stderr and exits 1; usage errors print one line too and exit 2.
+`events`, `dead-letters`, `schedules` and `submit` inspect and steer a queue. Every failure an
+operator can fix prints one line on stderr and exits 1; usage errors print one line too and
+exit 2.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import anyio
 
 from ..errors import StreamJobsError
 from ..service import JobService
-from . import _dead, _inspect, _logs, _parser, _prom, _submit
+from . import _dead, _inspect, _logs, _parser, _prom, _sched, _submit
 from ._app import load_service, worker_service
 from ._common import CliError, open_service
 from ._supervisor import Supervisor, child_argv
@@ -39,6 +40,11 @@ COMMANDS: dict[str, Command] = {
         _dead.retry_all(svc, o.json) if o.all else _dead.retry_one(svc, o.job_id, o.json)
     ),
     "dead-letters purge": lambda svc, o: _dead.purge(svc, o.json),
+    "schedules list": lambda svc, o: _sched.list_schedules(svc, o.json),
+    "schedules pause": lambda svc, o: _sched.pause(svc, o.name, o.json),
+    "schedules resume": lambda svc, o: _sched.resume(svc, o.name, o.json),
+    "schedules trigger": lambda svc, o: _sched.trigger(svc, o.name, o.json),
+    "schedules remove": lambda svc, o: _sched.remove(svc, o.name, o.json),
     "submit": _submit.submit,
 }
 

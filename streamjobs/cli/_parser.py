@@ -134,6 +134,23 @@ def _dead_letters(sub: argparse._SubParsersAction[_Parser]) -> None:
     purge.set_defaults(command="dead-letters purge")
 
 
+def _schedules(sub: argparse._SubParsersAction[_Parser]) -> None:
+    conn = _connection()
+    p = sub.add_parser("schedules", help="list, pause, resume, trigger or remove schedules")
+    actions = p.add_subparsers(required=True)
+    actions.add_parser("list", parents=[conn], help="every schedule with its next five fire "
+                       "times").set_defaults(command="schedules list")  # fmt: skip
+    for action, text in (
+        ("pause", "stop a schedule firing until resumed"),
+        ("resume", "fire a paused schedule again from its next tick"),
+        ("trigger", "queue one run of a schedule now"),
+        ("remove", "delete a schedule (runs already queued stay)"),
+    ):
+        one = actions.add_parser(action, parents=[conn], help=text)
+        one.add_argument("name", metavar="NAME")
+        one.set_defaults(command=f"schedules {action}")
+
+
 def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("submit", parents=[_connection()], help="queue a job")
     p.add_argument("handler", metavar="HANDLER")
@@ -171,6 +188,6 @@ def build() -> argparse.ArgumentParser:
         prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add in (_worker, _inspection, _dead_letters, _submit, _metrics):
+    for add in (_worker, _inspection, _dead_letters, _schedules, _submit, _metrics):
         add(sub)
     return parser
