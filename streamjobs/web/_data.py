@@ -1,0 +1,393 @@
+"""What the dashboard pages show, read from Redis: every read bounded, nothing kept in memory.
+
+Pages never load a whole set. The jobs list reads one page of candidates from the structure
+that already orders them (the priority streams, the pending entries list, the delayed set,
+the dead-letter stream, the events stream), looks their records up in one pipeline, and
+stops at a page or at a scan budget, handing back a cursor to go on from.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from .. import _codec
+from .._keys import GROUP, PRIORITIES, QueueKeys
+from .._scripts import script
+from ..models import JobDefinition, JobProgress, JobResult
+from ..redis_queue import RedisJobQueue
+
+#: Rows on a page of the jobs list.
+PAGE = 50
+#: Candidates a page looks at before it stops short and offers to go on.
+SCAN_BUDGET = 2_000
+#: Candidates read per round trip.
+CHUNK = 200
+#: Minutes the throughput chart shows.
+WINDOW_MINUTES = 60
+#: The record fields a row of the jobs list shows.
+ROW_FIELDS = ("status", "handler", "priority", "attempts", "created_at", "finished_at", "error")
+
+#: The jobs list's views: where each reads its candidates from, and which it keeps.
+STATUSES = (
+    "recent", "pending", "running", "scheduled", "retrying", "completed", "failed",
+    "cancelled", "dead_letter",
+)  # fmt: skip
+
+#: For the views read from the events stream: the event types that name a candidate.
+_EVENT_VIEWS: dict[str, tuple[str, ...]] = {
+    "recent": ("job.queued", "job.scheduled"),
+    "completed": ("job.completed",),
+    "failed": ("job.failed",),
+    "cancelled": ("job.cancelled",),
+}
+
+
+@dataclass
+class Row:
+    """One line of the jobs list."""
+
+    id: str
+    status: str
+    handler: str
+    priority: str
+    attempts: str
+    created_at: str
+    finished_at: str
+    error: str
+
+
+@dataclass
+class Page:
+    """A page of the jobs list and the cursor of the next one ('' at the end)."""
+
+    rows: list[Row]
+    next_cursor: str
+    scanned: int
+    short: bool = False  # the scan budget ran out before the page filled
+
+
+@dataclass
+class Overview:
+    """The overview page's numbers."""
+
+    by_priority: list[dict[str, Any]]
+    totals: dict[str, int]
+    workers: dict[str, int]
+    oldest_pending_age: float | None
+    chart: list[tuple[int, int | None, int | None]]  # minute, completed, failed
+    now_ms: int
+
+
+@dataclass
+class JobView:
+    """Everything the job page shows."""
+
+    job: JobDefinition
+    record: dict[str, str]
+    result: JobResult | None
+    progress: JobProgress | None
+    percent: float | None
+    events: list[dict[str, str]] = field(default_factory=list)
+
+
+def fmt_ms(value: object) -> str:
+    """A millisecond timestamp as UTC text ('' when there is none, or it is no number)."""
+    if not isinstance(value, (str, int)) or not str(value).isdigit():
+        return ""
+    ms = int(value)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}"
+
+
+def entry_ms(entry: str) -> int:
+    """The millisecond time a stream entry id carries."""
+    return int(entry.split("-", 1)[0])
+
+
+def _id_key(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _priority_name(raw: str | None) -> str:
+    for p in PRIORITIES:
+        if str(int(p)) == (raw or "10"):
+            return p.name.lower()
+    return raw or ""
+
+
+class Reader:
+    """The dashboard's reads on one queue, over its own redis-py client."""
+
+    def __init__(self, queue: RedisJobQueue, client: Redis) -> None:
+        self.queue = queue
+        #: redis-py's replies, decoded to str: typed loosely, read field by field below.
+        self.r: Any = client
+        self.keys: QueueKeys = queue.keys
+
+    async def run(self, name: str, *args: Any, extra: str | None = None) -> Any:
+        """Run one of the dashboard's own Lua scripts; `extra` is its own key, KEYS[14]."""
+        keys = self.keys.all if extra is None else (*self.keys.all, extra)
+        return await self.queue.driver.eval(script(name), keys, self.queue.script_args(*args))
+
+    # -- overview ------------------------------------------------------------------------
+
+    async def overview(self, snapshot: list[Any], metrics: dict[str, Any]) -> Overview:
+        """Per-priority counts, totals, workers, the oldest pending job's age and the chart."""
+        now_ms, series = await self.run(
+            "record_minute", WINDOW_MINUTES + 1, extra=self.keys.dashboard_minutes
+        )
+        q = metrics["queue"]
+        rows = []
+        for p, (length, delivered) in zip(PRIORITIES, snapshot[0]):
+            pending = max(0, int(length) - int(delivered))
+            rows.append({"name": p.name.lower(), "pending": pending, "running": int(delivered)})
+        totals = {k: int(q[k]) for k in ("pending", "running", "scheduled", "retrying")}
+        totals["dead_letter"] = int(q["dead_letter"])
+        totals["completed"], totals["failed"] = int(q["completed"]), int(q["failed"])
+        return Overview(
+            by_priority=rows, totals=totals, workers=dict(metrics["workers"]),
+            oldest_pending_age=await self._oldest_pending_age(int(now_ms)),
+            chart=chart(_codec.pairs(series), int(now_ms) // 60_000), now_ms=int(now_ms),
+        )  # fmt: skip
+
+    async def _oldest_pending_age(self, now_ms: int) -> float | None:
+        """Seconds since the oldest job no worker has read yet was queued: per stream, the
+        first entry after the group's last delivered id."""
+        oldest: int | None = None
+        for stream in self.keys.streams:
+            try:
+                groups = await self.r.xinfo_groups(stream)
+            except Exception:  # no stream yet
+                continue
+            last = next((g["last-delivered-id"] for g in groups if g["name"] == GROUP), "0-0")
+            entries = await self.r.xrange(stream, f"({last}", "+", count=1)
+            if entries:
+                ms = entry_ms(entries[0][0])
+                oldest = ms if oldest is None else min(oldest, ms)
+        return None if oldest is None else max(0.0, (now_ms - oldest) / 1000)
+
+    # -- jobs list -----------------------------------------------------------------------
+
+    async def rows(self, ids: list[str]) -> list[dict[str, str] | None]:
+        """Row fields of many jobs in one pipeline (None where the record is gone)."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), ROW_FIELDS)
+        found: list[dict[str, str] | None] = []
+        for values in await pipe.execute():
+            if values[0] is None:
+                found.append(None)
+            else:
+                found.append({k: v or "" for k, v in zip(ROW_FIELDS, values)})
+        return found
+
+    async def page(self, status: str, handler: str, cursor: str, limit: int = PAGE) -> Page:
+        """One page of the jobs list: `status` picks the view, `handler` ('' = any) filters."""
+        if status not in STATUSES:
+            status = "recent"
+        rows: list[Row] = []
+        scanned, seen = 0, set()
+        position = cursor
+        while scanned < SCAN_BUDGET:
+            batch, after = await self._candidates(status, position, CHUNK)
+            if not batch:
+                return Page(rows, "", scanned)
+            records = await self.rows([job_id for job_id, _ in batch])
+            for (job_id, at), record in zip(batch, records):
+                scanned += 1
+                position = at
+                if not self._keep(status, handler, job_id, record) or job_id in seen:
+                    continue
+                seen.add(job_id)
+                rows.append(_row(job_id, record))
+                if len(rows) == limit:
+                    return Page(rows, position, scanned)
+            if after == "":
+                return Page(rows, "", scanned)
+            position = after
+        return Page(rows, position, scanned, short=True)
+
+    @staticmethod
+    def _keep(status: str, handler: str, job_id: str, record: dict[str, str] | None) -> bool:
+        if handler and (record is None or record["handler"] != handler):
+            return False
+        if status in ("recent", "completed", "failed", "cancelled"):
+            # a finished job whose record expired still shows, from its event
+            return status == "recent" or record is None or record["status"] == status.upper()
+        return record is not None and record["status"] == status.upper()
+
+    async def _candidates(
+        self, status: str, cursor: str, n: int
+    ) -> tuple[list[tuple[str, str]], str]:
+        """Up to `n` (job id, cursor after it) in the view's order, and the cursor after the
+        batch ('' when the source is exhausted)."""
+        if status == "pending":
+            return await self._from_streams(cursor, n)
+        if status == "running":
+            return await self._from_pending_entries(cursor, n)
+        if status in ("scheduled", "retrying"):
+            start = int(cursor or 0)
+            members = await self.r.zrange(self.keys.delayed, start, start + n - 1)
+            batch = [(m, str(start + i + 1)) for i, m in enumerate(members)]
+            return batch, (str(start + n) if len(members) == n else "")
+        if status == "dead_letter":
+            entries = await self.r.xrevrange(
+                self.keys.dead, f"({cursor}" if cursor else "+", "-", count=n
+            )
+            batch = [(f.get("id", ""), e) for e, f in entries if f.get("id")]
+            return batch, (entries[-1][0] if len(entries) == n else "")
+        return await self._from_events(_EVENT_VIEWS[status], cursor, n)
+
+    async def _from_streams(self, cursor: str, n: int) -> tuple[list[tuple[str, str]], str]:
+        """Newest first across the four priority streams, merged by entry id."""
+        top = f"({cursor}" if cursor else "+"
+        merged: list[tuple[str, str]] = []
+        floor: tuple[int, int] | None = None  # entries below it may hide behind a full read
+        for stream in self.keys.streams:
+            entries = await self.r.xrevrange(stream, top, "-", count=n)
+            merged += [(e, f.get("id", "")) for e, f in entries]
+            if len(entries) == n:
+                last = _id_key(entries[-1][0])
+                floor = last if floor is None else max(floor, last)
+        merged.sort(key=lambda pair: _id_key(pair[0]), reverse=True)
+        if floor is not None:
+            merged = [pair for pair in merged if _id_key(pair[0]) >= floor]
+        batch = [(job_id, entry) for entry, job_id in merged if job_id]
+        more = floor is not None and merged
+        return batch, (merged[-1][0] if more else "")
+
+    async def _from_pending_entries(self, cursor: str, n: int) -> tuple[list[tuple[str, str]], str]:
+        """Running jobs, longest running first: the groups' pending entries, by entry id."""
+        low = f"({cursor}" if cursor else "-"
+        merged: list[tuple[str, str]] = []
+        ceiling: tuple[int, int] | None = None
+        for stream in self.keys.streams:
+            try:
+                pending = await self.r.xpending_range(stream, GROUP, low, "+", n)
+            except Exception:  # no stream or group yet
+                continue
+            ids = [p["message_id"] for p in pending]
+            if ids:
+                entries = dict(await self._entries(stream, ids))
+                merged += [(i, entries.get(i, "")) for i in ids]
+            if len(ids) == n:
+                last = _id_key(ids[-1])
+                ceiling = last if ceiling is None else min(ceiling, last)
+        merged.sort(key=lambda pair: _id_key(pair[0]))
+        if ceiling is not None:
+            merged = [pair for pair in merged if _id_key(pair[0]) <= ceiling]
+        batch = [(job_id, entry) for entry, job_id in merged if job_id]
+        return batch, (merged[-1][0] if ceiling is not None and merged else "")
+
+    async def _entries(self, stream: str, ids: list[str]) -> list[tuple[str, str]]:
+        pipe = self.r.pipeline(transaction=False)
+        for entry in ids:
+            pipe.xrange(stream, entry, entry, count=1)
+        found = []
+        for reply in await pipe.execute():
+            if reply:
+                found.append((reply[0][0], reply[0][1].get("id", "")))
+        return found
+
+    async def _from_events(
+        self, types: tuple[str, ...], cursor: str, n: int
+    ) -> tuple[list[tuple[str, str]], str]:
+        """Jobs named by events of `types`, newest first; submissions only for 'recent'."""
+        entries = await self.r.xrevrange(
+            self.keys.events, f"({cursor}" if cursor else "+", "-", count=n
+        )
+        batch = []
+        for entry, f in entries:
+            if f.get("type") not in types or not f.get("job_id"):
+                continue
+            if f["type"] == "job.queued" and f.get("from"):
+                continue  # queued again (promoted, retried): not a submission
+            if f["type"] == "job.failed" and f.get("status") not in (None, "FAILED"):
+                continue
+            batch.append((f["job_id"], entry))
+        return batch, (entries[-1][0] if len(entries) == n else "")
+
+    # -- one job ---------------------------------------------------------------------------
+
+    async def job(self, job_id: str, *, with_events: bool) -> JobView | None:
+        """A job's record, decoded, with its events when asked (None when unknown)."""
+        record = _codec.with_id(job_id, await self.r.hgetall(self.keys.job(job_id)))
+        if not record or "handler" not in record:
+            return None
+        job = _codec.definition(record)
+        progress = _codec.progress(record)
+        percent = None
+        if progress and progress.current is not None and progress.total:
+            percent = max(0.0, min(100.0, 100 * progress.current / progress.total))
+        view = JobView(job, record, _codec.result(record), progress, percent)
+        if with_events:
+            view.events = await self.job_events(job_id)
+        return view
+
+    async def job_events(self, job_id: str, budget: int = 10_000) -> list[dict[str, str]]:
+        """The job's events still in the events stream, oldest first (at most `budget` read)."""
+        found: list[dict[str, str]] = []
+        top, read = "+", 0
+        while read < budget:
+            entries = await self.r.xrevrange(self.keys.events, top, "-", count=1000)
+            read += len(entries)
+            found += [{"id": e, **f} for e, f in entries if f.get("job_id") == job_id]
+            if len(entries) < 1000:
+                break
+            top = f"({entries[-1][0]}"
+        return found[::-1]
+
+    async def dead_letters(
+        self, cursor: str, limit: int = PAGE
+    ) -> tuple[list[dict[str, str]], str]:
+        """A page of dead letters, newest first, and the next page's cursor."""
+        top = f"({cursor}" if cursor else "+"
+        entries = await self.r.xrevrange(self.keys.dead, top, "-", count=limit)
+        rows = [{"entry": e, **f} for e, f in entries]
+        for row in rows:
+            row["failed_at_text"] = fmt_ms(row.get("failed_at"))
+        return rows, (entries[-1][0] if len(entries) == limit else "")
+
+    async def dead_letter_count(self) -> int:
+        """How many dead letters there are."""
+        return int(await self.r.xlen(self.keys.dead))
+
+
+def _row(job_id: str, record: dict[str, str] | None) -> Row:
+    if record is None:
+        return Row(job_id, "expired", "", "", "", "", "", "")
+    return Row(
+        id=job_id, status=record["status"], handler=record["handler"],
+        priority=_priority_name(record["priority"]), attempts=record["attempts"] or "0",
+        created_at=fmt_ms(record["created_at"]), finished_at=fmt_ms(record["finished_at"]),
+        error=record["error"][:200],
+    )  # fmt: skip
+
+
+def chart(series: dict[str, str], minute: int) -> list[tuple[int, int | None, int | None]]:
+    """Completed and failed per minute over the window, from the sampled lifetime counters:
+    a minute's count is its sample less the one before; minutes no dashboard sampled share
+    the difference across the gap evenly (None before the first sample)."""
+    samples = {int(m): tuple(int(x) for x in v.split()) for m, v in series.items()}
+    out: list[tuple[int, int | None, int | None]] = []
+    for m in range(minute - WINDOW_MINUTES + 1, minute + 1):
+        after = min((k for k in samples if k >= m), default=None)
+        before = max((k for k in samples if k < m), default=None)
+        if after is None or before is None:
+            out.append((m, None, None))
+            continue
+        span = after - before
+        done = (samples[after][0] - samples[before][0]) / span
+        failed = (samples[after][1] - samples[before][1]) / span
+        out.append((m, max(0, round(done)), max(0, round(failed))))
+    return out
+
+
+def dumps(value: Any) -> str:
+    """JSON text for a template (arguments, results)."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str).decode()
