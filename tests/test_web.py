@@ -25,7 +25,6 @@ import pytest
 
 from streamjobs import JobDefinition, JobService, JobStatus, Timings
 from streamjobs.sync import SyncJobClient
-from tests._redis import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 pw_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -33,7 +32,7 @@ uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed"
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
-from streamjobs.web import create_app  # noqa: E402
+from tests.test_web_pages import serving  # noqa: E402
 
 expect = pw_sync.expect
 
@@ -59,27 +58,6 @@ async def healable(job: JobDefinition, progress: Any) -> str:
     if job.id not in HEALED:
         raise RuntimeError("not healed yet")
     return "healed"
-
-
-@contextlib.contextmanager
-def serving(redis_url: str, queue: str, **options: Any) -> Iterator[str]:
-    """uvicorn serving the dashboard in a thread; yields its base URL."""
-    app = create_app(redis_url, name=queue, **options)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the dashboard did not start within 10 s"
-        assert thread.is_alive(), "the dashboard's server thread died at start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @contextlib.contextmanager

@@ -113,6 +113,35 @@ def _id_key(entry: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def _position(cursor: str) -> tuple[str, int] | None:
+    """A merged-streams cursor, `<entry id>@<stream index>`, as (entry id, index)."""
+    entry, _, index = cursor.partition("@")
+    if not entry or not index.isdigit():
+        return None
+    return entry, int(index)
+
+
+def _bound(after: tuple[str, int], index: int) -> str:
+    """Where stream `index` resumes past the cursor: streams up to the cursor's own have
+    shown its entry id already (exclusive bound), later ones not yet (inclusive)."""
+    entry, at = after
+    return f"({entry}" if index <= at else entry
+
+
+def _merged(
+    found: list[tuple[tuple[int, int, int], str, str]], cut: tuple[int, int, int] | None
+) -> tuple[list[tuple[str, str]], str]:
+    """Candidates of several streams in one order, up to where every stream was read."""
+    found.sort(key=lambda item: item[0])
+    if cut is not None:
+        found = [item for item in found if item[0] <= cut]
+    batch = [(job_id, f"{entry}@{key[2]}") for key, entry, job_id in found if job_id]
+    if cut is None or not found:
+        return batch, ""
+    key, entry, _ = found[-1]
+    return batch, f"{entry}@{key[2]}"
+
+
 def _priority_name(raw: str | None) -> str:
     for p in PRIORITIES:
         if str(int(p)) == (raw or "10"):
@@ -244,45 +273,41 @@ class Reader:
         return await self._from_events(_EVENT_VIEWS[status], cursor, n)
 
     async def _from_streams(self, cursor: str, n: int) -> tuple[list[tuple[str, str]], str]:
-        """Newest first across the four priority streams, merged by entry id."""
-        top = f"({cursor}" if cursor else "+"
-        merged: list[tuple[str, str]] = []
-        floor: tuple[int, int] | None = None  # entries below it may hide behind a full read
-        for stream in self.keys.streams:
+        """Newest first across the four priority streams, merged by entry id (ties, one id
+        in several streams, in priority order); the cursor is `<entry id>@<stream index>`."""
+        after = _position(cursor)
+        found: list[tuple[tuple[int, int, int], str, str]] = []
+        cut: tuple[int, int, int] | None = None  # past it, a full read may hide entries
+        for index, stream in enumerate(self.keys.streams):
+            top = "+" if after is None else _bound(after, index)
             entries = await self.r.xrevrange(stream, top, "-", count=n)
-            merged += [(e, f.get("id", "")) for e, f in entries]
+            keys = [
+                ((-a, -b, index), e, f.get("id", "")) for e, f in entries for a, b in [_id_key(e)]
+            ]
+            found += keys
             if len(entries) == n:
-                last = _id_key(entries[-1][0])
-                floor = last if floor is None else max(floor, last)
-        merged.sort(key=lambda pair: _id_key(pair[0]), reverse=True)
-        if floor is not None:
-            merged = [pair for pair in merged if _id_key(pair[0]) >= floor]
-        batch = [(job_id, entry) for entry, job_id in merged if job_id]
-        more = floor is not None and merged
-        return batch, (merged[-1][0] if more else "")
+                cut = keys[-1][0] if cut is None else min(cut, keys[-1][0])
+        return _merged(found, cut)
 
     async def _from_pending_entries(self, cursor: str, n: int) -> tuple[list[tuple[str, str]], str]:
-        """Running jobs, longest running first: the groups' pending entries, by entry id."""
-        low = f"({cursor}" if cursor else "-"
-        merged: list[tuple[str, str]] = []
-        ceiling: tuple[int, int] | None = None
-        for stream in self.keys.streams:
+        """Running jobs, longest running first: the groups' pending entries by entry id (ties
+        in priority order); the cursor is `<entry id>@<stream index>`."""
+        after = _position(cursor)
+        found: list[tuple[tuple[int, int, int], str, str]] = []
+        cut: tuple[int, int, int] | None = None
+        for index, stream in enumerate(self.keys.streams):
+            low = "-" if after is None else _bound(after, index)
             try:
                 pending = await self.r.xpending_range(stream, GROUP, low, "+", n)
             except Exception:  # no stream or group yet
                 continue
             ids = [p["message_id"] for p in pending]
-            if ids:
-                entries = dict(await self._entries(stream, ids))
-                merged += [(i, entries.get(i, "")) for i in ids]
+            entries = dict(await self._entries(stream, ids)) if ids else {}
+            keys = [((*_id_key(i), index), i, entries.get(i, "")) for i in ids]
+            found += keys
             if len(ids) == n:
-                last = _id_key(ids[-1])
-                ceiling = last if ceiling is None else min(ceiling, last)
-        merged.sort(key=lambda pair: _id_key(pair[0]))
-        if ceiling is not None:
-            merged = [pair for pair in merged if _id_key(pair[0]) <= ceiling]
-        batch = [(job_id, entry) for entry, job_id in merged if job_id]
-        return batch, (merged[-1][0] if ceiling is not None and merged else "")
+                cut = keys[-1][0] if cut is None else min(cut, keys[-1][0])
+        return _merged(found, cut)
 
     async def _entries(self, stream: str, ids: list[str]) -> list[tuple[str, str]]:
         pipe = self.r.pipeline(transaction=False)

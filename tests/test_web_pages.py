@@ -1,0 +1,162 @@
+"""The dashboard's pages and actions over plain HTTP (no browser): paging by cursor, lookup
+by id, the chart's numbers, basic auth and who-did-what in the events stream."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed")
+
+from streamjobs import JobStatus  # noqa: E402
+from streamjobs.errors import ConfigurationError  # noqa: E402
+from streamjobs.sync import SyncJobClient  # noqa: E402
+from streamjobs.web import create_app  # noqa: E402
+from streamjobs.web._data import chart  # noqa: E402
+from tests._redis import free_port  # noqa: E402
+
+
+@contextlib.contextmanager
+def serving(redis_url: str, queue: str, **options: Any) -> Iterator[str]:
+    """uvicorn serving the dashboard in a thread; yields its base URL."""
+    app = create_app(redis_url, name=queue, **options)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the dashboard did not start within 10 s"
+        assert thread.is_alive(), "the dashboard's server thread died at start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
+    """GET without following redirects: status, body, headers."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=10) as r:
+            return int(r.status), r.read().decode(), dict(r.headers)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode(), dict(exc.headers)
+
+
+@pytest.fixture
+def client(redis_url: str, queue_name: str) -> Iterator[SyncJobClient]:
+    with SyncJobClient(redis_url, name=queue_name) as c:
+        yield c
+
+
+def ids_in(body: str) -> list[str]:
+    return re.findall(r'<td class="id"><a href="/jobs/([^"]+)">', body)
+
+
+def test_pending_jobs_page_through_every_priority_newest_first_without_repeats(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    priorities = ["critical", "high", "normal", "low"]
+    # one bulk submit: jobs of several priorities share entry ids (one millisecond)
+    bulk = client.submit_many([{"handler": "c", "priority": p} for p in priorities * 10])
+    submitted = []
+    for i in range(120):
+        submitted.append(client.submit_job("a" if i % 3 else "b", priority=priorities[i % 4]))
+        time.sleep(0.002)  # a millisecond of its own each: their order is certain
+    seen: list[str] = []
+    with serving(redis_url, queue_name) as base:
+        url = f"{base}/jobs?status=pending"
+        for _ in range(10):
+            status, body, _ = get(url)
+            assert status == 200
+            seen += ids_in(body)
+            found = re.search(r'id="next" href="([^"]+)"', body)
+            if not found:
+                break
+            url = base + found.group(1).replace("&amp;", "&")
+        assert seen[:120] == submitted[::-1]
+        assert sorted(seen[120:]) == sorted(bulk) and len(seen) == 160
+        _, body, _ = get(f"{base}/jobs?status=pending&handler=b")
+        assert ids_in(body) == [j for i, j in enumerate(submitted) if i % 3 == 0][::-1][:50]
+
+
+def test_lookup_by_exact_id_opens_the_job_and_says_when_there_is_none(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    job_id = client.submit_job("a")
+    with serving(redis_url, queue_name) as base:
+        status, _, headers = get(f"{base}/jobs?id={job_id}")
+        assert status == 303 and headers["location"] == f"/jobs/{job_id}"
+        status, body, _ = get(f"{base}/jobs?id=nope-{job_id}")
+        assert status == 200 and f"No job with id <code>nope-{job_id}</code>" in body
+        status, body, _ = get(f"{base}/jobs/{job_id}")
+        assert status == 200 and job_id in body and "PENDING" in body
+
+
+def test_basic_auth_guards_every_path_and_names_the_user_in_the_events(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    waiting = client.submit_job("a", delay=3600)
+    good = "Basic " + base64.b64encode(b"ops:s3cret").decode()
+    bad = "Basic " + base64.b64encode(b"ops:wrong").decode()
+    with serving(redis_url, queue_name, basic_auth="ops:s3cret") as base:
+        for path in ("/", "/jobs", "/static/htmx.min.js", f"/jobs/{waiting}/cancel"):
+            status, _, headers = get(base + path, {"Authorization": bad})
+            assert status == 401 and headers["www-authenticate"].startswith("Basic")
+        status, _, headers = get(f"{base}/jobs/{waiting}", {"Authorization": good})
+        assert status == 200
+        token = headers["set-cookie"].split("streamjobs_csrf=", 1)[1].split(";", 1)[0]
+        request = urllib.request.Request(
+            f"{base}/jobs/{waiting}/cancel", data=f"csrf={token}".encode(), method="POST",
+            headers={"Authorization": good, "Cookie": f"streamjobs_csrf={token}",
+                     "Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200  # redirected back to the job page
+        assert client.get_job_status(waiting) == JobStatus.CANCELLED
+        _, body, _ = get(f"{base}/jobs/{waiting}", {"Authorization": good})
+        assert "dashboard.action" in body and "user=ops action=cancel" in body
+
+
+def test_htmx_is_served_from_the_package_with_its_licence(redis_url: str, queue_name: str) -> None:
+    with serving(redis_url, queue_name) as base:
+        status, body, _ = get(f"{base}/static/htmx.min.js")
+        assert status == 200 and "htmx" in body[:200]
+        status, body, _ = get(f"{base}/static/htmx.LICENSE")
+        assert status == 200 and "Zero-Clause BSD" in body
+        _, page, _ = get(f"{base}/")
+        assert '<script src="/static/htmx.min.js">' in page and "every 2s" in page
+
+
+def test_malformed_basic_auth_is_refused_at_once() -> None:
+    with pytest.raises(ConfigurationError, match="USER:PASS"):
+        create_app("redis://127.0.0.1:1/0", basic_auth="no-colon")
+    with pytest.raises(ConfigurationError, match="non-empty"):
+        create_app("redis://127.0.0.1:1/0", basic_auth=":pass")
+
+
+def test_chart_counts_per_minute_from_samples_and_spreads_unwatched_gaps() -> None:
+    now = 1000
+    series = {"950": "0 0", "998": "10 2", "999": "40 2", "1000": "41 3"}
+    bars = {m: (c, f) for m, c, f in chart(series, now)}
+    assert len(bars) == 60 and bars[1000] == (1, 1) and bars[999] == (30, 0)
+    assert bars[960] == (0, 0) and bars[998] == (0, 0)  # 10 over 48 unwatched minutes
+    assert chart({}, now)[-1] == (1000, None, None)
