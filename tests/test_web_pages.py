@@ -6,11 +6,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -58,7 +61,8 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict
         with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=10) as r:
             return int(r.status), r.read().decode(), dict(r.headers)
     except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode(), dict(exc.headers)
+        with exc:
+            return int(exc.code), exc.read().decode(), dict(exc.headers)
 
 
 @pytest.fixture
@@ -160,3 +164,75 @@ def test_chart_counts_per_minute_from_samples_and_spreads_unwatched_gaps() -> No
     assert len(bars) == 60 and bars[1000] == (1, 1) and bars[999] == (30, 0)
     assert bars[960] == (0, 0) and bars[998] == (0, 0)  # 10 over 48 unwatched minutes
     assert chart({}, now)[-1] == (1000, None, None)
+
+
+def test_mounted_under_a_host_app_links_and_polls_under_its_prefix(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    job_id = client.submit_job("a")
+    dashboard = create_app(redis_url, name=queue_name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await dashboard.aclose()  # a Mount runs no lifespan of the app it mounts
+
+    host = Starlette(routes=[Mount("/ops", app=dashboard)], lifespan=lifespan)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(host, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        status, body, _ = get(f"http://127.0.0.1:{port}/ops/jobs?status=pending")
+        assert status == 200 and f'href="/ops/jobs/{job_id}"' in body
+        assert '<script src="/ops/static/htmx.min.js">' in body
+        status, body, _ = get(f"http://127.0.0.1:{port}/ops/?partial=1")
+        assert status == 200 and 'hx-get="/ops/?partial=1"' in body and "<nav>" not in body
+        assert get(f"http://127.0.0.1:{port}/ops/static/htmx.min.js")[0] == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_streamjobs_web_serves_the_dashboard_on_loopback_and_stops_on_sigint(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    job_id = client.submit_job("a")
+    port = free_port()
+    argv = [sys.executable, "-m", "streamjobs", "web", "--redis-url", redis_url,
+            "--queue", queue_name, "--port", str(port), "--read-only"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, answer = time.monotonic() + 15, None
+        while answer is None and time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError):
+                answer = get(f"http://127.0.0.1:{port}/jobs/{job_id}")
+            time.sleep(0.1)
+        assert answer is not None, "streamjobs web did not answer within 15 s"
+        assert answer[0] == 200 and "read-only" in answer[1] and job_id in answer[1]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode in (0, 130), err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--basic-auth", "nocolon"], "--basic-auth: basic auth must be USER:PASS"),
+        (["--port", "0"], "--port must be between 1 and 65535"),
+        (["--redis-url", "redis://127.0.0.1:1/0"], "cannot use Redis at redis://127.0.0.1:1/0"),
+    ],
+)
+def test_streamjobs_web_bad_options_fail_in_one_line(args: list[str], message: str) -> None:
+    argv = [sys.executable, "-m", "streamjobs", "web", "--redis-url", "redis://127.0.0.1:1/0"]
+    done = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr

@@ -32,12 +32,12 @@ def serve(opts: argparse.Namespace) -> int:
     if opts.partitions not in (None, 1):
         raise CliError("--partitions above 1 needs a streamjobs whose queues take partitions")
     queue = RedisJobQueue(opts.redis_url, opts.key_prefix, name=opts.queue)
-    anyio.run(_check, queue)  # a wrong URL fails here as one line, before the server starts
     try:
         app = create_app(queue.redis_url, read_only=opts.read_only, basic_auth=opts.basic_auth,
                          key_prefix=opts.key_prefix, name=opts.queue)  # fmt: skip
     except ConfigurationError as exc:
         raise CliError(f"--basic-auth: {exc}") from None
+    anyio.run(_check, queue)  # a wrong URL fails here as one line, before the server starts
     uvicorn.run(app, host=opts.host, port=opts.port, log_level="warning")
     return 0
 

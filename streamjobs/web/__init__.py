@@ -5,6 +5,6 @@ Needs the `web` extra (`pip install 'streamjobs[web]'`: Starlette, Jinja2, uvico
 
 from __future__ import annotations
 
-from ._app import create_app
+from ._app import Dashboard, create_app
 
-__all__ = ["create_app"]
+__all__ = ["Dashboard", "create_app"]

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -48,8 +49,17 @@ class _State:
         self.user_of = user_of
         self.client: Redis | None = None
         self.reader: Reader | None = None
+        self._lock = anyio.Lock()
+
+    async def ensure_started(self) -> None:
+        """Start on the first request: a host app's Mount does not run a sub-app's lifespan."""
+        if self.reader is None:
+            async with self._lock:
+                if self.reader is None:
+                    await self.start()
 
     async def start(self) -> None:
+        """Connect, and adopt the queue's CSRF secret (proposing one when none is kept)."""
         await self.queue.connect()
         self.client = Redis.from_url(self.queue.redis_url, decode_responses=True)
         self.reader = Reader(self.queue, self.client)
@@ -60,8 +70,10 @@ class _State:
             )
 
     async def stop(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+        """Close the connections this app opened."""
+        client, self.client, self.reader = self.client, None, None
+        if client is not None:
+            await client.aclose()
         if self.owned:
             await self.queue.close()
 
@@ -81,6 +93,24 @@ def _queue_of(target: str | RedisJobQueue | JobService | None, key_prefix: str,
     # PARTITIONS: the one place a partitioned queue would be built, once the queue takes a
     # `partitions` argument (`streamjobs web --partitions N` passes it here).
     return RedisJobQueue(target, key_prefix, name=name), True
+
+
+class Dashboard:
+    """The dashboard's ASGI app. It connects on its first request; served alone, its lifespan
+    closes it, and mounted under a host app (whose Mount runs no sub-app lifespan) the host
+    calls `await dashboard.aclose()` at its own shutdown."""
+
+    def __init__(self, app: ASGIApp, state: _State) -> None:
+        self.app, self._state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._state.ensure_started()
+        await self.app(scope, receive, send)
+
+    async def aclose(self) -> None:
+        """Close the connections the dashboard opened (it reconnects if asked again)."""
+        await self._state.stop()
 
 
 class _BasicAuth:
@@ -115,7 +145,7 @@ def create_app(
     key_prefix: str = "streamjobs:",
     name: str = "default",
     user_of: Callable[[Request], str] | None = None,
-) -> ASGIApp:
+) -> Dashboard:
     """The dashboard of one queue as an ASGI app, to serve or mount under a host app.
 
     `queue_or_url`: a Redis URL (None: $REDIS_URL, then localhost) with `key_prefix` and
@@ -156,7 +186,7 @@ def create_app(
     app: ASGIApp = Starlette(routes=routes, lifespan=lifespan)
     if credentials is not None:
         app = _BasicAuth(app, credentials)
-    return app
+    return Dashboard(app, state)
 
 
 class _Pages:
