@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from streamjobs.redis_queue import RedisJobQueue  # noqa: E402
 from tests._redis import RedisProcess  # noqa: E402
-from tests.test_web_pages import serving  # noqa: E402
+from tests._web import serving  # noqa: E402
 
 FILL = """
 local streams = {KEYS[1], KEYS[2], KEYS[3], KEYS[4]}

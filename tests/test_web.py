@@ -8,10 +8,8 @@ under `screenshots/` (and in $STREAMJOBS_SCREENSHOTS when set, for the README).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,11 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import pytest
 
-from streamjobs import JobDefinition, JobService, JobStatus, Timings
+from streamjobs import JobStatus
 from streamjobs.sync import SyncJobClient
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,65 +28,9 @@ uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed"
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
-from tests.test_web_pages import serving  # noqa: E402
+from tests._web import HEALED, serving, workers  # noqa: E402
 
 expect = pw_sync.expect
-
-#: Jobs whose id is in here succeed; the rest of `healable` fail (and so dead-letter).
-HEALED: set[str] = set()
-
-
-async def quick(job: JobDefinition, progress: Any) -> int:
-    """Done at once."""
-    return 1
-
-
-async def stepping(job: JobDefinition, progress: Any) -> str:
-    """Reports progress in ten steps over about three seconds."""
-    for step in range(1, 11):
-        await anyio.sleep(0.3)
-        await progress(step, 10, f"step {step}")
-    return "stepped"
-
-
-async def healable(job: JobDefinition, progress: Any) -> str:
-    """Fails until the test heals its id."""
-    if job.id not in HEALED:
-        raise RuntimeError("not healed yet")
-    return "healed"
-
-
-@contextlib.contextmanager
-def workers(redis_url: str, queue: str, count: int = 2) -> Iterator[None]:
-    """A worker pool on the queue, run on its own event loop in a thread."""
-    stop, ready = threading.Event(), threading.Event()
-    failure: list[BaseException] = []
-
-    async def run() -> None:
-        timings = Timings(heartbeat=0.5)
-        async with JobService(redis_url, name=queue, timings=timings) as svc:
-            for handler in (quick, stepping, healable):
-                svc.register_handler(handler.__name__, handler)
-            await svc.start_workers(count)
-            ready.set()
-            await anyio.to_thread.run_sync(stop.wait)
-
-    def main() -> None:
-        try:
-            anyio.run(run)
-        except BaseException as exc:
-            failure.append(exc)
-            ready.set()
-
-    thread = threading.Thread(target=main, daemon=True)
-    thread.start()
-    assert ready.wait(10), "the workers did not start within 10 s"
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(15)
-    assert not failure, failure
 
 
 @pytest.fixture(scope="module")
@@ -265,3 +205,42 @@ def test_post_without_the_csrf_token_gets_403_and_changes_nothing(
                 200, 303,
             )  # fmt: skip
     assert client.get_job_status(waiting) == JobStatus.CANCELLED
+
+
+def test_retry_selected_retry_all_and_purge_ask_first_and_act_on_what_they_said(
+    page: Any, client: SyncJobClient, redis_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    ids = [client.submit_job("healable", max_retries=0) for _ in range(3)]
+    with serving(redis_url, queue_name) as base, workers(redis_url, queue_name):
+        for job_id in ids:
+            wait_status(client, job_id, JobStatus.DEAD_LETTER, 10)
+        HEALED.update(ids)
+        page.goto(f"{base}/dead-letters")
+        page.check(f"tr.dead-row[data-id='{ids[0]}'] input[type=checkbox]")
+        page.click("#retry-selected")
+        expect(page.locator("tr.dead-row")).to_have_count(2)
+        wait_status(client, ids[0], JobStatus.COMPLETED, 10)
+        dialogs: list[str] = []
+
+        def answer(dialog: Any) -> None:
+            dialogs.append(dialog.message)
+            dialog.accept()
+
+        page.on("dialog", answer)
+        page.click("#retry-all")
+        expect(page.locator("tr.dead-row")).to_have_count(0)
+        assert dialogs == ["Retry all 2 dead letters?"]
+        for job_id in ids[1:]:
+            wait_status(client, job_id, JobStatus.COMPLETED, 10)
+        doomed = [client.submit_job("healable", max_retries=0) for _ in range(2)]
+        for job_id in doomed:
+            wait_status(client, job_id, JobStatus.DEAD_LETTER, 10)
+        page.remove_listener("dialog", answer)
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.reload()
+        page.click("#purge")
+        expect(page.locator("tr.dead-row")).to_have_count(2)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("#purge")
+        expect(page.locator("#dead")).to_contain_text("No dead letters.")
+        assert [client.get_job_status(j) for j in doomed] == [None, None]

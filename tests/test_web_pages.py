@@ -14,7 +14,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 
@@ -26,43 +25,7 @@ from streamjobs.sync import SyncJobClient  # noqa: E402
 from streamjobs.web import create_app  # noqa: E402
 from streamjobs.web._data import chart  # noqa: E402
 from tests._redis import free_port  # noqa: E402
-
-
-@contextlib.contextmanager
-def serving(redis_url: str, queue: str, **options: Any) -> Iterator[str]:
-    """uvicorn serving the dashboard in a thread; yields its base URL."""
-    app = create_app(redis_url, name=queue, **options)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the dashboard did not start within 10 s"
-        assert thread.is_alive(), "the dashboard's server thread died at start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
-    """GET without following redirects: status, body, headers."""
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any) -> None:
-            return None
-
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=10) as r:
-            return int(r.status), r.read().decode(), dict(r.headers)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return int(exc.code), exc.read().decode(), dict(exc.headers)
+from tests._web import RELEASED, get, serving, workers  # noqa: E402
 
 
 @pytest.fixture
@@ -236,3 +199,22 @@ def test_streamjobs_web_bad_options_fail_in_one_line(args: list[str], message: s
     done = subprocess.run([*argv, *args], capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_running_jobs_are_listed_longest_running_first_across_priorities(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    order = []
+    for priority in ("low", "critical", "normal", "high", "low"):
+        order.append(client.submit_job("gated", priority=priority))
+        time.sleep(0.002)
+    with serving(redis_url, queue_name) as base, workers(redis_url, queue_name, count=5):
+        try:
+            deadline, listed = time.monotonic() + 10, []
+            while len(listed) < 5 and time.monotonic() < deadline:
+                listed = ids_in(get(f"{base}/jobs?status=running")[1])
+                time.sleep(0.05)
+            assert listed == order  # submitted in this order, so entered their streams so
+            assert ids_in(get(f"{base}/jobs?status=running&handler=quick")[1]) == []
+        finally:
+            RELEASED.update(order)
