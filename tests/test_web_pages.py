@@ -218,3 +218,33 @@ def test_running_jobs_are_listed_longest_running_first_across_priorities(
             assert ids_in(get(f"{base}/jobs?status=running&handler=quick")[1]) == []
         finally:
             RELEASED.update(order)
+
+
+def test_overview_splits_scheduled_retrying_and_dead_letters_by_priority(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    client.submit_job("quick", delay=3600, priority="high")
+    client.submit_job("quick", delay=3600, priority="high")
+    client.submit_job("quick", delay=3600, priority="low")
+    retrying = client.submit_job("healable", priority="low", max_retries=1, retry_delay=3600)
+    dead = client.submit_job("healable", priority="critical", max_retries=0)
+    with serving(redis_url, queue_name) as base:
+        with workers(redis_url, queue_name):
+            deadline = time.monotonic() + 10
+            while (client.get_job_status(retrying), client.get_job_status(dead)) != (
+                JobStatus.RETRYING, JobStatus.DEAD_LETTER,
+            ):  # fmt: skip
+                assert time.monotonic() < deadline, "the jobs did not fail within 10 s"
+                time.sleep(0.05)
+        body = get(f"{base}/?partial=1")[1]
+
+    def row(name: str) -> list[str]:
+        cells = re.search(rf'<tr class="priority-{name}">(.*?)</tr>', body, re.S)
+        assert cells, body
+        return re.findall(r'<td class="num">([^<]*)</td>', cells.group(1))
+
+    # pending, running, scheduled, retrying, dead letters
+    assert row("critical") == ["0", "0", "0", "0", "1"]
+    assert row("high") == ["0", "0", "2", "0", "0"]
+    assert row("normal") == ["0", "0", "0", "0", "0"]
+    assert row("low") == ["0", "0", "1", "1", "0"]

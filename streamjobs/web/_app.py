@@ -223,7 +223,9 @@ class _Pages:
         snapshot = await self.snapshot()
         metrics = metrics_from(snapshot, self.s.timings)
         view = await self.s.read.overview(snapshot, metrics)
-        return self.render(request, "overview.html", {"o": view, "bars": _bars(view.chart)})
+        return self.render(request, "overview.html", {
+            "o": view, "bars": _bars(view.chart), "limit": _data.BREAKDOWN_LIMIT,
+        })  # fmt: skip
 
     async def jobs(self, request: Request) -> Response:
         q = request.query_params

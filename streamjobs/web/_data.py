@@ -29,6 +29,8 @@ SCAN_BUDGET = 2_000
 CHUNK = 200
 #: Minutes the throughput chart shows.
 WINDOW_MINUTES = 60
+#: Delayed jobs and dead letters counted one by one per priority; above it, totals only.
+BREAKDOWN_LIMIT = 2_000
 #: The record fields a row of the jobs list shows.
 ROW_FIELDS = ("status", "handler", "priority", "attempts", "created_at", "finished_at", "error")
 
@@ -75,7 +77,7 @@ class Page:
 class Overview:
     """The overview page's numbers."""
 
-    by_priority: list[dict[str, Any]]
+    by_priority: list[dict[str, Any]]  # pending and running; the rest while countable
     totals: dict[str, int]
     workers: dict[str, int]
     oldest_pending_age: float | None
@@ -142,6 +144,10 @@ def _merged(
     return batch, f"{entry}@{key[2]}"
 
 
+def _zeros() -> dict[str, int]:
+    return {"scheduled": 0, "retrying": 0, "dead_letter": 0}
+
+
 def _priority_name(raw: str | None) -> str:
     for p in PRIORITIES:
         if str(int(p)) == (raw or "10"):
@@ -171,18 +177,40 @@ class Reader:
             "record_minute", WINDOW_MINUTES + 1, extra=self.keys.dashboard_minutes
         )
         q = metrics["queue"]
-        rows = []
-        for p, (length, delivered) in zip(PRIORITIES, snapshot[0]):
-            pending = max(0, int(length) - int(delivered))
-            rows.append({"name": p.name.lower(), "pending": pending, "running": int(delivered)})
         totals = {k: int(q[k]) for k in ("pending", "running", "scheduled", "retrying")}
         totals["dead_letter"] = int(q["dead_letter"])
+        split = await self._split_by_priority(totals)
+        rows = []
+        for p, (length, delivered) in zip(PRIORITIES, snapshot[0]):
+            name = p.name.lower()
+            pending = max(0, int(length) - int(delivered))
+            row: dict[str, Any] = {"name": name, "pending": pending, "running": int(delivered)}
+            row.update(split.get(name, {}) if split is not None else {})
+            rows.append(row)
         totals["completed"], totals["failed"] = int(q["completed"]), int(q["failed"])
         return Overview(
             by_priority=rows, totals=totals, workers=dict(metrics["workers"]),
             oldest_pending_age=await self._oldest_pending_age(int(now_ms)),
             chart=chart(_codec.pairs(series), int(now_ms) // 60_000), now_ms=int(now_ms),
         )  # fmt: skip
+
+    async def _split_by_priority(self, totals: dict[str, int]) -> dict[str, dict[str, int]] | None:
+        """Scheduled, retrying and dead letters per priority, counted from the delayed set's
+        records and the dead letters' entries while each holds at most BREAKDOWN_LIMIT (no
+        counter keeps them per priority); None above that."""
+        delayed = totals["scheduled"] + totals["retrying"]
+        if delayed > BREAKDOWN_LIMIT or totals["dead_letter"] > BREAKDOWN_LIMIT:
+            return None
+        split = {p.name.lower(): _zeros() for p in PRIORITIES}
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in await self.r.zrange(self.keys.delayed, 0, BREAKDOWN_LIMIT - 1):
+            pipe.hmget(self.keys.job(job_id), ("status", "priority"))
+        for status, priority in await pipe.execute():
+            if status in ("SCHEDULED", "RETRYING"):
+                split.setdefault(_priority_name(priority), _zeros())[status.lower()] += 1
+        for _, fields in await self.r.xrange(self.keys.dead, "-", "+", count=BREAKDOWN_LIMIT):
+            split.setdefault(_priority_name(fields.get("priority")), _zeros())["dead_letter"] += 1
+        return split
 
     async def _oldest_pending_age(self, now_ms: int) -> float | None:
         """Seconds since the oldest job no worker has read yet was queued: per stream, the
