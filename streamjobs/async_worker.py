@@ -28,6 +28,7 @@ from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
 from ._heartbeat import Heartbeat
 from ._lease import LeaseKeeper
+from ._observe import Attempts, observed
 from ._outcome import Outcome, Verdict
 from ._publisher import FLUSH_GRACE, EventPublisher
 from ._recorder import CompletionRecorder
@@ -277,6 +278,8 @@ class AsyncWorkerPool:
             self._next_reclaim = time.monotonic() + t.reclaim_interval
             cursors = self._cursors
             got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, cursors)
+            if got and self.queue.observers:
+                self.queue.observers.reclaimed(len(got))
             self._launch(held, await self._set_aside_suspects(got))
         if held:
             # After a short read the queue was dry, and every job queued since left a ready
@@ -338,6 +341,7 @@ class AsyncWorkerPool:
         """Run one job in its worker's `scope`, which only this job's timeout or abandonment
         cancels while it runs, then hand its outcome on."""
         handed_over = False  # to the recorder, which then owns the lease
+        attempt: Attempts | None = None  # what metrics and traces see of it
         try:
             log.info("job %s started (%s, attempt %s)", d.job_id, worker.id, d.attempt)
             if self.event_bus is not None:
@@ -347,8 +351,10 @@ class AsyncWorkerPool:
             handler = self.handlers.get(d.job.handler) if d.job else None
             self._scopes[d.job_id] = scope
             outcome: Completed | Outcome | None = None
+            if self.queue.observers:
+                attempt = self.queue.observers.attempt(d)
             try:
-                outcome = await execute(d, handler, self._progress(d), self._threads, self._began)
+                outcome = await self._execute(d, handler, attempt)
             except anyio.get_cancelled_exc_class():
                 if not scope.cancel_called:
                     raise  # the pool itself is being cancelled
@@ -362,25 +368,42 @@ class AsyncWorkerPool:
                 outcome = None  # its result came too late: the attempt timed out
             if scope.cancel_called:  # the scope stays cancelled: go on under a shield
                 with anyio.CancelScope(shield=True):
-                    handed_over = await self._conclude(worker, d, outcome)
+                    handed_over = await self._conclude(worker, d, outcome, attempt)
             else:
-                handed_over = await self._conclude(worker, d, outcome)
+                handed_over = await self._conclude(worker, d, outcome, attempt)
         finally:
+            if attempt is not None and not attempt.done:  # abandoned, or handed back
+                attempt.ended("released", None, None)
             self._abandoned.discard(d.job_id)
             self._threads.overran.discard(d.job_id)
             if not handed_over:
                 self._keeper.drop(d.job_id)
             self._slots.finish(worker)
 
+    async def _execute(
+        self, d: Delivery, handler: Handler | None, attempt: Attempts | None
+    ) -> Completed | Outcome:
+        """Run the handler, inside what the observers watch it by (a trace's span)."""
+        if attempt is None:
+            return await execute(d, handler, self._progress(d), self._threads, self._began)
+        with attempt.running():
+            return await execute(d, handler, self._progress(d), self._threads, self._began)
+
     async def _conclude(
-        self, worker: Worker, d: Delivery, outcome: Completed | Outcome | None
-    ) -> bool:
+        self, worker: Worker, d: Delivery, outcome: Completed | Outcome | None,
+        attempt: Attempts | None,
+    ) -> bool:  # fmt: skip
         """Hand a completion to the recorder (True: it owns the lease now), or settle any
         other outcome here; None is a job cancelled at its deadline."""
         if isinstance(outcome, Completed):
+            if attempt is not None:
+                attempt.ended("completed", None, None)
             await self._recorder.add(d, outcome.result_json, worker)
             return True
-        worker.jobs_failed += await self._settle(d, outcome or timed_out(d))
+        outcome = outcome or timed_out(d)
+        if attempt is not None:
+            attempt.ended(*observed(outcome))
+        worker.jobs_failed += await self._settle(d, outcome)
         return False
 
     def _began(self, d: Delivery, threaded: bool) -> None:

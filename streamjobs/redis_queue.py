@@ -13,6 +13,7 @@ from ._drivers import Driver, connect
 from ._drivers._pipeline import ReplyLost
 from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, QueueKeys
+from ._observe import default_observers
 from ._scripts import script
 from .errors import ConfigurationError, PartialSubmitError, RedisVersionError, StreamJobsError
 from .models import JobDefinition, JobStatus
@@ -140,6 +141,8 @@ class RedisJobQueue:
         self._driver: Driver | None = None
         #: Redis' maxmemory-policy as read at connect (None when Redis would not say).
         self.maxmemory_policy: str | None = None
+        #: What watches this queue's jobs: metrics and traces (see `_observe`).
+        self.observers = default_observers(name)
 
     # -- lifetime -------------------------------------------------------------------------
 

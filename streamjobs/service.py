@@ -38,6 +38,7 @@ class JobService:
         key_prefix: str = "streamjobs:",
         name: str = "default",
         timings: Timings | None = None,
+        trace_parent: str | None = None,
     ) -> None:
         if queue is None:
             if worker_pool is not None:
@@ -51,6 +52,8 @@ class JobService:
         if event_bus is not None:
             worker_pool.event_bus = event_bus
         self._queue, self._workers = queue, worker_pool
+        if trace_parent is not None:  # see streamjobs.tracing
+            queue.observers.nest_traces(trace_parent)
         self._tg: TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._host: asyncio.Task[None] | None = None
@@ -139,6 +142,9 @@ class JobService:
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload,
         )  # fmt: skip
+        if self._queue.observers:
+            [job_id] = await self._submit_observed([job])
+            return job_id
         await self._queue.enqueue(job)
         return job.id
 
@@ -149,8 +155,16 @@ class JobService:
         fails after others were written, PartialSubmitError carries the ids written and not,
         and submitting the same jobs again with the same ids finishes the job safely."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
+        if specs and self._queue.observers:
+            return await self._submit_observed(specs)
         if specs:
             await self._queue.enqueue_many(specs)
+        return [job.id for job in specs]
+
+    async def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
+        """Write jobs as the observers see fit (a trace's context added to each, say)."""
+        with self._queue.observers.submitting(specs) as observed:
+            await self._queue.enqueue_many(observed)
         return [job.id for job in specs]
 
     async def cancel_job(self, job_id: str) -> bool:

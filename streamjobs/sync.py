@@ -15,7 +15,7 @@ connection, and the client keeps no other state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -103,6 +103,9 @@ class SyncJobClient:
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload,
         )  # fmt: skip
+        if self._queue.observers:
+            [job_id] = self._submit_observed([job])
+            return job_id
         keys = self._queue.keys.all
         [call] = self._queue.enqueue_calls([job])
         self._driver.eval(script("enqueue"), keys, call)
@@ -114,9 +117,20 @@ class SyncJobClient:
         its id before sending; a failure after some were written raises PartialSubmitError
         with the ids written and not, as `JobService.submit_many` does."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
+        if specs and self._queue.observers:
+            return self._submit_observed(specs)
         if specs:
-            calls = self._queue.enqueue_calls(specs)
-            enqueued(specs, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
+            self._write(specs)
+        return [job.id for job in specs]
+
+    def _write(self, specs: Sequence[_codec.NewJob]) -> None:
+        calls = self._queue.enqueue_calls(specs)
+        enqueued(specs, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
+
+    def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
+        """Write jobs as the observers see fit (a trace's context added to each, say)."""
+        with self._queue.observers.submitting(specs) as observed:
+            self._write(observed)
         return [job.id for job in specs]
 
     def cancel_job(self, job_id: str) -> bool:

@@ -9,6 +9,7 @@ under `screenshots/` (and in $STREAMJOBS_SCREENSHOTS when set, for the README).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import urllib.error
@@ -97,11 +98,13 @@ def test_overview_counts_follow_jobs_as_workers_run_them(
         page.goto(f"{base}/")
         expect(page.locator("#total-pending")).to_have_text("7")
         expect(page.locator("#total-completed")).to_have_text("0")
+        expect(page.locator("#oldest-pending")).to_have_text(re.compile(r"^\d+\.\d s$"))
         screenshot(page, tmp_path, "overview-pending")
         with workers(redis_url, queue_name):
             # no reload: the page refreshes itself
             expect(page.locator("#total-completed")).to_have_text("7", timeout=10_000)
             expect(page.locator("#total-pending")).to_have_text("0")
+            expect(page.locator("#oldest-pending")).to_have_text("\u2013")
             expect(page.locator("#workers")).to_have_text("2", timeout=10_000)
             screenshot(page, tmp_path, "overview")
             page.click("nav >> text=Workers")

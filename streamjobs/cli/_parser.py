@@ -66,11 +66,20 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
         default=None,
         help="seconds running jobs get to finish on SIGTERM (default: no limit)",
     )
-    p.add_argument("--backend", default="asyncio", choices=BACKENDS,
-                   help="event loop to run on (default: asyncio; trio needs the trio extra)")
+    p.add_argument(
+        "--backend",
+        default="asyncio",
+        choices=BACKENDS,
+        help="event loop to run on (default: asyncio; trio needs the trio extra)",
+    )
     p.add_argument("--driver", default=None, choices=DRIVERS,
                    help="Redis client (default: the app's, else resp on asyncio, coredis on "
                    "trio)")  # fmt: skip
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve this process's job counters and histograms to Prometheus at "
+                   "/metrics on this port (needs the prometheus extra; one process)")  # fmt: skip
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address --metrics-port binds (default: 127.0.0.1)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.set_defaults(command="worker")
@@ -126,6 +135,16 @@ def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(command="submit")
 
 
+def _metrics(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("metrics", parents=[_connection()], help="serve the queue's gauges to "
+                       "Prometheus", description="Serve the queue's gauges at /metrics, read "
+                       "from Redis in one script call per scrape, until SIGTERM or SIGINT. "
+                       "Needs the prometheus extra.")  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9808, help="port to serve on (default: 9808)")
+    p.set_defaults(command="metrics")
+
+
 def _web(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("web", parents=[_connection()], help="serve the web dashboard",
                        description="Serve the queue's dashboard (needs the web extra). Every "
@@ -146,6 +165,6 @@ def build() -> argparse.ArgumentParser:
         prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add in (_worker, _inspection, _dead_letters, _submit, _web):
+    for add in (_worker, _inspection, _dead_letters, _submit, _metrics, _web):
         add(sub)
     return parser

@@ -222,7 +222,7 @@ class _Pages:
     async def overview(self, request: Request) -> Response:
         snapshot = await self.snapshot()
         metrics = metrics_from(snapshot, self.s.timings)
-        view = await self.s.read.overview(snapshot, metrics)
+        view = await self.s.read.overview(metrics)
         return self.render(request, "overview.html", {
             "o": view, "bars": _bars(view.chart), "limit": _data.BREAKDOWN_LIMIT,
         })  # fmt: skip

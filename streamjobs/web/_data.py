@@ -105,11 +105,6 @@ def fmt_ms(value: object) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}"
 
 
-def entry_ms(entry: str) -> int:
-    """The millisecond time a stream entry id carries."""
-    return int(entry.split("-", 1)[0])
-
-
 def _id_key(entry: str) -> tuple[int, int]:
     ms, _, seq = entry.partition("-")
     return int(ms), int(seq or 0)
@@ -171,26 +166,27 @@ class Reader:
 
     # -- overview ------------------------------------------------------------------------
 
-    async def overview(self, snapshot: list[Any], metrics: dict[str, Any]) -> Overview:
-        """Per-priority counts, totals, workers, the oldest pending job's age and the chart."""
+    async def overview(self, metrics: dict[str, Any]) -> Overview:
+        """Per-priority counts, totals, workers, the oldest pending job's age and the chart,
+        from one metrics snapshot and one sample of the counters."""
         now_ms, series = await self.run(
             "record_minute", WINDOW_MINUTES + 1, extra=self.keys.dashboard_minutes
         )
         q = metrics["queue"]
         totals = {k: int(q[k]) for k in ("pending", "running", "scheduled", "retrying")}
         totals["dead_letter"] = int(q["dead_letter"])
+        totals["completed"], totals["failed"] = int(q["completed"]), int(q["failed"])
         split = await self._split_by_priority(totals)
         rows = []
-        for p, (length, delivered) in zip(PRIORITIES, snapshot[0]):
+        for p in PRIORITIES:
             name = p.name.lower()
-            pending = max(0, int(length) - int(delivered))
-            row: dict[str, Any] = {"name": name, "pending": pending, "running": int(delivered)}
+            row: dict[str, Any] = {"name": name, "pending": q["by_priority"][name],
+                                   "running": q["running_by_priority"][name]}  # fmt: skip
             row.update(split.get(name, {}) if split is not None else {})
             rows.append(row)
-        totals["completed"], totals["failed"] = int(q["completed"]), int(q["failed"])
         return Overview(
             by_priority=rows, totals=totals, workers=dict(metrics["workers"]),
-            oldest_pending_age=await self._oldest_pending_age(int(now_ms)),
+            oldest_pending_age=float(q["oldest_pending_age"]) if totals["pending"] else None,
             chart=chart(_codec.pairs(series), int(now_ms) // 60_000), now_ms=int(now_ms),
         )  # fmt: skip
 
@@ -211,22 +207,6 @@ class Reader:
         for _, fields in await self.r.xrange(self.keys.dead, "-", "+", count=BREAKDOWN_LIMIT):
             split.setdefault(_priority_name(fields.get("priority")), _zeros())["dead_letter"] += 1
         return split
-
-    async def _oldest_pending_age(self, now_ms: int) -> float | None:
-        """Seconds since the oldest job no worker has read yet was queued: per stream, the
-        first entry after the group's last delivered id."""
-        oldest: int | None = None
-        for stream in self.keys.streams:
-            try:
-                groups = await self.r.xinfo_groups(stream)
-            except Exception:  # no stream yet
-                continue
-            last = next((g["last-delivered-id"] for g in groups if g["name"] == GROUP), "0-0")
-            entries = await self.r.xrange(stream, f"({last}", "+", count=1)
-            if entries:
-                ms = entry_ms(entries[0][0])
-                oldest = ms if oldest is None else min(oldest, ms)
-        return None if oldest is None else max(0.0, (now_ms - oldest) / 1000)
 
     # -- jobs list -----------------------------------------------------------------------
 
