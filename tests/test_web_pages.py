@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
@@ -68,14 +69,16 @@ def test_pending_jobs_page_through_every_priority_newest_first_without_repeats(
 def test_lookup_by_exact_id_opens_the_job_and_says_when_there_is_none(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
-    job_id = client.submit_job("a")
+    job_id = client.submit_job("a", job_id=f"tenant/{queue_name[-3:]}+a=b@c:d")
     with serving(redis_url, queue_name) as base:
-        status, _, headers = get(f"{base}/jobs?id={job_id}")
-        assert status == 303 and headers["location"] == f"/jobs/{job_id}"
-        status, body, _ = get(f"{base}/jobs?id=nope-{job_id}")
+        status, _, headers = get(f"{base}/jobs?id={urllib.parse.quote(job_id)}")
+        assert status == 303 and headers["location"] == f"/jobs/{urllib.parse.quote(job_id)}"
+        assert get(base + headers["location"])[0] == 200
+        status, body, _ = get(f"{base}/jobs?id={urllib.parse.quote('nope-' + job_id)}")
         assert status == 200 and f"No job with id <code>nope-{job_id}</code>" in body
         status, body, _ = get(f"{base}/jobs/{job_id}")
         assert status == 200 and job_id in body and "PENDING" in body
+        assert f'action="/jobs/{urllib.parse.quote(job_id)}/cancel"' in body
 
 
 def test_basic_auth_guards_every_path_and_names_the_user_in_the_events(

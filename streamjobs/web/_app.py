@@ -11,6 +11,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 from redis.asyncio import Redis
@@ -232,7 +233,7 @@ class _Pages:
         wanted = q.get("id", "").strip()
         if wanted and await self.s.read.job(wanted, with_events=False) is not None:
             base = request.scope.get("root_path", "")
-            return RedirectResponse(f"{base}/jobs/{wanted}", 303)
+            return RedirectResponse(f"{base}/jobs/{quote(wanted, safe='/')}", 303)
         status, handler, cursor = (
             q.get("status", "recent"),
             q.get("handler", ""),
