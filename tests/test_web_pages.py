@@ -251,3 +251,19 @@ def test_overview_splits_scheduled_retrying_and_dead_letters_by_priority(
     assert row("high") == ["0", "0", "2", "0", "0"]
     assert row("normal") == ["0", "0", "0", "0", "0"]
     assert row("low") == ["0", "0", "1", "1", "0"]
+
+
+def test_finished_jobs_are_found_behind_a_page_of_other_events(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    done = [client.submit_job("quick") for _ in range(3)]
+    with workers(redis_url, queue_name):
+        deadline = time.monotonic() + 10
+        while any(client.get_job_status(j) != JobStatus.COMPLETED for j in done):
+            assert time.monotonic() < deadline, "the jobs did not complete within 10 s"
+            time.sleep(0.05)
+    client.submit_many([{"handler": "quick", "delay": 3600} for _ in range(250)])
+    with serving(redis_url, queue_name) as base:
+        body = get(f"{base}/jobs?status=completed")[1]
+        assert ids_in(body) == done[::-1]
+        assert 'id="next"' not in body

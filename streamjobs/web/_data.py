@@ -230,11 +230,13 @@ class Reader:
         rows: list[Row] = []
         scanned, seen = 0, set()
         position = cursor
+        n = limit  # a first read of one page's worth fills an unfiltered page
         while scanned < SCAN_BUDGET:
-            batch, after = await self._candidates(status, position, CHUNK)
-            if not batch:
+            batch, after = await self._candidates(status, position, n)
+            if not batch and not after:
                 return Page(rows, "", scanned)
-            records = await self.rows([job_id for job_id, _ in batch])
+            scanned += n if not batch else 0  # a read that named no job still counts
+            records = await self.rows([job_id for job_id, _ in batch]) if batch else []
             for (job_id, at), record in zip(batch, records):
                 scanned += 1
                 position = at
@@ -246,7 +248,7 @@ class Reader:
                     return Page(rows, position, scanned)
             if after == "":
                 return Page(rows, "", scanned)
-            position = after
+            position, n = after, CHUNK
         return Page(rows, position, scanned, short=True)
 
     @staticmethod
