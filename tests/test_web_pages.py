@@ -267,3 +267,14 @@ def test_finished_jobs_are_found_behind_a_page_of_other_events(
         body = get(f"{base}/jobs?status=completed")[1]
         assert ids_in(body) == done[::-1]
         assert 'id="next"' not in body
+
+
+def test_job_timeline_reaches_back_past_a_thousand_newer_events(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    job_id = client.submit_job("quick", delay=3600)
+    client.submit_many([{"handler": "quick", "delay": 3600} for _ in range(1500)])
+    with serving(redis_url, queue_name) as base:
+        body = get(f"{base}/jobs/{job_id}")[1]
+    timeline = body.split('id="timeline"', 1)[1]
+    assert timeline.count("<td>job.scheduled</td>") == 1

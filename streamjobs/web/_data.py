@@ -365,17 +365,10 @@ class Reader:
         return view
 
     async def job_events(self, job_id: str, budget: int = 10_000) -> list[dict[str, str]]:
-        """The job's events still in the events stream, oldest first (at most `budget` read)."""
-        found: list[dict[str, str]] = []
-        top, read = "+", 0
-        while read < budget:
-            entries = await self.r.xrevrange(self.keys.events, top, "-", count=1000)
-            read += len(entries)
-            found += [{"id": e, **f} for e, f in entries if f.get("job_id") == job_id]
-            if len(entries) < 1000:
-                break
-            top = f"({entries[-1][0]}"
-        return found[::-1]
+        """The job's events still in the events stream, oldest first (at most `budget` read,
+        filtered in Redis by job_events.lua)."""
+        found = await self.run("job_events", job_id, budget)
+        return [{"id": entry, **_codec.pairs(fields)} for entry, fields in reversed(found)]
 
     async def dead_letters(
         self, cursor: str, limit: int = PAGE
