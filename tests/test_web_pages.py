@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import redis
 
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed")
 
@@ -278,3 +279,32 @@ def test_job_timeline_reaches_back_past_a_thousand_newer_events(
         body = get(f"{base}/jobs/{job_id}")[1]
     timeline = body.split('id="timeline"', 1)[1]
     assert timeline.count("<td>job.scheduled</td>") == 1
+
+
+def test_chart_shows_this_minutes_completions_from_the_sampled_counters(
+    client: SyncJobClient, redis_url: str, queue_name: str, raw: redis.Redis
+) -> None:
+    seconds, _ = raw.time()
+    if seconds % 60 > 50:  # keep the whole test inside one server minute
+        time.sleep(61 - seconds % 60)
+        seconds, _ = raw.time()
+    minute = seconds // 60
+    series = client.queue.keys.dashboard_minutes
+    old = {str(minute - 2): "0 0", str(minute - 1): "0 0", str(minute - 90): "0 0"}
+    raw.hset(series, mapping=old)
+    done = [client.submit_job("quick") for _ in range(5)]
+    failed = client.submit_job("healable", max_retries=0)
+    with workers(redis_url, queue_name):
+        deadline = time.monotonic() + 10
+        while client.get_job_status(failed) != JobStatus.DEAD_LETTER or any(
+            client.get_job_status(j) != JobStatus.COMPLETED for j in done
+        ):
+            assert time.monotonic() < deadline, "the jobs did not finish within 10 s"
+            time.sleep(0.05)
+    with serving(redis_url, queue_name) as base:
+        body = get(f"{base}/")[1]
+    assert "5 completed, 1 failed</title>" in body
+    assert "0 completed, 0 failed</title>" in body  # the minute before, sampled at zero
+    assert "no sample completed" in body  # minutes before the first sample
+    kept = sorted(int(m) for m in raw.hkeys(series))
+    assert kept == [minute - 2, minute - 1, minute]  # the 90-minute-old sample was dropped
