@@ -281,17 +281,18 @@ class RedisJobQueue:
         flat = [part for d, result in done for part in (*self._settle_args(d), result)]
         return [int(code) for code in await self._run("complete", *flat)]
 
-    async def fail(self, d: Delivery, error: str) -> None:
+    async def fail(self, d: Delivery, error: str, traceback: str = "") -> None:
         """End the job FAILED without retry (fail.lua)."""
-        _settled(await self._run("fail", *self._settle_args(d), error))
+        _settled(await self._run("fail", *self._settle_args(d), error, traceback))
 
-    async def retry(self, d: Delivery, error: str, delay: float) -> None:
+    async def retry(self, d: Delivery, error: str, delay: float, traceback: str = "") -> None:
         """Park the job in the delayed set for `delay` seconds (retry.lua)."""
-        _settled(await self._run("retry", *self._settle_args(d), error, int(delay * 1000)))
+        delay_ms = int(delay * 1000)
+        _settled(await self._run("retry", *self._settle_args(d), error, delay_ms, traceback))
 
-    async def dead_letter(self, d: Delivery, error: str, reason: str) -> None:
+    async def dead_letter(self, d: Delivery, error: str, reason: str, traceback: str = "") -> None:
         """Move the job to the dead-letter stream (dead_letter.lua)."""
-        _settled(await self._run("dead_letter", *self._settle_args(d), error, reason))
+        _settled(await self._run("dead_letter", *self._settle_args(d), error, reason, traceback))
 
     def sync_driver(self) -> SyncDriver:
         """A blocking driver for a thread of this process (lease renewal)."""
