@@ -162,7 +162,7 @@ def test_dead_letter_retried_by_clicking_retry_leaves_the_list_and_completes(
         expect(page.locator("#timeline")).to_contain_text("user=anonymous action=retry")
         # the error of the attempt that failed, with where the handler raised it
         expect(page.locator("#error")).to_have_text("RuntimeError: not healed yet")
-        expect(page.locator("#traceback")).to_contain_text('in healable\n    raise RuntimeError')
+        expect(page.locator("#traceback")).to_contain_text("in healable\n    raise RuntimeError")
 
 
 def test_read_only_refuses_actions_with_403_and_shows_no_buttons(

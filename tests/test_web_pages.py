@@ -195,6 +195,7 @@ def test_streamjobs_web_serves_the_dashboard_on_loopback_and_stops_on_sigint(
     [
         (["--basic-auth", "nocolon"], "--basic-auth: basic auth must be USER:PASS"),
         (["--port", "0"], "--port must be between 1 and 65535"),
+        (["--partitions", "2"], "--partitions above 1 needs a streamjobs whose queues take"),
         (["--redis-url", "redis://127.0.0.1:1/0"], "cannot use Redis at redis://127.0.0.1:1/0"),
     ],
 )

@@ -155,7 +155,8 @@ def _web(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--basic-auth", metavar="USER:PASS", default=None,
                    help="ask for these credentials on every page")  # fmt: skip
     p.add_argument("--partitions", type=int, default=None,
-                   help="partitions of the queue (as its workers use)")  # fmt: skip
+                   help="partitions of the queue, as its workers use (only 1 until queues "
+                   "take partitions)")  # fmt: skip
     p.set_defaults(command="web")
 
 
