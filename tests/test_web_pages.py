@@ -131,6 +131,11 @@ def test_chart_counts_per_minute_from_samples_and_spreads_unwatched_gaps() -> No
     assert len(bars) == 60 and bars[1000] == (1, 1) and bars[999] == (30, 0)
     assert bars[960] == (0, 0) and bars[998] == (0, 0)  # 10 over 48 unwatched minutes
     assert chart({}, now)[-1] == (1000, None, None)
+    # before the first sample, the counts read from the events stream, where it reaches
+    early = {m: (c, f) for m, c, f in chart(series, now, {m: (1, 0) for m in range(900, 1001)})}
+    assert early[941] == (1, 0) and early[998] == (0, 0)  # samples win where there are some
+    late = {m: (c, f) for m, c, f in chart({"1000": "3 3"}, now, {999: (2, 1)})}
+    assert late[999] == (2, 1) and late[1000] == (None, None) and late[998] == (None, None)
 
 
 def test_mounted_under_a_host_app_links_and_polls_under_its_prefix(
@@ -306,6 +311,27 @@ def test_chart_shows_this_minutes_completions_from_the_sampled_counters(
         body = get(f"{base}/")[1]
     assert "5 completed, 1 failed</title>" in body
     assert "0 completed, 0 failed</title>" in body  # the minute before, sampled at zero
-    assert "no sample completed" in body  # minutes before the first sample
+    assert "no sample" not in body  # before the first sample, the events stream's counts
     kept = sorted(int(m) for m in raw.hkeys(series))
     assert kept == [minute - 2, minute - 1, minute]  # the 90-minute-old sample was dropped
+
+
+def test_chart_counts_from_the_events_stream_before_any_dashboard_sampled(
+    client: SyncJobClient, redis_url: str, queue_name: str, raw: redis.Redis
+) -> None:
+    seconds, _ = raw.time()
+    if seconds % 60 > 50:  # keep the whole test inside one server minute
+        time.sleep(61 - seconds % 60)
+    done = [client.submit_job("quick") for _ in range(4)]
+    failed = client.submit_job("healable", max_retries=0)
+    with workers(redis_url, queue_name):
+        deadline = time.monotonic() + 10
+        while client.get_job_status(failed) != JobStatus.DEAD_LETTER or any(
+            client.get_job_status(j) != JobStatus.COMPLETED for j in done
+        ):
+            assert time.monotonic() < deadline, "the jobs did not finish within 10 s"
+            time.sleep(0.05)
+    with serving(redis_url, queue_name) as base:
+        body = get(f"{base}/")[1]
+    assert body.count("4 completed, 1 failed</title>") == 1
+    assert body.count("0 completed, 0 failed</title>") == 59  # the events reach back an hour

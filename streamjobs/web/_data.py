@@ -177,6 +177,7 @@ class Reader:
         totals["dead_letter"] = int(q["dead_letter"])
         totals["completed"], totals["failed"] = int(q["completed"]), int(q["failed"])
         split = await self._split_by_priority(totals)
+        samples, minute = _codec.pairs(series), int(now_ms) // 60_000
         rows = []
         for p in PRIORITIES:
             name = p.name.lower()
@@ -187,8 +188,28 @@ class Reader:
         return Overview(
             by_priority=rows, totals=totals, workers=dict(metrics["workers"]),
             oldest_pending_age=float(q["oldest_pending_age"]) if totals["pending"] else None,
-            chart=chart(_codec.pairs(series), int(now_ms) // 60_000), now_ms=int(now_ms),
+            chart=chart(samples, minute, await self._history(samples, minute)), now_ms=int(now_ms),
         )  # fmt: skip
+
+    async def _history(self, samples: dict[str, str], minute: int) -> dict[int, tuple[int, int]]:
+        """Completed and failed per minute from the events stream, for the minutes of the
+        window before the dashboard's first sample; {} when the samples cover the window.
+        Minutes the stream no longer reaches (trimmed at its cap) are left out."""
+        start = minute - WINDOW_MINUTES + 1
+        if self.queue.events_maxlen <= 0 or (samples and min(int(m) for m in samples) < start):
+            return {}  # no events kept, or no need
+        oldest, capped, flat = await self.run(
+            "events_per_minute", start * 60_000, self.queue.events_maxlen * 2
+        )
+        known_from = start
+        if int(capped) and int(oldest) >= 0:
+            known_from = max(start, int(oldest) // 60_000 + 1)  # its first minute is partial
+        history = {m: (0, 0) for m in range(known_from, minute + 1)}
+        for i in range(0, len(flat), 3):
+            m = int(flat[i])
+            if m >= known_from:
+                history[m] = (int(flat[i + 1]), int(flat[i + 2]))
+        return history
 
     async def _split_by_priority(self, totals: dict[str, int]) -> dict[str, dict[str, int]] | None:
         """Scheduled, retrying and dead letters per priority, counted from the delayed set's
@@ -397,17 +418,21 @@ def _row(job_id: str, record: dict[str, str] | None) -> Row:
     )  # fmt: skip
 
 
-def chart(series: dict[str, str], minute: int) -> list[tuple[int, int | None, int | None]]:
+def chart(
+    series: dict[str, str], minute: int, history: dict[int, tuple[int, int]] | None = None
+) -> list[tuple[int, int | None, int | None]]:
     """Completed and failed per minute over the window, from the sampled lifetime counters:
     a minute's count is its sample less the one before; minutes no dashboard sampled share
-    the difference across the gap evenly (None before the first sample)."""
+    the difference across the gap evenly. Before the first sample, the counts `history`
+    took from the events stream; None where neither knows."""
     samples = {int(m): tuple(int(x) for x in v.split()) for m, v in series.items()}
     out: list[tuple[int, int | None, int | None]] = []
     for m in range(minute - WINDOW_MINUTES + 1, minute + 1):
         after = min((k for k in samples if k >= m), default=None)
         before = max((k for k in samples if k < m), default=None)
         if after is None or before is None:
-            out.append((m, None, None))
+            known = (history or {}).get(m)
+            out.append((m, *known) if known else (m, None, None))
             continue
         span = after - before
         done = (samples[after][0] - samples[before][0]) / span
