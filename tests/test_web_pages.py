@@ -335,3 +335,18 @@ def test_chart_counts_from_the_events_stream_before_any_dashboard_sampled(
         body = get(f"{base}/")[1]
     assert body.count("4 completed, 1 failed</title>") == 1
     assert body.count("0 completed, 0 failed</title>") == 59  # the events reach back an hour
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["status=nope", "status=pending&cursor=abc", "status=pending&cursor=1-0@9",
+     "status=scheduled&cursor=-1", "status=completed&cursor=(1-0"],
+)  # fmt: skip
+def test_a_bad_status_or_cursor_is_a_400_naming_it(
+    redis_url: str, queue_name: str, query: str
+) -> None:
+    with serving(redis_url, queue_name) as base:
+        status, body, _ = get(f"{base}/jobs?{query}")
+        assert status == 400 and ("bad cursor" in body or "no such status" in body), body
+        status, body, _ = get(f"{base}/dead-letters?cursor=zzz")
+        assert status == 400 and "bad cursor 'zzz'" in body

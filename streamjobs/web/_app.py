@@ -239,6 +239,10 @@ class _Pages:
             q.get("handler", ""),
             q.get("cursor", ""),
         )
+        if status not in _data.STATUSES:
+            return PlainTextResponse(f"no such status {status!r}: one of {_data.STATUSES}", 400)
+        if not _data.valid_cursor(status, cursor):
+            return PlainTextResponse(f"bad cursor {cursor!r}: use the page's own links", 400)
         page = await self.s.read.page(status, handler.strip(), cursor)
         return self.render(request, "jobs.html", {
             "page": page, "status": status, "handler": handler, "statuses": _data.STATUSES,
@@ -255,6 +259,8 @@ class _Pages:
 
     async def dead_letters(self, request: Request) -> Response:
         cursor = request.query_params.get("cursor", "")
+        if not _data.valid_cursor("dead_letter", cursor):
+            return PlainTextResponse(f"bad cursor {cursor!r}: use the page's own links", 400)
         rows, after = await self.s.read.dead_letters(cursor)
         count = await self.s.read.dead_letter_count()
         return self.render(request, "dead_letters.html",

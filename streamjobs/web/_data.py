@@ -8,6 +8,7 @@ stops at a page or at a scan budget, handing back a cursor to go on from.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,21 @@ def fmt_ms(value: object) -> str:
         return ""
     ms = int(value)
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}"
+
+
+_ENTRY = re.compile(r"\d{1,20}-\d{1,20}")
+
+
+def valid_cursor(status: str, cursor: str) -> bool:
+    """Whether `cursor` is one the view hands out ('' starts at the top)."""
+    if not cursor:
+        return True
+    if status in ("scheduled", "retrying"):
+        return cursor.isdigit()
+    if status in ("pending", "running"):
+        entry, _, index = cursor.partition("@")
+        return bool(_ENTRY.fullmatch(entry)) and index in ("0", "1", "2", "3")
+    return bool(_ENTRY.fullmatch(cursor))
 
 
 def _id_key(entry: str) -> tuple[int, int]:
