@@ -22,7 +22,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _codec, _promoter, _reaper
+from . import _canceller, _codec, _promoter, _reaper
 from ._backoff import pause
 from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
@@ -37,13 +37,17 @@ from ._slots import Inbox, Slots, Worker
 from ._threads import HandlerThreads
 from ._timeouts import TimeoutWatch
 from ._timings import Timings, default_worker_count
-from .errors import ConfigurationError, StreamJobsError
+from .errors import ConfigurationError, JobCancelled, StreamJobsError
 from .events import EventBus
 from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
 
 log = logging.getLogger("streamjobs.worker")
 
 __all__ = ["AsyncWorkerPool", "Timings", "default_worker_count"]
+
+#: Ids of cancelled jobs a pool keeps in mind at most: those it held leave as their worker
+#: ends them; the rest (a job that finished just before) are forgotten oldest first.
+_CANCELLED_KEPT = 1000
 
 
 def _event(d: Delivery, **extra: Any) -> dict[str, Any]:
@@ -76,6 +80,7 @@ class AsyncWorkerPool:
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._timeouts = TimeoutWatch(self._expire)
         self._abandoned: set[str] = set()  # lease lost, or handed back by an immediate stop
+        self._cancelled: dict[str, None] = {}  # ended by cancel_job: stop them, record nothing
         self._suspects: list[Delivery] = []  # reclaimed after a crash: each runs alone
         self._cursors = ["0-0"] * 4
         self._next_reclaim = 0.0
@@ -178,6 +183,7 @@ class AsyncWorkerPool:
             await tg.start(self._recorder.run)
             await tg.start(_reaper.run, self.queue, self.timings.reap_interval)
             await tg.start(_promoter.run, self.queue, self.timings.max_promote_sleep)
+            await tg.start(_canceller.run, self.queue, self.id, self._cancel)
             tg.start_soon(self._keeper.run, self._lease_lost)
             tg.start_soon(self._timeouts.run)
             for worker in self._slots.workers:
@@ -330,6 +336,20 @@ class AsyncWorkerPool:
             log.warning("job %s: lease taken over by another worker; abandoning it", job_id)
             self._abandon(job_id)
 
+    def _cancel(self, job_id: str) -> None:
+        """cancel_job ended a job of this pool CANCELLED (cancel.lua settled it): stop its
+        handler, recording nothing of its attempt. An async handler's scope is cancelled; a
+        thread cannot be, so its handler gets JobCancelled from its next progress call while
+        its worker waits for it; a job not started yet is skipped when its turn comes."""
+        log.info("job %s cancelled while running: stopping it", job_id)
+        self._keeper.drop(job_id)  # its entry is gone: the lease is not renewed, nor lost
+        self._timeouts.forget(job_id)
+        self._cancelled[job_id] = None
+        if len(self._cancelled) > _CANCELLED_KEPT:  # ids of jobs this pool no longer held
+            del self._cancelled[next(iter(self._cancelled))]
+        if job_id in self._scopes and job_id not in self._threads.running:
+            self._scopes[job_id].cancel()
+
     def _abandon(self, job_id: str) -> None:
         """Cancel a running job whose outcome this pool must not record."""
         self._abandoned.add(job_id)
@@ -362,7 +382,7 @@ class AsyncWorkerPool:
             finally:
                 self._scopes.pop(d.job_id, None)  # nothing cancels this job from here on
                 self._timeouts.forget(d.job_id)
-            if d.job_id in self._abandoned:
+            if self._dropped(d):
                 return
             if self._threads.overran and d.job_id in self._threads.overran:
                 outcome = None  # its result came too late: the attempt timed out
@@ -375,15 +395,29 @@ class AsyncWorkerPool:
             if attempt is not None and not attempt.done:  # abandoned, or handed back
                 attempt.ended("released", None, None)
             self._abandoned.discard(d.job_id)
+            self._cancelled.pop(d.job_id, None)
             self._threads.overran.discard(d.job_id)
             if not handed_over:
                 self._keeper.drop(d.job_id)
             self._slots.finish(worker)
 
+    def _dropped(self, d: Delivery) -> bool:
+        """True when nothing of this attempt is to be recorded: it was abandoned (its lease
+        lost, or handed back), or cancelled (cancel.lua settled it already)."""
+        if d.job_id in self._abandoned:
+            return True
+        if self._cancelled and d.job_id in self._cancelled:
+            self._publisher.emit("job.cancelled", _event(d, status="CANCELLED"))
+            return True
+        return False
+
     async def _execute(
         self, d: Delivery, handler: Handler | None, attempt: Attempts | None
-    ) -> Completed | Outcome:
-        """Run the handler, inside what the observers watch it by (a trace's span)."""
+    ) -> Completed | Outcome | None:
+        """Run the handler, inside what the observers watch it by (a trace's span); None
+        when the job was cancelled before it could start."""
+        if self._cancelled and d.job_id in self._cancelled:
+            return None
         if attempt is None:
             return await execute(d, handler, self._progress(d), self._threads, self._began)
         with attempt.running():
@@ -437,6 +471,8 @@ class AsyncWorkerPool:
 
     def _progress(self, d: Delivery) -> ProgressCallback:
         async def progress(current: Any = None, total: Any = None, message: Any = None) -> None:
+            if self._cancelled and d.job_id in self._cancelled:
+                raise JobCancelled(f"job {d.job_id} was cancelled")
             try:
                 recorded = await self.queue.progress(d, current, total, message)
             except StreamJobsError as exc:

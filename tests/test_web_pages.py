@@ -350,3 +350,28 @@ def test_a_bad_status_or_cursor_is_a_400_naming_it(
         assert status == 400 and ("bad cursor" in body or "no such status" in body), body
         status, body, _ = get(f"{base}/dead-letters?cursor=zzz")
         assert status == 400 and "bad cursor 'zzz'" in body
+
+
+def test_cancel_from_the_job_page_stops_a_running_job_and_logs_who_did_it(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    job_id = client.submit_job("gated")
+    with serving(redis_url, queue_name) as base, workers(redis_url, queue_name):
+        deadline = time.monotonic() + 10
+        while client.get_job_status(job_id) != JobStatus.RUNNING:
+            assert time.monotonic() < deadline, "the job did not start within 10 s"
+            time.sleep(0.02)
+        status, body, headers = get(f"{base}/jobs/{job_id}")
+        assert status == 200 and 'id="cancel"' in body
+        token = headers["set-cookie"].split("streamjobs_csrf=", 1)[1].split(";", 1)[0]
+        request = urllib.request.Request(
+            f"{base}/jobs/{job_id}/cancel", data=f"csrf={token}".encode(), method="POST",
+            headers={"Cookie": f"streamjobs_csrf={token}",
+                     "Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        assert client.get_job_status(job_id) == JobStatus.CANCELLED
+        body = get(f"{base}/jobs/{job_id}")[1]
+        assert "user=anonymous action=cancel outcome=requested" in body
+        assert 'id="cancel"' not in body

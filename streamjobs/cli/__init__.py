@@ -32,6 +32,7 @@ COMMANDS: dict[str, Command] = {
     "info": lambda svc, o: _inspect.info(svc, o.json),
     "workers": lambda svc, o: _inspect.workers(svc, o.json),
     "jobs show": lambda svc, o: _inspect.show_job(svc, o.job_id, o.json),
+    "jobs cancel": _submit.cancel,
     "events": lambda svc, o: _inspect.events(svc, o.count, o.follow, o.json),
     "dead-letters list": lambda svc, o: _dead.list_dead(svc, o.limit, o.json),
     "dead-letters retry": lambda svc, o: (

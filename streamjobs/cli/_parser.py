@@ -99,6 +99,12 @@ def _inspection(sub: argparse._SubParsersAction[_Parser]) -> None:
     show = jobs.add_parser("show", parents=[conn], help="a job's record, attempts, progress, error")
     show.add_argument("job_id", metavar="ID")
     show.set_defaults(command="jobs show")
+    cancel = jobs.add_parser("cancel", parents=[conn], help="cancel a job, running or not",
+                             description="Cancel a job: one not started never runs; a running "
+                             "one ends CANCELLED and its worker stops it within a second. "
+                             "Exits 1 when the job is finished or unknown.")  # fmt: skip
+    cancel.add_argument("job_id", metavar="ID")
+    cancel.set_defaults(command="jobs cancel")
     events = sub.add_parser("events", parents=[conn], help="the events stream (--follow: live)")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--count", "-n", type=int, default=20, help="recent events shown first")
@@ -132,6 +138,12 @@ def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--max-retries", type=int, default=3, help="retries after the first attempt")
     p.add_argument("--delay", type=float, default=None, help="run no sooner than this (seconds)")
     p.add_argument("--job-id", default=None, help="an id of your own: submitting is idempotent")
+    p.add_argument("--dedupe-key", default=None,
+                   help="queue nothing while this key's job stands for it; prints its id")
+    p.add_argument("--dedupe-for", type=float, default=None,
+                   help="the dedupe window in seconds (needed by throttle and debounce)")
+    p.add_argument("--dedupe-mode", default=None, choices=("until_done", "throttle", "debounce"),
+                   help="until_done (default), throttle or debounce")  # fmt: skip
     p.set_defaults(command="submit")
 
 

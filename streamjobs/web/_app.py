@@ -309,8 +309,8 @@ class _Pages:
 
     async def cancel(self, request: Request, form: Any) -> tuple[str, str, str]:
         job_id = request.path_params["job_id"]
-        done = await self.s.svc.cancel_job(job_id)
-        return "cancel", job_id, "cancelled" if done else "not cancellable"
+        outcome = await self.s.svc.cancel_job(job_id)  # running jobs too: their worker stops them
+        return "cancel", job_id, str(outcome).lower()
 
     async def retry(self, request: Request, form: Any) -> tuple[str, str, str]:
         job_id = request.path_params["job_id"]
