@@ -605,19 +605,19 @@ class RedisJobQueue:
                 codes[i] = int(code)
         return codes
 
-    async def fail(self, d: Delivery, error: str) -> None:
+    async def fail(self, d: Delivery, error: str, traceback: str = "") -> None:
         """End the job FAILED without retry (fail.lua)."""
         keys = self.parts[d.partition]
-        _settled(await self._run("fail", *self._settle_args(d), error, keys=keys))
+        _settled(await self._run("fail", *self._settle_args(d), error, traceback, keys=keys))
 
-    async def retry(self, d: Delivery, error: str, delay: float) -> None:
+    async def retry(self, d: Delivery, error: str, delay: float, traceback: str = "") -> None:
         """Park the job in the delayed set for `delay` seconds (retry.lua)."""
-        args = (*self._settle_args(d), error, int(delay * 1000))
+        args = (*self._settle_args(d), error, int(delay * 1000), traceback)
         _settled(await self._run("retry", *args, keys=self.parts[d.partition]))
 
-    async def dead_letter(self, d: Delivery, error: str, reason: str) -> None:
+    async def dead_letter(self, d: Delivery, error: str, reason: str, traceback: str = "") -> None:
         """Move the job to the dead-letter stream (dead_letter.lua)."""
-        args = (*self._settle_args(d), error, reason)
+        args = (*self._settle_args(d), error, reason, traceback)
         _settled(await self._run("dead_letter", *args, keys=self.parts[d.partition]))
 
     def sync_driver(self) -> SyncDriver:

@@ -18,7 +18,7 @@ import anyio
 
 from ..errors import StreamJobsError
 from ..service import JobService
-from . import _dead, _inspect, _logs, _parser, _prom, _sched, _submit
+from . import _dead, _inspect, _logs, _parser, _prom, _sched, _submit, _web
 from ._app import load_service, worker_service
 from ._common import CliError, open_service
 from ._supervisor import Supervisor, child_argv
@@ -140,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 opts.port,
                 opts.partitions,
             )
+        if opts.command == "web":
+            return _web.serve(opts)
         if not _confirmed(opts):
             return 1
         return anyio.run(_run_command, opts)

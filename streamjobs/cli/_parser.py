@@ -182,12 +182,24 @@ def _metrics(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(command="metrics")
 
 
+def _web(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("web", parents=[_connection()], help="serve the web dashboard",
+                       description="Serve the queue's dashboard (needs the web extra). Every "
+                       "number is read from Redis, so any number of dashboards agree.")  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument("--read-only", action="store_true", help="refuse every action (403)")
+    p.add_argument("--basic-auth", metavar="USER:PASS", default=None,
+                   help="ask for these credentials on every page")  # fmt: skip
+    p.set_defaults(command="web")
+
+
 def build() -> argparse.ArgumentParser:
     """The `streamjobs` parser."""
     parser = _Parser(
         prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add in (_worker, _inspection, _dead_letters, _schedules, _submit, _metrics):
+    for add in (_worker, _inspection, _dead_letters, _schedules, _submit, _metrics, _web):
         add(sub)
     return parser
