@@ -16,6 +16,7 @@ from .errors import (
     RedisNotReadyError,
     RedisUnavailableError,
     RedisVersionError,
+    ReplicationError,
     StreamJobsError,
 )
 from .models import (
@@ -50,6 +51,7 @@ __all__ = [
     "RedisNotReadyError",
     "RedisUnavailableError",
     "RedisVersionError",
+    "ReplicationError",
     "StreamJobsError",
     "Timings",
     "WorkerInfo",

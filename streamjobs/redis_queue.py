@@ -11,10 +11,17 @@ from typing import Any
 from . import _codec
 from ._drivers import Driver, connect
 from ._drivers._pipeline import ReplyLost
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT, wait_for
 from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, QueueKeys
 from ._scripts import script
-from .errors import ConfigurationError, PartialSubmitError, RedisVersionError, StreamJobsError
+from .errors import (
+    ConfigurationError,
+    PartialSubmitError,
+    RedisVersionError,
+    ReplicationError,
+    StreamJobsError,
+)
 from .models import JobDefinition, JobStatus
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -101,6 +108,28 @@ def enqueued(jobs: Sequence[_codec.NewJob], replies: Sequence[Any]) -> list[bool
     raise PartialSubmitError(ids, written, refused, unknown, error) from error
 
 
+def enqueued_replicated(jobs: Sequence[_codec.NewJob], exc: ReplicationError) -> Exception:
+    """The error for a bulk submit whose WAIT fell short: every chunk written, the shortfall
+    naming their jobs; some chunk refused or lost, PartialSubmitError (caused by the
+    shortfall) naming written, refused and unknown ids as `enqueued` does."""
+    replies = exc.reply if isinstance(exc.reply, list) else []
+    try:
+        enqueued(jobs, replies)
+    except PartialSubmitError as partial:
+        partial.__cause__ = exc.for_jobs(partial.written)
+        return partial
+    except StreamJobsError as error:  # nothing written after all
+        return error
+    return exc.for_jobs([job.id for job in jobs])
+
+
+def replicated_anyway(name: str, exc: ReplicationError) -> Any:
+    """A worker's change that too few replicas acknowledged: it stands on the primary, so
+    its reply is used; the shortfall is logged."""
+    log.warning("%s: %s", name, exc)
+    return exc.reply
+
+
 def _delivery(raw: Sequence[Any], consumer: str) -> Delivery:
     record = _codec.pairs(raw[2])
     try:
@@ -124,6 +153,8 @@ class RedisJobQueue:
         events_maxlen: int = 10_000,
         max_payload: int = _codec.DEFAULT_MAX_PAYLOAD,
         driver: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if "{" in key_prefix or "}" in key_prefix or "{" in name or "}" in name:
             raise ConfigurationError("key_prefix and name must not contain '{' or '}'")
@@ -137,6 +168,9 @@ class RedisJobQueue:
         self.max_payload = max_payload
         self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
         self.driver_name = driver
+        #: WAIT after every state change (None: `wait_replicas=0`, no WAIT); see `_replicas`.
+        self.wait = wait_for(wait_replicas, wait_timeout)
+        self.wait_replicas, self.wait_timeout = wait_replicas, wait_timeout
         self._driver: Driver | None = None
         #: Redis' maxmemory-policy as read at connect (None when Redis would not say).
         self.maxmemory_policy: str | None = None
@@ -154,7 +188,7 @@ class RedisJobQueue:
         """Connect, check the server (Redis >= 6.2) and create the consumer groups."""
         if self._driver is not None:
             return
-        driver = self._driver = connect(self.redis_url, self.driver_name)
+        driver = self._driver = connect(self.redis_url, self.driver_name, self.wait)
         try:
             check_version(await driver.server_version())
             await self.ensure_groups()
@@ -194,6 +228,17 @@ class RedisJobQueue:
         return (*self._common, *args)
 
     async def _run(self, name: str, *args: Any) -> Any:
+        """Run a worker's transition. A replication shortfall (`wait_replicas`) is logged,
+        not raised: the change stands on the primary, and a worker that took it for a
+        failure would lose track of a job it started or settled."""
+        try:
+            return await self.driver.eval(script(name), self.keys.all, self.script_args(*args))
+        except ReplicationError as exc:
+            return replicated_anyway(name, exc)
+
+    async def _run_strict(self, name: str, *args: Any) -> Any:
+        """Run a caller's transition (cancel, retry a dead letter, purge): a replication
+        shortfall is raised to the caller."""
         return await self.driver.eval(script(name), self.keys.all, self.script_args(*args))
 
     # -- submitting -----------------------------------------------------------------------
@@ -209,24 +254,33 @@ class RedisJobQueue:
         return calls
 
     async def enqueue(self, job: _codec.NewJob) -> bool:
-        """Write a validated job; False when its id already had a record (nothing written)."""
+        """Write a validated job; False when its id already had a record (nothing written).
+        A replication shortfall raises ReplicationError naming the job (it was written)."""
         [call] = self.enqueue_calls([job])
-        [code] = await self.driver.eval(script("enqueue"), self.keys.all, call)
+        try:
+            [code] = await self.driver.eval(script("enqueue"), self.keys.all, call)
+        except ReplicationError as exc:
+            raise exc.for_jobs([job.id]) from None
         return bool(code)
 
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
         """Write many jobs in one round trip; each chunk of them is one atomic enqueue (see
-        `enqueued` for what a failed chunk raises)."""
+        `enqueued` for what a failed chunk raises, and `enqueued_replicated` for a
+        replication shortfall)."""
         calls = self.enqueue_calls(jobs)
-        return enqueued(jobs, await self.driver.eval_many(script("enqueue"), self.keys.all, calls))
+        try:
+            replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
+        except ReplicationError as exc:
+            raise enqueued_replicated(jobs, exc) from None
+        return enqueued(jobs, replies)
 
     async def cancel(self, job_id: str) -> int:
         """1 cancelled, 0 running or terminal, -1 unknown (see cancel.lua)."""
-        return int(await self._run("cancel", job_id))
+        return int(await self._run_strict("cancel", job_id))
 
     async def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts."""
-        return bool(await self._run("retry_dead_letter", job_id))
+        return bool(await self._run_strict("retry_dead_letter", job_id))
 
     # -- working --------------------------------------------------------------------------
 
@@ -243,10 +297,13 @@ class RedisJobQueue:
         """Block until a job is made ready (or block_ms passes), then start up to `count`
         (as `start`): start.lua goes out in the same write as the blocking pop, so Redis runs
         it the moment the pop returns, and waking costs no round trip of its own."""
-        reply = await self.driver.wait_list_then_eval(
-            self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
-            self.script_args(consumer, count, lease_ms),
-        )  # fmt: skip
+        try:
+            reply = await self.driver.wait_list_then_eval(
+                self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
+                self.script_args(consumer, count, lease_ms),
+            )  # fmt: skip
+        except ReplicationError as exc:
+            reply = replicated_anyway("start", exc)
         return [_delivery(raw, consumer) for raw in reply]
 
     async def reclaim(
@@ -292,7 +349,7 @@ class RedisJobQueue:
 
     def sync_driver(self) -> SyncDriver:
         """A blocking driver for a thread of this process (lease renewal)."""
-        return SyncDriver(self.redis_url)
+        return SyncDriver(self.redis_url, self.wait)
 
     def extend_leases(
         self, driver: SyncDriver, consumer: str, held: Sequence[tuple[str, int, str]]
@@ -300,7 +357,10 @@ class RedisJobQueue:
         """Renew (job id, stream, entry) leases from a thread; returns the job ids lost."""
         flat = [part for job_id, stream, entry in held for part in (stream, entry, job_id)]
         args = self.script_args(consumer, *flat)
-        return list(driver.eval(script("extend_lease"), self.keys.all, args))
+        try:
+            return list(driver.eval(script("extend_lease"), self.keys.all, args))
+        except ReplicationError as exc:
+            return list(replicated_anyway("extend_lease", exc))
 
     async def release(self, consumer: str, only: Sequence[Delivery] = ()) -> int:
         """Hand back every entry the consumer holds (or `only` those jobs) to the tail of
@@ -316,7 +376,7 @@ class RedisJobQueue:
     async def purge_dead_letters(self, limit: int) -> tuple[int, int]:
         """Delete up to `limit` of the oldest dead letters and their records for good;
         returns (purged, left)."""
-        purged, left = await self._run("purge_dead_letters", limit)
+        purged, left = await self._run_strict("purge_dead_letters", limit)
         return int(purged), int(left)
 
     async def promote(self, limit: int = 1000) -> float | None:

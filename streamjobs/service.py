@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._metrics import metrics_from, workers_from
 from ._runner import Handler
 from .async_worker import AsyncWorkerPool, Timings
@@ -38,12 +39,17 @@ class JobService:
         key_prefix: str = "streamjobs:",
         name: str = "default",
         timings: Timings | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if queue is None:
             if worker_pool is not None:
                 queue = worker_pool.queue
             else:
-                queue = RedisJobQueue(redis_url, key_prefix, name=name)
+                queue = RedisJobQueue(
+                    redis_url, key_prefix, name=name, wait_replicas=wait_replicas,
+                    wait_timeout=wait_timeout,
+                )  # fmt: skip
         if worker_pool is None:
             worker_pool = AsyncWorkerPool(queue, timings=timings)
         elif worker_pool.queue is not queue:

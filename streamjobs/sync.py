@@ -20,12 +20,13 @@ from types import TracebackType
 from typing import Any
 
 from . import _codec
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._metrics import metrics_from
 from ._scripts import script
 from .async_worker import Timings
-from .errors import JobNotFoundError
+from .errors import JobNotFoundError, ReplicationError
 from .models import JobDefinition, JobPriority, JobResult, JobStatus
-from .redis_queue import RedisJobQueue, enqueued
+from .redis_queue import RedisJobQueue, enqueued, enqueued_replicated
 
 __all__ = ["SyncJobClient"]
 
@@ -39,7 +40,9 @@ class SyncJobClient:
     Takes the same queue settings as `JobService` (`redis_url`, defaulting to `$REDIS_URL`,
     then `redis://localhost:6379/0`; `key_prefix`; `name`), or a `queue` to copy them from.
     `timings` must match the workers' for the worker counts in `get_metrics()` (default
-    `Timings()`, as `JobService` uses).
+    `Timings()`, as `JobService` uses). `wait_replicas` / `wait_timeout`: as on
+    `RedisJobQueue`, each change returns once that many replicas hold it, else
+    ReplicationError.
     """
 
     def __init__(
@@ -50,8 +53,12 @@ class SyncJobClient:
         key_prefix: str = "streamjobs:",
         name: str = "default",
         timings: Timings | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
-        self._queue = queue or RedisJobQueue(redis_url, key_prefix, name=name)
+        self._queue = queue or RedisJobQueue(
+            redis_url, key_prefix, name=name, wait_replicas=wait_replicas, wait_timeout=wait_timeout
+        )
         self._timings = timings or Timings()
         self._driver = self._queue.sync_driver()
 
@@ -105,7 +112,10 @@ class SyncJobClient:
         )  # fmt: skip
         keys = self._queue.keys.all
         [call] = self._queue.enqueue_calls([job])
-        self._driver.eval(script("enqueue"), keys, call)
+        try:
+            self._driver.eval(script("enqueue"), keys, call)
+        except ReplicationError as exc:
+            raise exc.for_jobs([job.id]) from None
         return job.id
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -116,7 +126,11 @@ class SyncJobClient:
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
         if specs:
             calls = self._queue.enqueue_calls(specs)
-            enqueued(specs, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
+            try:
+                replies = self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated(specs, exc) from None
+            enqueued(specs, replies)
         return [job.id for job in specs]
 
     def cancel_job(self, job_id: str) -> bool:

@@ -43,7 +43,8 @@ COMMANDS: dict[str, Command] = {
 
 
 async def _run_command(opts: argparse.Namespace) -> int:
-    async with open_service(opts.redis_url, opts.queue, opts.key_prefix) as svc:
+    wait = opts.wait_replicas or 0
+    async with open_service(opts.redis_url, opts.queue, opts.key_prefix, wait) as svc:
         return await COMMANDS[opts.command](svc, opts)
 
 
@@ -54,6 +55,8 @@ def _check_worker_options(opts: argparse.Namespace) -> None:
         raise CliError(f"--processes must be at least 1, not {opts.processes}")
     if opts.grace is not None and opts.grace < 0:
         raise CliError(f"--grace must not be negative, not {opts.grace:g}")
+    if opts.wait_replicas is not None and opts.wait_replicas < 0:
+        raise CliError(f"--wait-replicas must not be negative, not {opts.wait_replicas}")
     _check_backend(opts.backend, opts.driver)
 
 
@@ -69,7 +72,9 @@ def _check_backend(backend: str, driver: str | None) -> None:
 def _child_args(opts: argparse.Namespace) -> list[str]:
     """The options a supervised child gets: the supervisor's own, one process each."""
     args = [opts.app, "--log-level", opts.log_level, "--log-format", opts.log_format]
-    for flag in ("concurrency", "redis_url", "queue", "lease", "grace", "backend", "driver"):
+    flags = ("concurrency", "redis_url", "queue", "lease", "grace", "backend", "driver",
+             "wait_replicas")  # fmt: skip
+    for flag in flags:
         value = getattr(opts, flag)
         if value is not None:
             args += [f"--{flag.replace('_', '-')}", str(value)]
@@ -85,7 +90,9 @@ def _run_worker(opts: argparse.Namespace) -> int:
     _check_worker_options(opts)
     _logs.configure(opts.log_level, opts.log_format)
     app = load_service(opts.app)
-    svc = worker_service(app, opts.redis_url, opts.queue, opts.lease, opts.driver)
+    svc = worker_service(
+        app, opts.redis_url, opts.queue, opts.lease, opts.driver, opts.wait_replicas
+    )
     if opts.processes > 1:
         anyio.run(_reachable, svc)  # a wrong URL fails here, once, not in every child
         supervisor = Supervisor(child_argv(_child_args(opts)), opts.processes, burst=opts.burst)

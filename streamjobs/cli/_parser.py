@@ -30,7 +30,14 @@ def _connection() -> _Parser:
     p.add_argument("--queue", default="default", help="queue name (default: default)")
     p.add_argument("--key-prefix", default="streamjobs:", help="key prefix (default: streamjobs:)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    _wait_replicas(p)
     return p
+
+
+def _wait_replicas(p: argparse.ArgumentParser, default: str = "0 (no wait)") -> None:
+    p.add_argument("--wait-replicas", type=int, default=None, metavar="N",
+                   help="each change returns once N replicas hold it (WAIT), else fails "
+                   f"(default: {default})")  # fmt: skip
 
 
 def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -66,11 +73,16 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
         default=None,
         help="seconds running jobs get to finish on SIGTERM (default: no limit)",
     )
-    p.add_argument("--backend", default="asyncio", choices=BACKENDS,
-                   help="event loop to run on (default: asyncio; trio needs the trio extra)")
+    p.add_argument(
+        "--backend",
+        default="asyncio",
+        choices=BACKENDS,
+        help="event loop to run on (default: asyncio; trio needs the trio extra)",
+    )
     p.add_argument("--driver", default=None, choices=DRIVERS,
                    help="Redis client (default: the app's, else resp on asyncio, coredis on "
                    "trio)")  # fmt: skip
+    _wait_replicas(p, "the app's")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.set_defaults(command="worker")
