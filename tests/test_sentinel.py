@@ -5,6 +5,7 @@ short with a clear ReplicationError when no replica answers."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -183,7 +184,9 @@ async def test_jobs_run_through_a_sentinel_url_on_every_driver_and_loop(
             await service.start_workers(2)
             ids = [await service.submit_job("square", [n]) for n in range(5)]
             results = [await service.wait_for_result(i, timeout=10) for i in ids]
-    assert [(r.status, r.result) for r in results] == [(JobStatus.COMPLETED, n * n) for n in range(5)]
+    assert [(r.status, r.result) for r in results] == [
+        (JobStatus.COMPLETED, n * n) for n in range(5)
+    ]
     with cluster.current().client() as client:  # the jobs live on the primary the sentinels name
         assert client.hget(QueueKeys(name=queue_name).job(ids[0]), "status") == "COMPLETED"
 
@@ -206,3 +209,119 @@ def test_the_sync_client_submits_and_reads_through_a_sentinel_url(
     replica = cluster.replicas[0] if cluster.current() is cluster.primary else cluster.primary
     with replica.client() as client:  # WAIT returned: the replica holds the change already
         assert client.hget(QueueKeys(name=queue_name).job(job_id), "status") == "CANCELLED"
+
+
+# -- (3) wait_replicas --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_wait_replicas_without_a_replica_raises_replication_error_naming_the_written_job(
+    combo: tuple[str, str], redis_url: str, queue_name: str
+) -> None:
+    """The session's Redis has no replica: WAIT 1 times out, the submit says so, and the job
+    it names is there (on the primary)."""
+    queue = RedisJobQueue(
+        redis_url, name=queue_name, driver=combo[1], wait_replicas=1, wait_timeout=0.2
+    )
+    with anyio.fail_after(15):
+        async with JobService(queue=queue) as service:
+            started = anyio.current_time()
+            with pytest.raises(ReplicationError, match=r"only 0 of 1 replica") as one:
+                await service.submit_job("square", [2], job_id="held")
+            assert anyio.current_time() - started < 5
+            assert one.value.job_ids == ["held"] and "may be lost in a failover" in str(one.value)
+            assert await service.get_job_status("held") is JobStatus.PENDING
+            with pytest.raises(ReplicationError) as many:
+                await service.submit_many([{"handler": "square", "args": [n]} for n in range(3)])
+            assert len(many.value.job_ids) == 3
+            assert [await service.get_job_status(i) for i in many.value.job_ids] == [
+                JobStatus.PENDING
+            ] * 3
+            with pytest.raises(ReplicationError):
+                await service.cancel_job("held")
+            assert await service.get_job_status("held") is JobStatus.CANCELLED
+
+
+@pytest.mark.anyio
+async def test_workers_with_wait_replicas_and_no_replica_still_run_jobs_logging_the_shortfall(
+    combo: tuple[str, str], redis_url: str, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker's own changes stand on the primary: a shortfall is logged, never taken for a
+    failure that would lose track of a job."""
+    queue = RedisJobQueue(
+        redis_url, name=queue_name, driver=combo[1], wait_replicas=1, wait_timeout=0.05
+    )
+    service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+    service.register_handler("square", square)
+    with anyio.fail_after(30):
+        async with service:
+            await service.start_workers(1)
+            with pytest.raises(ReplicationError) as caught:
+                await service.submit_job("square", [4])
+            result = await service.wait_for_result(caught.value.job_ids[0], timeout=15)
+    assert (result.status, result.result) == (JobStatus.COMPLETED, 16)
+    assert "may be lost in a failover" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_with_wait_replicas_a_change_is_on_the_replica_the_moment_it_returns(
+    combo: tuple[str, str], cluster: Topology, queue_name: str
+) -> None:
+    primary = cluster.current()
+    replica = next(n for n in cluster.nodes.values() if n is not primary)
+    url = cluster.url() if combo[1] != "resp" else primary.url  # resp: WAIT on a plain URL
+    queue = RedisJobQueue(url, name=queue_name, driver=combo[1], wait_replicas=1)
+    keys = QueueKeys(name=queue_name)
+    with replica.client() as on_replica, anyio.fail_after(20):
+        async with JobService(queue=queue) as service:
+            for n in range(20):  # read right after each: no replication lag is visible
+                job_id = await service.submit_job("square", [n])
+                assert on_replica.hget(keys.job(job_id), "status") == "PENDING"
+                assert await service.cancel_job(job_id)
+                assert on_replica.hget(keys.job(job_id), "status") == "CANCELLED"
+            ids = await service.submit_many([{"handler": "square"} for _ in range(250)])
+            assert all(on_replica.exists(keys.job(i)) for i in ids)
+
+
+def test_wait_replicas_must_be_a_whole_number_of_replicas() -> None:
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigurationError, match="wait_replicas"):
+            RedisJobQueue("redis://127.0.0.1:1/0", wait_replicas=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="wait_timeout"):
+        RedisJobQueue("redis://127.0.0.1:1/0", wait_replicas=1, wait_timeout=0)
+
+
+# -- (4) the CLI ---------------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamjobs", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_the_cli_submits_and_reads_through_a_sentinel_url(
+    cluster: Topology, queue_name: str
+) -> None:
+    url = cluster.url()
+    common = ["--redis-url", url, "--queue", queue_name, "--json"]
+    done = _cli("submit", "square", "--args", "[5]", "--job-id", "cli-1", "--wait-replicas", "1",
+                *common)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    info = _cli("info", *common)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["pending"]["normal"] == 1
+
+
+def test_a_sentinel_url_without_a_service_is_one_line_naming_what_is_wrong(
+    cluster: Topology,
+) -> None:
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in cluster.sentinels)
+    for url, wrong in (
+        (f"redis+sentinel://{hosts}/", "names no service"),
+        (f"redis+sentinel://{hosts}/{SERVICE}?ssl=1", "unknown option"),
+        (f"redis+sentinel://127.0.0.1:notaport/{SERVICE}", "no valid port"),
+    ):
+        done = _cli("info", "--redis-url", url)
+        assert done.returncode == 1
+        assert done.stderr.count("\n") == 1 and wrong in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
