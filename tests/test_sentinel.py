@@ -31,6 +31,7 @@ from streamjobs import (
     ReplicationError,
     StreamJobsError,
 )
+from streamjobs._drivers.sentinel import RECHECK
 from streamjobs._keys import QueueKeys
 from streamjobs._server_binary import redis_binary
 from streamjobs.sync import SyncJobClient
@@ -38,7 +39,7 @@ from tests import _combos
 from tests._redis import RedisProcess, free_port
 from tests.conftest import FAST
 from tests.faults import app as fault_app
-from tests.faults._invariants import check_invariants
+from tests.faults._invariants import Report, check_invariants
 
 combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
 
@@ -376,6 +377,8 @@ class Submitted:
     unreplicated: list[str] = field(default_factory=list)
     errors: int = 0
     first_after_fault: float | None = None
+    #: When each acknowledged submit returned, in seconds after the fault (None: before).
+    returned_at: dict[str, float | None] = field(default_factory=dict)
 
 
 async def _submit_through(
@@ -396,6 +399,7 @@ async def _submit_through(
                 await anyio.sleep(0.05)
                 continue
             out.acknowledged.append(job_id)
+            out.returned_at[job_id] = time.monotonic() - faulted[0] if faulted else None
             if faulted and out.first_after_fault is None:
                 out.first_after_fault = time.monotonic() - faulted[0]
             break
@@ -411,12 +415,19 @@ async def _until(check: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
-def _all_done(node: RedisProcess, keys: QueueKeys, ids: list[str]) -> bool:
+def _present(node: RedisProcess, keys: QueueKeys, ids: list[str]) -> dict[str, str]:
+    """The status of each job of `ids` that has a record on `node`."""
     with node.client() as client:
         pipe = client.pipeline(transaction=False)
         for job_id in ids:
             pipe.hget(keys.job(job_id), "status")
-        return all(s == "COMPLETED" for s in pipe.execute())
+        return {i: s for i, s in zip(ids, pipe.execute()) if s is not None}
+
+
+def _all_done(node: RedisProcess, keys: QueueKeys, ids: list[str]) -> bool:
+    """Every job of `ids` found on `node` completed (and some found)."""
+    found = _present(node, keys, ids)
+    return bool(found) and all(s == "COMPLETED" for s in found.values())
 
 
 FAILOVER_COMBOS = [("asyncio", None), ("trio", "coredis")]
@@ -425,7 +436,7 @@ FAILOVER_COMBOS = [("asyncio", None), ("trio", "coredis")]
 # Connections cut by the failover (coredis' memory streams among them) warn when collected.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
-@pytest.mark.parametrize("fault", ["shutdown"])
+@pytest.mark.parametrize("fault", ["shutdown", "sentinel-failover"])
 @pytest.mark.parametrize(("backend", "driver"), FAILOVER_COMBOS, ids=["asyncio", "trio"])
 def test_a_failover_under_load_loses_no_acknowledged_submit_and_workers_follow_the_new_primary(
     tmp_path: Path, ledger: redis.Redis, backend: str, driver: str | None, fault: str,
@@ -450,7 +461,7 @@ def test_a_failover_under_load_loses_no_acknowledged_submit_and_workers_follow_t
             service.register_handler("work", fault_app.work)
             async with service, anyio.create_task_group() as tg:
                 await service.start_workers(4)
-                for prefix in (f"{backend}-a", f"{backend}-b"):  # the ledger is shared
+                for prefix in (f"{name}-a", f"{name}-b"):  # the ledger is shared
                     tg.start_soon(_submit_through, service, prefix, 60, out, faulted)
                 await _until(lambda: len(out.acknowledged) >= 30, 20, "30 submits")
                 faulted.append(time.monotonic())
@@ -472,13 +483,32 @@ def test_a_failover_under_load_loses_no_acknowledged_submit_and_workers_follow_t
         anyio.run(scenario, backend=backend)
         new = topology.current()
         assert new is not old
+        found = _present(new, keys, out.acknowledged)
+        lost = [i for i in out.acknowledged if i not in found]
+        if fault == "shutdown":
+            assert lost == [], "submits acknowledged by a replica were lost in the failover"
+        else:  # the old primary took writes until the clients asked the sentinels again
+            window = timings["promoted"] + 2 * RECHECK + 1
+            late = {i: out.returned_at[i] for i in lost}
+            assert all(t is not None and t < window for t in late.values()), (window, late)
         with new.client() as client:
-            report = check_invariants(client, ledger, keys, out.acknowledged, lease=FAST.lease)
-        assert report.statuses["COMPLETED"] >= len(out.acknowledged)
+            report: Report | None
+            try:
+                report = check_invariants(client, ledger, keys, list(found), lease=FAST.lease)
+            except AssertionError as exc:
+                # A start that the old primary took and lost lets a job run once more
+                # (at least once); nothing else may go wrong.
+                problems = str(exc).splitlines()[1:]
+                if fault == "shutdown" or not all(" handler runs for " in p for p in problems):
+                    raise
+                report = None
+        if report is not None:
+            assert report.statuses["COMPLETED"] >= len(found)
+        assert _all_done(new, keys, list(found))
         assert out.first_after_fault is not None and out.first_after_fault < 20
         print(f"\n{backend}/{fault}: promoted after {timings['promoted']:.2f}s, first submit "
               f"after {out.first_after_fault:.2f}s, all done after {timings['drained']:.2f}s; "
-              f"{len(out.acknowledged)} acknowledged, {len(out.unreplicated)} unreplicated, "
-              f"{out.errors} retried")  # fmt: skip
+              f"{len(out.acknowledged)} acknowledged ({len(lost)} lost), "
+              f"{len(out.unreplicated)} unreplicated, {out.errors} retried")  # fmt: skip
     finally:
         topology.close()

@@ -26,6 +26,12 @@ SCHEME = "redis+sentinel://"
 DEFAULT_PORT = 26379
 #: Longest wait for one sentinel's answer before the next is asked (seconds).
 SENTINEL_TIMEOUT = 2.0
+#: How often a busy client asks the sentinels which node is primary (seconds). A manual
+#: failover (SENTINEL FAILOVER) leaves the old primary up and writable for seconds, until
+#: the sentinels demote it; a client asking only when it reconnects would write there all
+#: along, and lose it. Asked on the way to a connection, at most this often, and never
+#: while idle.
+RECHECK = 0.5
 _OPTIONS = ("sentinel_username", "sentinel_password", "socket_timeout", "socket_connect_timeout")
 _FORM = "redis+sentinel://[user:password@]host[:port][,host[:port]...]/service[/db]"
 
@@ -142,11 +148,26 @@ def redis_py_async(
     """redis-py asyncio clients for the service's primary: (sentinel manager, a client whose
     pool holds at most `max_connections` and makes callers wait for one, a client for
     blocking reads). `options` are the driver's connection settings."""
+    import time
+
     import redis.asyncio as aioredis
     from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
     class BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
-        """Sentinel's address lookup on a pool whose callers wait for a free connection."""
+        """Sentinel's address lookup on a pool whose callers wait for a free connection;
+        the primary's address asked again every RECHECK seconds, every connection dropped
+        when it moved (in use too: they talk to a demoted primary)."""
+
+        _checked_at = 0.0
+
+        async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            now = time.monotonic()
+            if now - self._checked_at >= RECHECK:
+                self._checked_at = now
+                before = self.master_address
+                if before is not None and await self.get_master_address() != before:  # type: ignore[no-untyped-call]
+                    await self.disconnect(inuse_connections=True)
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     parsed = parse(url)
     manager = Sentinel(  # type: ignore[no-untyped-call]
@@ -158,14 +179,33 @@ def redis_py_async(
         max_connections=max_connections, timeout=None,
         **{"socket_timeout": socket_timeout, **parsed.timeouts},
     )  # fmt: skip
-    blocking = manager.master_for(parsed.service, redis_class=aioredis.Redis, socket_timeout=None)
+    blocking = manager.master_for(
+        parsed.service, redis_class=aioredis.Redis, connection_pool_class=BlockingSentinelPool,
+        max_connections=2**31, timeout=None, socket_timeout=None,
+    )  # fmt: skip
     return manager, client, blocking
 
 
 def redis_py_sync(url: str, **options: Any) -> tuple[Any, Any]:
     """A redis-py (threaded) client for the service's primary, with its sentinel manager."""
+    import time
+
     import redis
-    from redis.sentinel import Sentinel
+    from redis.sentinel import Sentinel, SentinelConnectionPool
+
+    class FollowingPool(SentinelConnectionPool):
+        """The primary's address asked again every RECHECK seconds (see RECHECK)."""
+
+        _checked_at = 0.0
+
+        def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            now = time.monotonic()
+            if now - self._checked_at >= RECHECK:
+                self._checked_at = now
+                before = self.master_address
+                if before is not None and self.proxy.get_master_address() != before:  # type: ignore[no-untyped-call]
+                    self.disconnect(inuse_connections=True)
+            return super().get_connection(*args, **kwargs)
 
     parsed = parse(url)
     manager = Sentinel(  # type: ignore[no-untyped-call]
@@ -173,7 +213,7 @@ def redis_py_sync(url: str, **options: Any) -> tuple[Any, Any]:
         **parsed.node_kwargs(), **{**options, **parsed.timeouts},
     )  # fmt: skip
     client = manager.master_for(  # type: ignore[no-untyped-call]
-        parsed.service, redis_class=redis.Redis
+        parsed.service, redis_class=redis.Redis, connection_pool_class=FollowingPool
     )
     return manager, client
 
@@ -181,8 +221,24 @@ def redis_py_sync(url: str, **options: Any) -> tuple[Any, Any]:
 def coredis_client(url: str, **options: Any) -> tuple[Any, Any]:
     """A coredis client for the service's primary, with its sentinel manager: enter the
     manager, then the client (both are anyio context managers)."""
+    import time
+
     import coredis
     from coredis.connection import TCPLocation
+    from coredis.pool import SentinelConnectionPool
+
+    class FollowingPool(SentinelConnectionPool):
+        """The primary's location asked again every RECHECK seconds; coredis drops every
+        connection when it moved (see RECHECK)."""
+
+        _checked_at = 0.0
+
+        async def get_connection(self, **kwargs: Any) -> Any:
+            now = time.monotonic()
+            if self.location is not None and now - self._checked_at >= RECHECK:
+                self._checked_at = now
+                await self.get_primary_location()
+            return await super().get_connection(**kwargs)
 
     parsed = parse(url)
     kwargs = dict(parsed.sentinel_kwargs())
@@ -194,4 +250,4 @@ def coredis_client(url: str, **options: Any) -> tuple[Any, Any]:
         [TCPLocation(host, port) for host, port in parsed.sentinels], sentinel_kwargs=kwargs,
         decode_responses=True, **parsed.node_kwargs(), **options,
     )  # fmt: skip
-    return manager, manager.primary_for(parsed.service)
+    return manager, manager.primary_for(parsed.service, connection_pool_class=FollowingPool)
