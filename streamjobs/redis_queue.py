@@ -140,7 +140,15 @@ def _delivery(raw: Sequence[Any], consumer: str) -> Delivery:
 
 
 class RedisJobQueue:
-    """One named queue in Redis: submit, start, settle, promote, reclaim and inspect jobs."""
+    """One named queue in Redis: submit, start, settle, promote, reclaim and inspect jobs.
+
+    `redis_url` may be `redis+sentinel://host:port[,host:port...]/service[/db]`: the
+    primary is found through the sentinels, and again after a failover (see
+    `_drivers.sentinel`). `wait_replicas=N` makes every state change return only once N
+    replicas acknowledged it (Redis WAIT, up to `wait_timeout` seconds), else raise
+    ReplicationError: the change stands on the primary but may be lost in a failover.
+    A worker's own changes are never raised for; their shortfall is logged.
+    """
 
     def __init__(
         self,

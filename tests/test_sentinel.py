@@ -32,8 +32,10 @@ from streamjobs import (
     StreamJobsError,
 )
 from streamjobs._drivers.sentinel import RECHECK
+from streamjobs._drivers.sentinel import parse as parse_sentinel
 from streamjobs._keys import QueueKeys
 from streamjobs._server_binary import redis_binary
+from streamjobs.cli._common import redact
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._redis import RedisProcess, free_port
@@ -522,3 +524,17 @@ def test_a_failover_under_load_loses_no_acknowledged_submit_and_workers_follow_t
               f"{len(out.unreplicated)} unreplicated, {out.errors} retried")  # fmt: skip
     finally:
         topology.close()
+
+
+def test_a_sentinel_url_is_read_and_redacted_without_its_passwords() -> None:
+    url = "redis+sentinel://app:s%40cret@h1:1,[::1]:2,h3/jobs/2?sentinel_password=pw"
+    parsed = parse_sentinel(url)
+    assert parsed.sentinels == (("h1", 1), ("::1", 2), ("h3", 26379))
+    assert (parsed.service, parsed.db, parsed.username, parsed.password) == (
+        "jobs", 2, "app", "s@cret",
+    )  # fmt: skip
+    assert parsed.sentinel_password == "pw"
+    shown = redact(url)
+    assert "cret" not in shown and "pw" not in shown.split("?")[1] and "h1:1" in shown
+    with pytest.raises(ConfigurationError, match="not supported"):
+        parse_sentinel("rediss+sentinel://h1/jobs")
