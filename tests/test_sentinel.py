@@ -35,6 +35,8 @@ from streamjobs._drivers.sentinel import RECHECK
 from streamjobs._drivers.sentinel import parse as parse_sentinel
 from streamjobs._keys import QueueKeys
 from streamjobs._server_binary import redis_binary
+from streamjobs.cli import _child_args, _parser
+from streamjobs.cli._app import worker_service
 from streamjobs.cli._common import redact
 from streamjobs.sync import SyncJobClient
 from tests import _combos
@@ -538,3 +540,18 @@ def test_a_sentinel_url_is_read_and_redacted_without_its_passwords() -> None:
     assert "cret" not in shown and "pw" not in shown.split("?")[1] and "h1:1" in shown
     with pytest.raises(ConfigurationError, match="not supported"):
         parse_sentinel("rediss+sentinel://h1/jobs")
+
+
+def test_the_worker_cli_takes_wait_replicas_and_hands_it_to_its_children() -> None:
+    argv = ["worker", "app:svc", "--processes", "2", "--wait-replicas", "2"]
+    opts = _parser.build().parse_args(argv)
+    child = _parser.build().parse_args(["worker", *_child_args(opts)])
+    assert child.wait_replicas == 2
+    app = JobService(name="media", wait_replicas=1, wait_timeout=0.5)
+    assert worker_service(app, None, None, None).queue is app.queue  # the app's own setting
+    moved = worker_service(app, None, None, None, None, 2)
+    assert (moved.queue.wait_replicas, moved.queue.wait_timeout) == (2, 0.5)
+    elsewhere = worker_service(app, "redis://elsewhere:6390/1", None, None)
+    assert elsewhere.queue.wait_replicas == 1  # kept when another option makes a new queue
+    done = _cli("worker", "app:svc", "--wait-replicas", "-1")
+    assert done.returncode == 1 and "--wait-replicas must not be negative" in done.stderr
