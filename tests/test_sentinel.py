@@ -20,6 +20,9 @@ from typing import Any
 import anyio
 import pytest
 import redis
+from coredis import exceptions as cex
+from redis import exceptions as rex
+from redis.asyncio.sentinel import MasterNotFoundError
 
 from streamjobs import (
     AsyncWorkerPool,
@@ -31,6 +34,7 @@ from streamjobs import (
     ReplicationError,
     StreamJobsError,
 )
+from streamjobs._drivers._errors import translate
 from streamjobs._drivers.sentinel import RECHECK
 from streamjobs._drivers.sentinel import parse as parse_sentinel
 from streamjobs._keys import QueueKeys
@@ -38,6 +42,7 @@ from streamjobs._server_binary import redis_binary
 from streamjobs.cli import _child_args, _parser
 from streamjobs.cli._app import worker_service
 from streamjobs.cli._common import redact
+from streamjobs.errors import RedisNotReadyError, RedisUnavailableError
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._redis import RedisProcess, free_port
@@ -555,3 +560,25 @@ def test_the_worker_cli_takes_wait_replicas_and_hands_it_to_its_children() -> No
     assert elsewhere.queue.wait_replicas == 1  # kept when another option makes a new queue
     done = _cli("worker", "app:svc", "--wait-replicas", "-1")
     assert done.returncode == 1 and "--wait-replicas must not be negative" in done.stderr
+
+
+def test_a_failovers_errors_become_the_errors_workers_back_off_on() -> None:
+    """What a client meets during a failover, on each client, is RedisUnavailableError (or
+    its RedisNotReadyError), which every worker loop retries with backoff."""
+    unreachable = [
+        MasterNotFoundError("No master found for 'jobs'"),
+        rex.ConnectionError("The previous master is now a slave"),  # redis-py on READONLY
+        cex.PrimaryNotFoundError("No primary found for 'jobs'"),
+        cex.StalePrimaryError("Primary jobs at 127.0.0.1:1 reports a role of 'slave'"),
+        ConnectionRefusedError(111, "Connection refused"),
+    ]
+    for error in unreachable:
+        assert isinstance(translate(error), RedisUnavailableError), error
+    not_ready = [
+        cex.ReadOnlyError("You can't write against a read only replica."),
+        rex.ReadOnlyError("You can't write against a read only replica."),
+        rex.BusyLoadingError("Redis is loading the dataset in memory"),
+        rex.MasterDownError("Link with MASTER is down and replica-serve-stale-data is no"),
+    ]
+    for error in not_ready:
+        assert isinstance(translate(error), RedisNotReadyError), error
