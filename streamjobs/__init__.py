@@ -8,6 +8,7 @@ from .async_worker import AsyncWorkerPool, Timings
 from .errors import (
     ConfigurationError,
     InvalidJobError,
+    JobCancelled,
     JobFailed,
     JobNotFoundError,
     PartialSubmitError,
@@ -21,6 +22,8 @@ from .errors import (
 )
 from .models import (
     TERMINAL_STATUSES,
+    CancelOutcome,
+    DedupeMode,
     JobDefinition,
     JobPriority,
     JobProgress,
@@ -34,8 +37,11 @@ from .service import JobService
 __all__ = [
     "TERMINAL_STATUSES",
     "AsyncWorkerPool",
+    "CancelOutcome",
     "ConfigurationError",
+    "DedupeMode",
     "InvalidJobError",
+    "JobCancelled",
     "JobDefinition",
     "JobFailed",
     "JobNotFoundError",

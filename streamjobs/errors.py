@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StreamJobsError(Exception):
     """Base class of every error raised by streamjobs."""
@@ -43,6 +45,13 @@ class ConfigurationError(StreamJobsError):
 
 class JobFailed(StreamJobsError):
     """Raised by a handler for a deliberate, permanent failure: FAILED, never retried."""
+
+
+class JobCancelled(StreamJobsError):
+    """Raised inside a running job cancelled by `cancel_job`: a plain `def` handler (run in a
+    thread, which cannot be interrupted) gets it from its next `progress_callback` call and
+    should let it propagate. The job has already ended CANCELLED; what the handler returns or
+    raises after it is not recorded."""
 
 
 class JobNotFoundError(StreamJobsError, LookupError):
@@ -90,7 +99,7 @@ class ReplicationError(StreamJobsError):
 
     def __init__(
         self, acknowledged: int, wanted: int, timeout_ms: int, job_ids: list[str] | None = None,
-        *, reply: object = None,
+        *, reply: Any = None,
     ) -> None:  # fmt: skip
         jobs = ""
         if job_ids:
