@@ -260,6 +260,12 @@ async def test_wait_replicas_without_a_replica_raises_replication_error_naming_t
             with pytest.raises(ReplicationError):
                 await service.cancel_job("held")
             assert await service.get_job_status("held") is JobStatus.CANCELLED
+            with pytest.raises(ReplicationError) as deduped:  # names the job standing for it
+                await service.submit_job("square", [1], job_id="first", dedupe_key="k")
+            assert deduped.value.job_ids == ["first"]
+            with pytest.raises(ReplicationError) as again:
+                await service.submit_job("square", [1], job_id="second", dedupe_key="k")
+            assert again.value.job_ids == ["first"]
 
 
 @pytest.mark.anyio
