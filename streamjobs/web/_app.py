@@ -60,7 +60,8 @@ class _State:
                     await self.start()
 
     async def start(self) -> None:
-        """Connect, and adopt the queue's CSRF secret (proposing one when none is kept)."""
+        """Connect, and adopt the queue's CSRF secret (proposing one when none is kept): one
+        key, in the first partition, for every partition count."""
         await self.queue.connect()
         self.client = Redis.from_url(self.queue.redis_url, decode_responses=True)
         self.reader = Reader(self.queue, self.client)
@@ -240,7 +241,7 @@ class _Pages:
         )
         if status not in _data.STATUSES:
             return PlainTextResponse(f"no such status {status!r}: one of {_data.STATUSES}", 400)
-        if not _data.valid_cursor(status, cursor):
+        if not _data.valid_cursor(status, cursor, self.s.queue.partition_count):
             return PlainTextResponse(f"bad cursor {cursor!r}: use the page's own links", 400)
         page = await self.s.read.page(status, handler.strip(), cursor)
         return self.render(request, "jobs.html", {
@@ -258,7 +259,7 @@ class _Pages:
 
     async def dead_letters(self, request: Request) -> Response:
         cursor = request.query_params.get("cursor", "")
-        if not _data.valid_cursor("dead_letter", cursor):
+        if not _data.valid_cursor("dead_letter", cursor, self.s.queue.partition_count):
             return PlainTextResponse(f"bad cursor {cursor!r}: use the page's own links", 400)
         rows, after = await self.s.read.dead_letters(cursor)
         count = await self.s.read.dead_letter_count()
@@ -295,7 +296,11 @@ class _Pages:
             if not _security.valid(self.s.secret, cookie, sent if isinstance(sent, str) else None):
                 return PlainTextResponse("missing or bad CSRF token", 403)
             what, job_id, outcome = await run(request, form)
-            await self.s.read.run("record_action", self.user(request), what, job_id, outcome)
+            # logged in the partition of the job acted on; a bulk action's in the first
+            one = what in ("cancel", "retry")
+            keys = self.s.queue.keys_of(job_id) if one else self.s.queue.keys
+            await self.s.read.run("record_action", self.user(request), what, job_id, outcome,
+                                  keys=keys)  # fmt: skip
             return RedirectResponse(_back(request, form.get("next")), 303)
 
         return endpoint
@@ -325,7 +330,8 @@ class _Pages:
 
     async def retry_all(self, request: Request, form: Any) -> tuple[str, str, str]:
         done = seen = 0
-        for _ in range(self.s.queue.max_dead_letters // BATCH + 1):
+        kept = self.s.queue.max_dead_letters * self.s.queue.partition_count  # each keeps its own
+        for _ in range(kept // BATCH + 1):
             dead = await self.s.svc.get_dead_letters(BATCH)
             step = 0
             for job in dead:
