@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -477,7 +478,8 @@ def test_dead_letters_page_newest_first_and_retry_all_and_purge_reach_every_one(
 ) -> None:
     ids = client.submit_many([{"handler": "healable", "max_retries": 0} for _ in range(70)])
     dead_lettered(client, redis_url, queue_name, ids)
-    entry_of = {f["id"]: e for keys in client.queue.parts for e, f in raw.xrange(keys.dead)}
+    dead: list[Any] = [e for keys in client.queue.parts for e in raw.xrange(keys.dead) or []]
+    entry_of: dict[str, str] = {f["id"]: e for e, f in dead}
 
     def newest(job_id: str) -> tuple[int, int]:
         ms, seq = entry_of[job_id].split("-")
@@ -487,15 +489,16 @@ def test_dead_letters_page_newest_first_and_retry_all_and_purge_reach_every_one(
         seen = follow(base, f"{base}/dead-letters")
         assert len(seen) == 70 and sorted(seen) == sorted(ids)
         assert seen == sorted(seen, key=newest, reverse=True)
-        status, body, headers = get(f"{base}/dead-letters")
+        _, body, headers = get(f"{base}/dead-letters")
         assert "Retry all (70)" in body
         assert post_form(f"{base}/dead-letters/retry-all", csrf_of(headers)) == 200
         assert {client.get_job_status(j) for j in ids} == {JobStatus.PENDING}
         assert "No dead letters." in get(f"{base}/dead-letters")[1]
-        logged = raw.xrevrange(client.queue.keys.events, "+", "-", count=1)[0][1]
+        logged: Any = raw.xrevrange(client.queue.keys.events, "+", "-", count=1)
+        logged = logged[0][1]
         assert logged["action"] == "retry all" and logged["outcome"] == "70 of 70 queued again"
         dead_lettered(client, redis_url, queue_name, ids)
-        status, body, headers = get(f"{base}/dead-letters")
+        _, body, headers = get(f"{base}/dead-letters")
         assert "Purge all (70)" in body
         assert post_form(f"{base}/dead-letters/purge", csrf_of(headers)) == 200
         assert {client.get_job_status(j) for j in ids} == {None}
