@@ -296,8 +296,9 @@ class _Pages:
             if not _security.valid(self.s.secret, cookie, sent if isinstance(sent, str) else None):
                 return PlainTextResponse("missing or bad CSRF token", 403)
             what, job_id, outcome = await run(request, form)
-            # logged in the partition of the job acted on; a bulk action's in the first
-            one = what in ("cancel", "retry")
+            # logged in the partition of the one job acted on (so its timeline shows it);
+            # an action on several, or on the whole queue, in the first partition
+            one = what in ("cancel", "retry") or len([i for i in form.getlist("id") if i]) == 1
             keys = self.s.queue.keys_of(job_id) if one else self.s.queue.keys
             await self.s.read.run("record_action", self.user(request), what, job_id, outcome,
                                   keys=keys)  # fmt: skip
