@@ -515,3 +515,22 @@ def test_workers_page_shows_each_pool_once_with_all_its_workers(
     assert len(pools) == 1, body
     cells = re.findall(r'<td class="num">([^<]*)</td>', pools[0])
     assert int(cells[1]) + int(cells[2]) == 3 and "healthy" in pools[0]  # busy + idle
+
+
+@PARTS
+def test_finished_jobs_behind_fifteen_hundred_events_fill_one_page(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    done: list[str] = []
+    with workers(redis_url, queue_name):
+        for _ in range(3):  # one after another: partitions are served in no set order
+            done.append(client.submit_job("quick"))
+            deadline = time.monotonic() + 10
+            while client.get_job_status(done[-1]) != JobStatus.COMPLETED:
+                assert time.monotonic() < deadline, "the job did not complete within 10 s"
+                time.sleep(0.01)
+    client.submit_many([{"handler": "quick", "delay": 3600} for _ in range(1500)])
+    with serving(redis_url, queue_name) as base:
+        body = get(f"{base}/jobs?status=completed")[1]
+    # every partition goes on from the last event it showed, so the scan budget reaches them
+    assert ids_in(body) == done[::-1] and "without filling the page" not in body

@@ -184,8 +184,10 @@ def _bound(after: tuple[str, int], index: int) -> str:
     return f"({entry}" if index <= at else entry
 
 
-#: One read of a view in one partition: (key, job id, cursor after it) in order, the cursor
-#: after the read ('' when the source is exhausted), and the key up to which it read.
+#: One read of a view in one partition: (key, job id, cursor after it) per entry read, in
+#: order (job id '' where the entry names no candidate: passed over, still a place to go on
+#: from), the cursor after the read ('' when the source is exhausted), and the key up to
+#: which it read.
 Read = tuple[list[tuple[Key, str, str]], str, Key | None]
 
 
@@ -194,7 +196,7 @@ def _merged(found: list[tuple[Key, str, str]], cut: Key | None) -> Read:
     found.sort(key=lambda item: item[0])
     if cut is not None:
         found = [item for item in found if item[0] <= cut]
-    batch = [(key, job_id, f"{entry}@{int(key[2])}") for key, entry, job_id in found if job_id]
+    batch = [(key, job_id, f"{entry}@{int(key[2])}") for key, entry, job_id in found]
     if cut is None or not found:
         return batch, "", None
     key, entry, _ = found[-1]
@@ -226,17 +228,22 @@ def _add_charts(
     return out
 
 
-def _advance(
-    positions: list[str | None], live: list[int], reads: list[Read], cut: Key | None,
-    dropped: set[int],
-) -> None:
-    """Once a merged batch is shown: a partition read to its end with nothing dropped is
-    done; the one whose read stopped at the cut goes on from where its read stopped."""
-    for p, (_, after, reach) in zip(live, reads):
-        if not after and p not in dropped:
-            positions[p] = None
-        elif after and reach is not None and (*reach, p) == cut:
-            positions[p] = after
+def _merge_reads(
+    live: list[int], reads: list[Read]
+) -> tuple[list[tuple[Key, int, str, str]], set[int]]:
+    """The partitions' reads in one order, up to the cut: the least far any partition with
+    more to read has read (past it, that partition's next read may hold entries that come
+    first). Returns what is kept, as (key, partition, job id, cursor after it), and the
+    partitions some of whose entries lay past the cut (to read again)."""
+    cut: Key | None = None
+    merged: list[tuple[Key, int, str, str]] = []
+    for p, (batch, after, reach) in zip(live, reads):
+        if after and reach is not None:
+            cut = min(cut, (*reach, p)) if cut is not None else (*reach, p)
+        merged += [((*key, p), p, job_id, at) for key, job_id, at in batch]
+    merged.sort(key=lambda item: item[0])
+    kept = [item for item in merged if cut is None or item[0] <= cut]
+    return kept, {p for _, p, _, _ in merged[len(kept) :]}
 
 
 class Reader:
@@ -386,26 +393,24 @@ class Reader:
             reads = await gather(
                 [partial(self._candidates, parts[p], status, positions[p] or "", n) for p in live]
             )
-            cut: Key | None = None  # past it, some partition's next read may hide candidates
-            merged: list[tuple[Key, int, str, str]] = []
-            for p, (batch, after, reach) in zip(live, reads):
-                if after and reach is not None:
-                    cut = min(cut, (*reach, p)) if cut is not None else (*reach, p)
-                merged += [((*key, p), p, job_id, at) for key, job_id, at in batch]
-                scanned += n if not batch else 0  # a read that named no job still counts
-            merged.sort(key=lambda item: item[0])
-            kept = [item for item in merged if cut is None or item[0] <= cut]
-            records = await self.rows([job_id for _, _, job_id, _ in kept]) if kept else []
-            for (_, p, job_id, at), record in zip(kept, records):
+            kept, dropped = _merge_reads(live, reads)
+            named = [job_id for _, _, job_id, _ in kept if job_id]
+            records = iter(await self.rows(named) if named else [])
+            for _, p, job_id, at in kept:
                 scanned += 1
-                positions[p] = at
+                positions[p] = at  # every partition goes on from the last entry it showed
+                if not job_id:
+                    continue
+                record = next(records)
                 if not self._keep(status, handler, job_id, record) or job_id in seen:
                     continue
                 seen.add(job_id)
                 rows.append(_row(job_id, record))
                 if len(rows) == limit:
                     return Page(rows, join_cursor(positions), scanned)
-            _advance(positions, live, reads, cut, {p for _, p, _, _ in merged[len(kept) :]})
+            for p, (_, after, _) in zip(live, reads):
+                if not after and p not in dropped:
+                    positions[p] = None  # read to its end, and all of it shown
             if all(at is None for at in positions):
                 return Page(rows, "", scanned)
             n = CHUNK
@@ -441,7 +446,7 @@ class Reader:
             entries = await self.r.xrevrange(
                 keys.dead, f"({cursor}" if cursor else "+", "-", count=n
             )
-            batch = [(_newest(e), str(f["id"]), e) for e, f in entries if f.get("id")]
+            batch = [(_newest(e), str(f.get("id") or ""), e) for e, f in entries]
             if len(entries) < n:
                 return batch, "", None
             return batch, entries[-1][0], _newest(entries[-1][0])
@@ -502,13 +507,13 @@ class Reader:
         )
         batch: list[tuple[Key, str, str]] = []
         for entry, f in entries:
-            if f.get("type") not in types or not f.get("job_id"):
-                continue
-            if f["type"] == "job.queued" and f.get("from"):
-                continue  # queued again (promoted, retried): not a submission
-            if f["type"] == "job.failed" and f.get("status") not in (None, "FAILED"):
-                continue
-            batch.append((_newest(entry), f["job_id"], entry))
+            batch.append((_newest(entry), f.get("job_id") or "", entry))
+            if f.get("type") not in types:
+                batch[-1] = (batch[-1][0], "", entry)
+            elif f["type"] == "job.queued" and f.get("from"):
+                batch[-1] = (batch[-1][0], "", entry)  # queued again: not a submission
+            elif f["type"] == "job.failed" and f.get("status") not in (None, "FAILED"):
+                batch[-1] = (batch[-1][0], "", entry)
         if len(entries) < n:
             return batch, "", None
         return batch, entries[-1][0], _newest(entries[-1][0])
