@@ -78,6 +78,7 @@ def test_pending_jobs_page_through_every_priority_newest_first_without_repeats(
     priorities = ["critical", "high", "normal", "low"]
     # one bulk submit: jobs of several priorities share entry ids (one millisecond)
     bulk = client.submit_many([{"handler": "c", "priority": p} for p in priorities * 10])
+    time.sleep(0.002)  # entries of other streams order by millisecond only: a new one
     submitted = []
     for i in range(120):
         submitted.append(client.submit_job("a" if i % 3 else "b", priority=priorities[i % 4]))
