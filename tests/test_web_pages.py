@@ -27,7 +27,7 @@ from streamjobs._keys import partition_of  # noqa: E402
 from streamjobs.errors import ConfigurationError  # noqa: E402
 from streamjobs.sync import SyncJobClient  # noqa: E402
 from streamjobs.web import create_app  # noqa: E402
-from streamjobs.web._data import chart  # noqa: E402
+from streamjobs.web._data import chart, join_cursor, split_cursor, valid_cursor  # noqa: E402
 from tests._redis import free_port  # noqa: E402
 from tests._web import RELEASED, get, serving, workers  # noqa: E402
 
@@ -440,7 +440,7 @@ def test_a_partitioned_queue_takes_only_cursors_with_one_position_per_partition(
         assert get(f"{base}/dead-letters?cursor=1-0.x.")[0] == 200
 
 
-@PARTS
+@pytest.mark.parametrize("parts", [1, 3, 16], indirect=True)  # 16: a packed cursor
 def test_scheduled_jobs_page_through_in_due_order(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
@@ -473,9 +473,9 @@ def dead_lettered(client: SyncJobClient, redis_url: str, queue_name: str, ids: l
             time.sleep(0.05)
 
 
-@PARTS
+@pytest.mark.parametrize("parts", [1, 3, 16], indirect=True)  # 16: a packed cursor
 def test_dead_letters_page_newest_first_and_retry_all_and_purge_reach_every_one(
-    client: SyncJobClient, redis_url: str, queue_name: str, raw: redis.Redis
+    client: SyncJobClient, redis_url: str, queue_name: str, raw: redis.Redis, parts: int
 ) -> None:
     ids = client.submit_many([{"handler": "healable", "max_retries": 0} for _ in range(70)])
     dead_lettered(client, redis_url, queue_name, ids)
@@ -492,6 +492,7 @@ def test_dead_letters_page_newest_first_and_retry_all_and_purge_reach_every_one(
         assert seen == sorted(seen, key=newest, reverse=True)
         _, body, headers = get(f"{base}/dead-letters")
         assert "Retry all (70)" in body
+        assert ("?cursor=z" in body) == (parts == 16)  # sixteen positions: packed
         assert post_form(f"{base}/dead-letters/retry-all", csrf_of(headers)) == 200
         assert {client.get_job_status(j) for j in ids} == {JobStatus.PENDING}
         assert "No dead letters." in get(f"{base}/dead-letters")[1]
@@ -535,3 +536,18 @@ def test_finished_jobs_behind_fifteen_hundred_events_fill_one_page(
         body = get(f"{base}/jobs?status=completed")[1]
     # every partition goes on from the last event it showed, so the scan budget reaches them
     assert ids_in(body) == done[::-1] and "without filling the page" not in body
+
+
+def test_a_long_merged_cursor_is_packed_and_a_tampered_one_refused() -> None:
+    positions: list[str | None] = [f"{1_800_000_000_000 + 7 * p}-{p % 3}" for p in range(1024)]
+    positions[5] = None
+    cursor = join_cursor(positions)
+    assert cursor.startswith("z") and len(cursor) < 4000  # 1024 positions, URL-safe
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
+    assert valid_cursor("completed", cursor, 1024) and split_cursor(cursor, 1024) == positions
+    assert not valid_cursor("completed", cursor, 1023)  # one position per partition
+    assert not valid_cursor("completed", cursor[:-4], 1024)
+    assert not valid_cursor("completed", "z" + "A" * 40, 1024)
+    assert not valid_cursor("pending", cursor, 1024)  # no stream index: not a pending cursor
+    short = join_cursor(["1-0", None, "2-5"])
+    assert short == "1-0.x.2-5" and split_cursor(short, 3) == ["1-0", None, "2-5"]

@@ -8,8 +8,10 @@ stops at a page or at a scan budget, handing back a cursor to go on from.
 
 from __future__ import annotations
 
+import base64
 import re
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -114,6 +116,9 @@ _ENTRY = re.compile(r"\d{1,20}-\d{1,20}")
 
 #: Where a merged cursor says a partition has nothing left to show.
 DONE = "x"
+#: Merged cursors longer than this are packed: zlib, then URL-safe base64, after a 'z'.
+PACK_OVER = 200
+PACKED = "z"
 
 #: A candidate's place in its view's order (smaller first); partitions' keys compare alike.
 Key = tuple[float, ...]
@@ -130,12 +135,33 @@ def _valid_one(status: str, cursor: str) -> bool:
     return bool(_ENTRY.fullmatch(cursor))
 
 
+def _unpacked(cursor: str, partitions: int) -> str | None:
+    """A packed cursor's positions text (None when it does not unpack within the size
+    `partitions` positions can take); any other cursor as it is."""
+    if not cursor.startswith(PACKED):
+        return cursor
+    limit = partitions * 48 + 16  # a position is at most 20 + 1 + 20 + 2 chars, and a '.'
+    try:
+        raw = base64.urlsafe_b64decode(cursor[1:] + "=" * (-len(cursor[1:]) % 4))
+        unzip = zlib.decompressobj()
+        text = unzip.decompress(raw, limit)
+        if unzip.unconsumed_tail or not unzip.eof:
+            return None
+        return text.decode("ascii")
+    except (ValueError, zlib.error):
+        return None
+
+
 def valid_cursor(status: str, cursor: str, partitions: int = 1) -> bool:
     """Whether `cursor` is one the view hands out ('' starts at the top). With many
-    partitions it holds one position per partition, joined by '.' ('x': that one is done)."""
+    partitions it holds one position per partition, joined by '.' ('x': that one is done);
+    a long one is packed (see `join_cursor`)."""
     if partitions == 1 or not cursor:
         return _valid_one(status, cursor)
-    parts = cursor.split(".")
+    text = _unpacked(cursor, partitions)
+    if text is None:
+        return False
+    parts = text.split(".")
     return len(parts) == partitions and all(p == DONE or _valid_one(status, p) for p in parts)
 
 
@@ -145,7 +171,7 @@ def split_cursor(cursor: str, partitions: int) -> list[str | None]:
         return [cursor]
     if not cursor:
         return [""] * partitions
-    return [None if p == DONE else p for p in cursor.split(".")]
+    return [None if p == DONE else p for p in (_unpacked(cursor, partitions) or "").split(".")]
 
 
 def join_cursor(positions: list[str | None]) -> str:
@@ -155,7 +181,12 @@ def join_cursor(positions: list[str | None]) -> str:
         return ""
     if len(positions) == 1:
         return positions[0] or ""
-    return ".".join(DONE if p is None else p for p in positions)
+    text = ".".join(DONE if p is None else p for p in positions)
+    if len(text) <= PACK_OVER:
+        return text
+    # many partitions: the positions share most of their digits, so they pack small
+    packed = base64.urlsafe_b64encode(zlib.compress(text.encode("ascii"), 9)).decode("ascii")
+    return PACKED + packed.rstrip("=")
 
 
 def _id_key(entry: str) -> tuple[int, int]:
