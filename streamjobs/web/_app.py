@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._metrics import metrics_from, workers_from
 from ..async_worker import Timings
 from ..errors import ConfigurationError
-from ..redis_queue import RedisJobQueue
+from ..redis_queue import RedisJobQueue, gather
 from ..service import JobService
 from . import _data, _security
 from ._data import Reader
@@ -324,19 +325,28 @@ class _Pages:
 
     async def retry_selected(self, request: Request, form: Any) -> tuple[str, str, str]:
         ids = [str(i) for i in form.getlist("id") if str(i)]
-        done = 0
-        for job_id in ids:
-            done += await self.s.svc.retry_dead_letter(job_id)
+        done = await self.retry_each(ids)
         return "retry selected", ",".join(ids)[:500], f"{done} of {len(ids)} queued again"
+
+    async def retry_each(self, ids: list[str]) -> int:
+        """Retry dead letters, one by one within a partition, the partitions together; how
+        many went back to their queue."""
+
+        async def retry(at: list[int]) -> int:
+            done = 0
+            for i in at:
+                done += await self.s.svc.retry_dead_letter(ids[i])
+            return done
+
+        groups = self.s.queue.by_partition(ids).values()
+        return sum(await gather([partial(retry, at) for at in groups])) if ids else 0
 
     async def retry_all(self, request: Request, form: Any) -> tuple[str, str, str]:
         done = seen = 0
         kept = self.s.queue.max_dead_letters * self.s.queue.partition_count  # each keeps its own
         for _ in range(kept // BATCH + 1):
             dead = await self.s.svc.get_dead_letters(BATCH)
-            step = 0
-            for job in dead:
-                step += await self.s.svc.retry_dead_letter(job.id)
+            step = await self.retry_each([job.id for job in dead])
             done, seen = done + step, seen + len(dead)
             if step == 0:
                 break
