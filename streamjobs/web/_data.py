@@ -4,6 +4,10 @@ Pages never load a whole set. The jobs list reads one page of candidates from th
 that already orders them (the priority streams, the pending entries list, the delayed set,
 the dead-letter stream, the events stream), looks their records up in one pipeline, and
 stops at a page or at a scan budget, handing back a cursor to go on from.
+
+On a partitioned queue every read of the whole queue is one read per partition, issued
+together and merged here: no script or command spans partitions. A list's cursor then holds
+one position per partition; the chart sums each partition's own sampled counters.
 """
 
 from __future__ import annotations
