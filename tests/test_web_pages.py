@@ -551,3 +551,26 @@ def test_a_long_merged_cursor_is_packed_and_a_tampered_one_refused() -> None:
     assert not valid_cursor("pending", cursor, 1024)  # no stream index: not a pending cursor
     short = join_cursor(["1-0", None, "2-5"])
     assert short == "1-0.x.2-5" and split_cursor(short, 3) == ["1-0", None, "2-5"]
+
+
+@PARTS
+def test_overview_totals_and_oldest_pending_age_cover_every_partition(
+    client: SyncJobClient, redis_url: str, queue_name: str, parts: int
+) -> None:
+    names = (f"old-{queue_name[-3:]}-{i}" for i in range(100))
+    oldest = next(j for j in names if partition_of(j, parts) == parts - 1)  # the last partition
+    client.submit_job("quick", job_id=oldest)
+    time.sleep(1.2)
+    client.submit_many([{"handler": "quick"} for _ in range(5)])
+    client.submit_many([{"handler": "quick", "delay": 3600} for _ in range(4)])
+    with serving(redis_url, queue_name) as base:
+        body = get(f"{base}/?partial=1")[1]
+
+    def total(name: str) -> str:
+        found = re.search(rf'<b id="{name}">([^<]*)</b>', body)
+        assert found, body
+        return found.group(1)
+
+    assert total("total-pending") == "6" and total("total-scheduled") == "4"
+    age = total("oldest-pending")
+    assert age.endswith(" s") and float(age[:-2]) >= 1.2, age
