@@ -429,13 +429,17 @@ class Reader:
                 [partial(self._candidates, parts[p], status, positions[p] or "", n) for p in live]
             )
             kept, dropped = _merge_reads(live, reads)
+            # a candidate counts once; where a partition's part of the batch named no job,
+            # each of its entries does (entries past the cut, read again later, count then)
+            named_in = {p for _, p, job_id, _ in kept if job_id}
+            scanned += sum(1 for _, p, _, _ in kept if p not in named_in)
             named = [job_id for _, _, job_id, _ in kept if job_id]
             records = iter(await self.rows(named) if named else [])
             for _, p, job_id, at in kept:
-                scanned += 1
                 positions[p] = at  # every partition goes on from the last entry it showed
                 if not job_id:
                     continue
+                scanned += 1
                 record = next(records)
                 if not self._keep(status, handler, job_id, record) or job_id in seen:
                     continue
