@@ -20,6 +20,7 @@ from streamjobs import (
     JobStatus,
     RedisJobQueue,
 )
+from streamjobs.cli._inspect import collect_info
 from streamjobs.sync import SyncJobClient
 from tests.conftest import FAST, queue_keys
 
@@ -64,6 +65,7 @@ async def test_a_diamond_runs_in_order_with_results_passed(svc: JobService) -> N
         JobStatus.PENDING, JobStatus.WAITING, JobStatus.WAITING, JobStatus.WAITING
     ]  # fmt: skip
     assert (await svc.get_metrics())["queue"]["waiting"] == 3
+    assert (await collect_info(svc))["waiting"] == 3  # what `streamjobs info` shows
     assert (await svc.get_metrics())["queue"]["pending"] == 1
     await svc.start_workers(3)
     last = await svc.wait_for_result(d, timeout=10)
@@ -232,3 +234,29 @@ async def test_a_partitioned_queue_runs_a_chain_in_one_partition(
         await svc.start_workers(2)
         assert (await svc.wait_for_result(chain[-1], timeout=10)).result == 10
         assert (await svc.wait_for_result(after, timeout=10)).result == 110
+
+
+async def test_a_dead_letter_cancels_its_dependents_and_a_retried_dependency_releases_once(
+    svc: JobService,
+) -> None:
+    tries: list[int] = []
+
+    async def flaky(job: JobDefinition, progress: Any) -> str:
+        tries.append(job.attempts)
+        if len(tries) == 1:
+            raise RuntimeError("first try fails")
+        return "fine"
+
+    svc.register_handler("flaky", flaky)
+    svc.register_handler("step", step)
+    lost = await svc.submit_job("nobody-handles-this")
+    orphan = await svc.submit_job("step", depends_on=[lost])
+    retried = await svc.submit_job("flaky", retry_delay=0.05)
+    after = await svc.submit_job("step", depends_on=[retried])
+    await svc.start_workers(2)
+    orphan_result = await svc.wait_for_result(orphan, timeout=10)
+    assert orphan_result.status is JobStatus.CANCELLED
+    assert orphan_result.error == f"dependency {lost} ended DEAD_LETTER"
+    after_result = await svc.wait_for_result(after, timeout=10)
+    assert after_result.result["saw"] == {retried: "fine"} and after_result.attempts == 1
+    assert len(tries) == 2
