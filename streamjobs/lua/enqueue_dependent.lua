@@ -1,7 +1,7 @@
 --[[ enqueue_dependent: submit jobs that wait for other jobs (depends_on). A chain or a group
 is one call: its jobs in order, each free to depend on jobs before it in the same call.
 Invariant: a dependency's state is read and the dependent registered with it (in the
-dependency's dependents set, see release_dependents) in one step, so a dependency that
+dependency's dependents set, read by the script that settles it) in one step, so a dependency that
 settles meanwhile is never missed: either it had settled (its result is copied now) or it
 will find the dependent in its set. Every dependency must have a record (here, or earlier in
 the call): else nothing at all is written.
@@ -17,6 +17,7 @@ Events: job.waiting with the number of dependencies to go; job.queued or job.sch
 a job released at once; job.cancelled for one a failed dependency cancels at once.
 ]]
 local TERMINAL = {COMPLETED = true, FAILED = true, DEAD_LETTER = true, CANCELLED = true}
+local DEPENDENTS_PREFIX = string.sub(JOB_PREFIX, 1, -5) .. 'dependents:'  -- as the settles read it
 local jobs, batch = {}, {}
 local i = 4
 while i <= #ARGV do
