@@ -190,6 +190,19 @@ async def test_a_chain_passes_each_result_on_and_a_group_gathers_them(
     assert (await svc.wait_for_result(sync_dependent, timeout=10)).result == 110
     job = await svc.get_job(group[-1])
     assert job is not None and job.dependency_results == dict(zip(group[:3], [10, 20, 30]))
+    first = await svc.get_job(chain[0])
+    assert first is not None and first.dependency_results == {}
+
+
+async def test_a_dependent_keeps_its_own_delay_once_released(svc: JobService) -> None:
+    svc.register_handler("add", add)
+    a = await svc.submit_job("add", args=[1])
+    later = await svc.submit_job("add", args=[1], depends_on=[a], delay=60)
+    assert await svc.get_job_status(later) is JobStatus.WAITING
+    await svc.start_workers(1)
+    await svc.wait_for_result(a, timeout=5)
+    assert await svc.get_job_status(later) is JobStatus.SCHEDULED
+    assert (await svc.get_metrics())["queue"]["scheduled"] == 1
 
 
 async def test_a_dependencys_result_outlives_its_ttl_for_a_waiting_dependent(

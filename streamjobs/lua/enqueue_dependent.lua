@@ -46,7 +46,10 @@ for _, job in ipairs(jobs) do
     codes[#codes + 1] = 0
   else
     codes[#codes + 1] = 1
-    local cmd = {'HSET', key, 'created_at', now, 'depends_on', table.concat(job.deps, ',')}
+    local cmd = {'HSET', key, 'created_at', now}
+    if #job.deps > 0 then
+      cmd[#cmd + 1] = 'depends_on'; cmd[#cmd + 1] = table.concat(job.deps, ',')
+    end
     if job.on_fail == 'run' then cmd[#cmd + 1] = 'on_dep_fail'; cmd[#cmd + 1] = 'run' end
     for k = job.first, job.last do cmd[#cmd + 1] = ARGV[k] end
     local open, failed = {}, nil  -- dependencies not settled yet; the first that failed
