@@ -243,10 +243,14 @@ async def test_a_partitioned_queue_runs_a_chain_in_one_partition(
         with pytest.raises(InvalidJobError, match="span partitions"):
             await svc.submit_job("add", args=[0], depends_on=[chain[0], elsewhere])
         after = await svc.submit_job("add", args=[100], depends_on=[chain[-1]])
-        assert after.split(".")[0] == chain[0].split(".")[0]
+        many = await svc.submit_many(
+            [{"handler": "add", "args": [n], "depends_on": [chain[-1]]} for n in (1, 2)]
+        )
+        assert {i.split(".")[0] for i in [after, *many]} == {chain[0].split(".")[0]}
         await svc.start_workers(2)
         assert (await svc.wait_for_result(chain[-1], timeout=10)).result == 10
         assert (await svc.wait_for_result(after, timeout=10)).result == 110
+        assert [(await svc.wait_for_result(i, timeout=10)).result for i in many] == [11, 12]
 
 
 async def test_a_dead_letter_cancels_its_dependents_and_a_retried_dependency_releases_once(
