@@ -277,3 +277,26 @@ async def test_a_dead_letter_cancels_its_dependents_and_a_retried_dependency_rel
     after_result = await svc.wait_for_result(after, timeout=10)
     assert after_result.result["saw"] == {retried: "fine"} and after_result.attempts == 1
     assert len(tries) == 2
+
+
+async def test_cancelling_a_running_dependency_cancels_its_dependents(
+    svc: JobService, raw: redis.Redis
+) -> None:
+    started = anyio.Event()
+
+    async def hang(job: JobDefinition, progress: Any) -> None:
+        started.set()
+        await anyio.sleep(30)
+
+    svc.register_handler("hang", hang)
+    running = await svc.submit_job("hang")
+    waiting = await svc.submit_job("step", depends_on=[running])
+    await svc.start_workers(1)
+    with anyio.fail_after(5):
+        await started.wait()
+    assert await svc.cancel_job(running)
+    result = await svc.get_job_result(waiting)
+    assert result is not None and result.status is JobStatus.CANCELLED
+    assert result.error == f"dependency {running} ended CANCELLED"
+    events = [(f["type"], f["job_id"]) for _, f in raw.xrange(svc.queue.keys.events)]
+    assert ("job.waiting", waiting) in events and ("job.cancelled", waiting) in events
