@@ -42,7 +42,10 @@ log = logging.getLogger("streamjobs.prometheus")
 #: Queue states by priority level, as `get_metrics()` reports them.
 _BY_PRIORITY = {"pending": "by_priority", "running": "running_by_priority"}
 #: Queue states `get_metrics()` counts for the queue as a whole (`priority="all"`).
-_WHOLE = {"scheduled": "scheduled", "retrying": "retrying", "dead_letter": "dead_letter"}
+_WHOLE = {
+    "scheduled": "scheduled", "waiting": "waiting", "retrying": "retrying",
+    "dead_letter": "dead_letter",
+}  # fmt: skip
 
 
 class QueueCollector(Collector):
