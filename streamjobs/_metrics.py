@@ -29,11 +29,18 @@ def workers_from(snapshot: list[Any], timings: Timings) -> list[WorkerInfo]:
         for w in orjson.loads(pool.get("workers") or "[]"):
             found.append(
                 WorkerInfo(
-                    id=w["id"], status=w["status"], jobs_completed=int(w["completed"]),
-                    jobs_failed=int(w["failed"]), uptime=max(0.0, now_s - float(w["started"])),
-                    healthy=healthy, pool=w["id"].rsplit("-", 1)[0], host=pool.get("host", ""),
-                    pid=int(pool.get("pid") or 0), current_job=w.get("job"),
-                    last_heartbeat=beat, loop_lag=lag,
+                    id=w["id"],
+                    status=w["status"],
+                    jobs_completed=int(w["completed"]),
+                    jobs_failed=int(w["failed"]),
+                    uptime=max(0.0, now_s - float(w["started"])),
+                    healthy=healthy,
+                    pool=w["id"].rsplit("-", 1)[0],
+                    host=pool.get("host", ""),
+                    pid=int(pool.get("pid") or 0),
+                    current_job=w.get("job"),
+                    last_heartbeat=beat,
+                    loop_lag=lag,
                 )
             )
     return found

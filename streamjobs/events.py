@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 log = logging.getLogger("streamjobs.events")
 
+
 class EventBus(Protocol):
     """Anything with `publish(event_type, payload)`, async or plain."""
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _codec
-from ._drivers import Driver, connect
+from ._drivers import Driver, open_driver
 from ._drivers._pipeline import ReplyLost
 from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, QueueKeys
@@ -140,6 +140,9 @@ class RedisJobQueue:
         self._driver: Driver | None = None
         #: Redis' maxmemory-policy as read at connect (None when Redis would not say).
         self.maxmemory_policy: str | None = None
+        #: What the queue runs on, known once connected: "Redis" (one server), or
+        #: "Redis Cluster (3 primaries)" when the URL named a node of a cluster.
+        self.topology: str | None = None
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -154,9 +157,10 @@ class RedisJobQueue:
         """Connect, check the server (Redis >= 6.2) and create the consumer groups."""
         if self._driver is not None:
             return
-        driver = self._driver = connect(self.redis_url, self.driver_name)
+        driver = self._driver = await open_driver(self.redis_url, self.driver_name)
         try:
             check_version(await driver.server_version())
+            self.topology = getattr(driver, "topology", "Redis")
             await self.ensure_groups()
             self.maxmemory_policy = await self._read_maxmemory_policy()
         except BaseException:
@@ -291,8 +295,10 @@ class RedisJobQueue:
         _settled(await self._run("dead_letter", *self._settle_args(d), error, reason))
 
     def sync_driver(self) -> SyncDriver:
-        """A blocking driver for a thread of this process (lease renewal)."""
-        return SyncDriver(self.redis_url)
+        """A blocking driver for a thread of this process (lease renewal); once connected,
+        the queue knows whether it is on a cluster, and the driver need not ask again."""
+        clustered = None if self.topology is None else self.topology.startswith("Redis Cluster")
+        return SyncDriver(self.redis_url, cluster=clustered)
 
     def extend_leases(
         self, driver: SyncDriver, consumer: str, held: Sequence[tuple[str, int, str]]

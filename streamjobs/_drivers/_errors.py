@@ -22,7 +22,7 @@ class MissingGroupError(StreamJobsError):
 
 #: Error codes of a server that cannot serve now but will (failover, resync, loading, a busy
 #: script, a cluster slot moving), and of refused credentials or commands.
-NOT_READY = frozenset({"READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "BUSY"})
+NOT_READY = frozenset({"READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "BUSY", "CLUSTERDOWN"})
 REFUSED = frozenset({"NOAUTH", "WRONGPASS", "NOPERM"})
 
 #: redis-py's classes for codes that its parser strips from the message.
@@ -31,12 +31,16 @@ _REDIS_PY_CODES: tuple[tuple[type[Exception], str], ...] = (
     (rex.BusyLoadingError, "LOADING"), (rex.TryAgainError, "TRYAGAIN"),
     (rex.AuthenticationError, "NOAUTH"), (rex.AuthorizationError, "NOPERM"),
     (rex.NoPermissionError, "NOPERM"),
+    # A cluster mid-failover: slots uncovered, or redirections that never settled.
+    (rex.ClusterDownError, "CLUSTERDOWN"), (rex.ClusterError, "CLUSTERDOWN"),
+    (rex.SlotNotCoveredError, "CLUSTERDOWN"),
 )  # fmt: skip
 #: coredis' classes for the same codes (by name: coredis is an optional extra).
 _COREDIS_CODES = (
     ("ReadOnlyError", "READONLY"), ("BusyLoadingError", "LOADING"),
     ("TryAgainError", "TRYAGAIN"), ("AuthenticationError", "NOAUTH"),
-    ("AuthorizationError", "NOPERM"),
+    ("AuthorizationError", "NOPERM"), ("ClusterDownError", "CLUSTERDOWN"),
+    ("ClusterError", "CLUSTERDOWN"),
 )  # fmt: skip
 
 
@@ -68,9 +72,12 @@ def error_code(exc: Exception) -> str:
 
 
 def _unreachable(exc: Exception) -> bool:
-    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`)."""
+    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`); or a cluster
+    client that reached no node at all (redis-py's `RedisClusterException`: "Redis Cluster
+    cannot be connected", no node to send to while its map of the slots is rebuilt)."""
     return isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError,
-                            *_coredis("ConnectionError")))  # fmt: skip
+                            rex.RedisClusterException, *_coredis("ConnectionError"),
+                            ))  # fmt: skip
 
 
 def _with_tls_cause(exc: Exception, text: str) -> str:

@@ -46,6 +46,8 @@ async def _translated(deadline: float) -> AsyncIterator[None]:
 class CoredisDriver:
     """Carries streamjobs' commands over one coredis connection pool."""
 
+    name = "coredis"
+
     def __init__(self, url: str) -> None:
         # No retries inside the client: its default runs a command again after a lost reply,
         # scripts included, where every other driver raises RedisUnavailableError and leaves
@@ -55,7 +57,7 @@ class CoredisDriver:
         tls: dict[str, Any] = {}
         if url.startswith("rediss://"):
             tls["ssl_context"] = tls_context(parse_url(url))  # type: ignore[no-untyped-call]
-        self._client: coredis.Redis[str] = coredis.Redis.from_url(
+        self._client: coredis.Redis[str] | coredis.RedisCluster[str] = coredis.Redis.from_url(
             url, decode_responses=True, retry_policy=NoRetryPolicy(), **tls
         )
         self._stack: AsyncExitStack | None = None
@@ -84,7 +86,9 @@ class CoredisDriver:
             return True
 
     @asynccontextmanager
-    async def _command(self, block: float = 0.0) -> AsyncIterator[coredis.Redis[str]]:
+    async def _command(
+        self, block: float = 0.0
+    ) -> AsyncIterator[coredis.Redis[str] | coredis.RedisCluster[str]]:
         """The client for one command, bounded in time (`block` seconds on top for a blocking
         one) and with its errors translated; a failed first command closes the pool again
         (see the module docstring). The pool opens outside the deadline's scope."""

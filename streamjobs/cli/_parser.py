@@ -66,8 +66,12 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
         default=None,
         help="seconds running jobs get to finish on SIGTERM (default: no limit)",
     )
-    p.add_argument("--backend", default="asyncio", choices=BACKENDS,
-                   help="event loop to run on (default: asyncio; trio needs the trio extra)")
+    p.add_argument(
+        "--backend",
+        default="asyncio",
+        choices=BACKENDS,
+        help="event loop to run on (default: asyncio; trio needs the trio extra)",
+    )
     p.add_argument("--driver", default=None, choices=DRIVERS,
                    help="Redis client (default: the app's, else resp on asyncio, coredis on "
                    "trio)")  # fmt: skip

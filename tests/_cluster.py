@@ -1,0 +1,165 @@
+"""A Redis Cluster for tests: redis-server processes in cluster mode on free loopback ports, in
+temp dirs, joined by `redis-cli --cluster create`, ended by PID.
+
+`RedisCluster(directory, primaries=3, replicas=1).start()` returns once every node reports
+`cluster_state:ok` with all 16384 slots assigned; `primary_of(key)`, `replica_of(node)`,
+`failover(node)` and `kill(node)` inject the faults a cluster meets."""
+
+from __future__ import annotations
+
+import random
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+from redis.crc import key_slot
+
+from streamjobs._server_binary import redis_binary
+from tests._redis import RedisProcess
+
+#: Milliseconds before a silent primary is marked failed and its replica elected.
+NODE_TIMEOUT_MS = 1000
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free too: at most 55535."""
+    for _ in range(200):
+        port = random.randint(20_000, 55_000)
+        try:
+            for p in (port, port + 10_000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node in 200 tries")
+
+
+class ClusterUnavailable(RuntimeError):
+    """This redis-server cannot run a cluster (too old, or cluster support left out)."""
+
+
+class RedisCluster:
+    """`primaries` primaries, each with `replicas` replicas, on loopback."""
+
+    def __init__(self, directory: Path, primaries: int = 3, replicas: int = 0) -> None:
+        self.dir = directory
+        self.primaries, self.replicas = primaries, replicas
+        self.nodes: list[RedisProcess] = []
+
+    @property
+    def url(self) -> str:
+        """A URL of the first node (any node serves the whole cluster)."""
+        return self.nodes[0].url
+
+    def start(self, timeout: float = 30.0) -> RedisCluster:
+        """Start every node, join them, and wait until the cluster serves every slot."""
+        count = self.primaries * (1 + self.replicas)
+        for _ in range(count):
+            port = cluster_port()
+            node = RedisProcess(
+                self.dir / str(port), "--cluster-enabled", "yes",
+                "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--cluster-replica-validity-factor", "0", "--repl-diskless-sync", "yes",
+                "--repl-diskless-sync-delay", "0", port=port,
+            )  # fmt: skip
+            self.nodes.append(node)
+            try:
+                node.start()
+            except RuntimeError as exc:
+                msg = f"redis-server would not start in cluster mode: {exc}"
+                raise ClusterUnavailable(msg) from exc
+        cli = redis_binary("redis-cli").path
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        done = subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
+             "--cluster-yes"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise ClusterUnavailable(f"redis-cli --cluster create failed: {done.stdout[-500:]}")
+        self.wait_ok(timeout)
+        return self
+
+    def wait_ok(self, timeout: float = 30.0, *, nodes: list[RedisProcess] | None = None) -> None:
+        """Wait until each live node says `cluster_state:ok`, with every slot served, and
+        the node count settled as expected (bounded by `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        want = nodes if nodes is not None else self.live()
+        while True:
+            if all(self._ok(node) for node in want):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the cluster was not ok within {timeout:g}s")
+            time.sleep(0.1)
+
+    def _ok(self, node: RedisProcess) -> bool:
+        try:
+            with node.client() as client:
+                info = client.cluster("info")
+                if info.get("cluster_state") != "ok":
+                    return False
+                if int(info.get("cluster_slots_ok", 0)) != 16384:
+                    return False
+                replicas = sum(1 for r in client.cluster("nodes").values() if "slave" in r["flags"])
+        except redis.RedisError:
+            return False
+        return self.replicas == 0 or replicas >= 1
+
+    def live(self) -> list[RedisProcess]:
+        """The nodes whose process runs."""
+        return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+
+    def role(self, node: RedisProcess) -> str:
+        """`master` or `slave`, as the node says."""
+        with node.client() as client:
+            return str(client.info("replication")["role"])
+
+    def primary_of(self, key: str) -> RedisProcess:
+        """The live node that serves `key`'s slot now."""
+        slot = key_slot(key.encode())
+        for node in self.live():
+            with node.client() as client:
+                for (start, end), info in _ranges(client):
+                    if start <= slot <= end:
+                        port = int(info)
+                        return next(n for n in self.nodes if n.port == port)
+        raise AssertionError(f"no node serves slot {slot}")
+
+    def other_than(self, node: RedisProcess) -> RedisProcess:
+        """A live primary other than `node` (a URL there makes a client meet MOVED)."""
+        return next(n for n in self.live() if n is not node and self.role(n) == "master")
+
+    def replica_of(self, primary: RedisProcess) -> RedisProcess:
+        """A live replica of `primary`."""
+        with primary.client() as client:
+            ports = [int(r["port"]) for k, r in client.info("replication").items()
+                     if k.startswith("slave") and isinstance(r, dict)]  # fmt: skip
+        return next(n for n in self.live() if n.port in ports)
+
+    def failover(self, replica: RedisProcess) -> None:
+        """`CLUSTER FAILOVER` on a replica: it takes its primary's slots over, no data lost."""
+        with replica.client() as client:
+            client.execute_command("CLUSTER", "FAILOVER")
+
+    def kill(self, node: RedisProcess) -> None:
+        """SIGKILL one node."""
+        node.kill()
+
+    def stop(self) -> None:
+        """SIGKILL every node this cluster started."""
+        for node in self.nodes:
+            node.kill()
+
+
+def _ranges(client: redis.Redis) -> list[tuple[tuple[int, int], int]]:
+    """(slot range, port of its primary) from CLUSTER SLOTS."""
+    reply = client.execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+    ranges = []
+    for entry in reply:
+        start, end, primary = entry[0], entry[1], entry[2]
+        ranges.append(((int(start), int(end)), int(primary[1])))
+    return ranges

