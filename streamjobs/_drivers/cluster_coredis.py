@@ -12,8 +12,8 @@ when the call may have run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -61,6 +61,24 @@ class CoredisClusterDriver(CoredisDriver):
     def topology(self) -> str:
         """What the queue runs on, for people: "Redis Cluster (3 primaries)"."""
         return f"Redis Cluster ({self.primaries} primaries)"
+
+    @asynccontextmanager
+    async def _command(
+        self, block: float = 0.0
+    ) -> AsyncIterator[coredis.Redis[str] | coredis.RedisCluster[str]]:
+        """As `CoredisDriver._command`; a node that cannot be reached is reported to the
+        client's map of the slots, which it rebuilds after two such errors. coredis reports
+        lost connections itself, but not a connection refused (a dead primary), and the map
+        would point at the dead node forever."""
+        try:
+            async with super()._command(block) as client:
+                yield client
+        except RedisUnavailableError as exc:
+            if not isinstance(exc, RedisNotReadyError):
+                layout = getattr(self._client.connection_pool, "cluster_layout", None)
+                if layout is not None:
+                    layout.report_errors(None, cex.ConnectionError(str(exc)))
+            raise
 
     async def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         async with self._command() as client:
