@@ -25,6 +25,7 @@ from redis.connection import parse_url
 
 from .._scripts import Script
 from ..errors import RedisNotReadyError, RedisUnavailableError, StreamJobsError
+from ._errors import translate
 from ._pipeline import ReplyLost
 from ._tls import tls_context
 from .coredis_driver import CoredisDriver
@@ -119,15 +120,25 @@ class CoredisClusterDriver(CoredisDriver):
         return await self.eval(script, keys, args)
 
     async def _per_primary(self, command: str, *args: Any) -> list[Any]:
-        """`command`'s reply from every primary, each asked on a connection of its own
-        (coredis routes neither INFO nor CONFIG GET by node); at connect only."""
+        """`command`'s reply from every primary that answers, each asked on a connection of
+        its own (coredis routes neither INFO nor CONFIG GET by node); at connect only. A
+        primary that fails (one just died, its replica not yet elected) is skipped; when none
+        answers, the first one's error is raised."""
+        replies, errors = [], []
         async with self._command() as cluster:
             assert isinstance(cluster, coredis.RedisCluster)
-            replies = []
             for node in list(cluster.primaries):
-                async with node:
-                    replies.append(await getattr(node, command)(*args))
-        self.primaries = len(replies)
+                try:
+                    async with node:  # its errors come wrapped in its task group's
+                        replies.append(await getattr(node, command)(*args))
+                except Exception as exc:  # any failure of one node skips it
+                    errors.append(_leaf(exc))
+        self.primaries = len(replies) + len(errors)
+        if not replies:
+            error = errors[0] if errors else cex.ConnectionError("the cluster has no primary")
+            if isinstance(error, cex.RedisError):
+                raise translate(error) from error
+            raise RedisUnavailableError(f"no primary of the cluster answered: {error}")
         return replies
 
     async def server_version(self) -> tuple[int, ...]:
@@ -154,3 +165,10 @@ class CoredisClusterDriver(CoredisDriver):
         layout = getattr(self._client.connection_pool, "cluster_layout", None)
         for stream in getattr(layout, "_error_stream", ()):
             stream.close()
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups, or `exc` itself."""
+    while isinstance(inner := getattr(exc, "exceptions", None), (list, tuple)) and inner:
+        exc = inner[0]
+    return exc

@@ -150,12 +150,23 @@ class RedisPyClusterDriver:
                     raise
 
     async def _per_primary(self, *command: Any) -> list[Any]:
-        """`command`'s reply from every primary (the queue's slots may be on any of them)."""
+        """`command`'s reply from every primary that answers (the queue's slots may be on any
+        of them); at connect only. A primary that fails (one just died, its replica not yet
+        elected) is skipped; when none answers, the first one's error is raised."""
         await self._client.initialize()  # learns the nodes on its first call only
         primaries = self._client.get_primaries()
         self.primaries = len(primaries)
-        replies: Any = await self._client.execute_command(*command, target_nodes=primaries)
-        return list(replies.values()) if isinstance(replies, dict) else [replies]
+        replies, errors = [], []
+        for node in primaries:
+            try:
+                reply: Any = await self._client.execute_command(*command, target_nodes=node)
+            except (rex.RedisError, rex.RedisClusterException) as exc:
+                errors.append(exc)
+                continue
+            replies.append(reply.get(node.name, reply) if isinstance(reply, dict) else reply)
+        if not replies:
+            raise errors[0] if errors else rex.RedisClusterException("the cluster has no primary")
+        return replies
 
     async def server_version(self) -> tuple[int, ...]:
         """The oldest primary's version: every primary must run the scripts."""

@@ -105,6 +105,7 @@ def test_workers_and_submitters_ride_through_a_failover_and_every_job_completes(
         procs = [workers.start(url, concurrency=10) for _ in range(2)]
         ids = submit(url, work(200, seconds=0.01, prefix="before"), via=via)
         with owner.client() as client:
+            wait_until(lambda: all(pool_of(p.pid, client) for p in procs), 20, "pools to start")
             wait_until(lambda: "COMPLETED" in statuses(client, ids[:20]), 20, "jobs to run")
 
         def submit_through() -> None:  # batches of 20 go on throughout the failover
@@ -132,6 +133,7 @@ def test_workers_and_submitters_ride_through_a_failover_and_every_job_completes(
             wait_until(lambda: all_terminal(client, ids), 60, "every job to end")
             report = check_invariants(client, ledger, KEYS, ids, lease=LEASE)
         assert report.statuses["COMPLETED"] == len(ids)
-        assert all(workers.terminate(proc) == 0 for proc in procs)
+        for proc in procs:  # a clean stop: no worker was left broken by the failover
+            assert workers.terminate(proc) == 0, workers.log(proc)[-3000:]
     finally:
         workers.close()
