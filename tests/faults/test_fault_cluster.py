@@ -9,6 +9,7 @@ all: the invariant is checked through a plain client of whichever node serves th
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -123,7 +124,7 @@ def test_workers_and_submitters_ride_through_a_failover_and_every_job_completes(
         wait_until(lambda: faulty_cluster.role(replica) == "master", 20, "the replica's promotion")
         faulty_cluster.wait_ok(20)
         took = time.monotonic() - started
-        print(f"\n{how} on {via.id}: the replica served the slot {took:.2f}s after the fault")
+        print(f"\n{how} on {via.id}: the cluster was ok again {took:.2f}s after the fault")
         submitter.join(60)
         assert not submitter.is_alive(), "the submitter never finished"
         assert len(late) == 400
@@ -132,7 +133,13 @@ def test_workers_and_submitters_ride_through_a_failover_and_every_job_completes(
         with replica.client() as client:
             wait_until(lambda: all_terminal(client, ids), 60, "every job to end")
             report = check_invariants(client, ledger, KEYS, ids, lease=LEASE)
+            noscript = client.info("errorstats").get("errorstat_NOSCRIPT", {}).get("count", 0)
         assert report.statuses["COMPLETED"] == len(ids)
+        assert noscript > 0, "the promoted replica knew every script: NOSCRIPT went untested"
+        print(f"{how} on {via.id}: NOSCRIPT answered {noscript} times by the new primary")
+        done = sorted(int(r["finished_at"]) for r in report.records.values())
+        stall = max(b - a for a, b in itertools.pairwise(done)) / 1000
+        print(f"{how} on {via.id}: longest pause between two completions {stall:.2f}s")
         for proc in procs:  # a clean stop: no worker was left broken by the failover
             assert workers.terminate(proc) == 0, workers.log(proc)[-3000:]
     finally:
