@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchpeers import PEERS, _procs
+from benchpeers import OWN, PEERS, _procs
 from benchpeers.runpeer import median_of
 from benchpeers.workloads import WORKLOADS, Sizes
 
@@ -189,7 +189,7 @@ def ratio(values: dict[str, float | str], higher_better: bool | None) -> str:
     own = values.get("streamjobs")
     if higher_better is None:
         return "-"
-    peers = [v for p, v in values.items() if p != "streamjobs" and not isinstance(v, str)]
+    peers = [v for p, v in values.items() if p not in OWN and not isinstance(v, str)]
     if not isinstance(own, float | int) or not peers:
         return "-"
     best = max(peers) if higher_better else min(peers)
@@ -217,8 +217,20 @@ def table(results: dict[str, Result]) -> str:
     return "\n".join(out)
 
 
+def observed_cost(results: dict[str, Result]) -> str | None:
+    """e2e throughput with every observer on, against plain streamjobs in the same run."""
+    if "streamjobs" not in results or "streamjobs_observed" not in results:
+        return None
+    plain = figure(results["streamjobs"], "e2e", "jobs_per_s")
+    seen = figure(results["streamjobs_observed"], "e2e", "jobs_per_s")
+    if isinstance(plain, str) or isinstance(seen, str) or not plain:
+        return None
+    return (f"streamjobs_observed (Prometheus + OpenTelemetry on) runs e2e at {seen / plain:.2f}x "
+            "plain streamjobs")  # fmt: skip
+
+
 def notes(results: dict[str, Result]) -> list[str]:
-    found = []
+    found = [cost] if (cost := observed_cost(results)) else []
     for peer, result in results.items():
         if "skipped" in result or "error" in result:
             found.append(f"{peer}: {result.get('skipped') or result.get('error')}")

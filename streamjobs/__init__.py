@@ -8,6 +8,7 @@ from .async_worker import AsyncWorkerPool, Timings
 from .errors import (
     ConfigurationError,
     InvalidJobError,
+    JobCancelled,
     JobFailed,
     JobNotFoundError,
     PartialSubmitError,
@@ -20,6 +21,8 @@ from .errors import (
 )
 from .models import (
     TERMINAL_STATUSES,
+    CancelOutcome,
+    DedupeMode,
     JobDefinition,
     JobPriority,
     JobProgress,
@@ -33,8 +36,11 @@ from .service import JobService
 __all__ = [
     "TERMINAL_STATUSES",
     "AsyncWorkerPool",
+    "CancelOutcome",
     "ConfigurationError",
+    "DedupeMode",
     "InvalidJobError",
+    "JobCancelled",
     "JobDefinition",
     "JobFailed",
     "JobNotFoundError",

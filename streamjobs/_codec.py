@@ -35,15 +35,55 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_.:@/+=-]{1,128}$")
 _HANDLER = re.compile(r"^\S{1,200}$")
 
 
+class Dedupe(NamedTuple):
+    """How a submission is deduplicated: by `key`, in `mode`, over `window_ms` (0: none)."""
+
+    key: str
+    mode: str
+    window_ms: int
+
+
 class NewJob(NamedTuple):
     """A validated submission, ready to be written by `enqueue.lua` (a named tuple: made
-    once per submitted job, and cheaper to make than a frozen dataclass)."""
+    once per submitted job, and cheaper to make than a frozen dataclass); one with `dedupe`
+    goes through `enqueue_deduped.lua` instead."""
 
     id: str
     handler: str
     priority: JobPriority
     delay_ms: int
     fields: tuple[str, ...]
+    dedupe: Dedupe | None = None
+
+
+#: Deduplication modes: the first job stands until it is done, or for the window whatever it
+#: does; or each submit in the window replaces the waiting job and pushes its start back.
+DEDUPE_MODES = ("until_done", "throttle", "debounce")
+_DEDUPE_KEY_MAX = 200
+
+
+def dedupe(key: object, window: object, mode: object, delay: object) -> Dedupe | None:
+    """Check a submission's dedupe options (None when it has no dedupe_key); raises
+    InvalidJobError naming the field."""
+    if key is None:
+        if window is not None or mode is not None:
+            raise InvalidJobError("dedupe_key", "is required with dedupe_for or dedupe_mode")
+        return None
+    if not isinstance(key, str) or not key or len(key) > _DEDUPE_KEY_MAX:
+        raise InvalidJobError(
+            "dedupe_key", f"must be a non-empty string of at most {_DEDUPE_KEY_MAX} characters"
+        )
+    mode = "until_done" if mode is None else mode
+    if mode not in DEDUPE_MODES:
+        raise InvalidJobError("dedupe_mode", f"{mode!r} is not one of {', '.join(DEDUPE_MODES)}")
+    seconds = _seconds("dedupe_for", window, allow_none=True, positive=True)
+    if seconds is None and mode != "until_done":
+        raise InvalidJobError("dedupe_for", f"is required with dedupe_mode={mode!r}")
+    if mode == "debounce" and delay is not None:
+        raise InvalidJobError("delay", "cannot go with dedupe_mode='debounce', which delays "
+                              "the job by dedupe_for from the last submit")  # fmt: skip
+    window_ms = 0 if seconds is None else max(1, int(seconds * 1000))
+    return Dedupe(key, str(mode), window_ms)
 
 
 def dumps(value: Any) -> str:
@@ -157,8 +197,15 @@ def new_job(
     job_id: str | None = None,
     delay: object = None,
     max_payload: int = DEFAULT_MAX_PAYLOAD,
+    dedupe_key: object = None,
+    dedupe_for: object = None,
+    dedupe_mode: object = None,
 ) -> NewJob:
     """Validate a submission and encode its record; raises InvalidJobError naming the field."""
+    deduped = (
+        None if dedupe_key is dedupe_for is dedupe_mode is None  # the common case: no call
+        else dedupe(dedupe_key, dedupe_for, dedupe_mode, delay)
+    )  # fmt: skip
     if not isinstance(handler, str) or handler not in _GOOD_HANDLERS:
         if not isinstance(handler, str) or not _HANDLER.match(handler):
             raise InvalidJobError("handler", f"{handler!r} must be a non-empty name without spaces")
@@ -181,7 +228,7 @@ def new_job(
         fields += ("args", args_json)
     if kwargs_json != "{}":
         fields += ("kwargs", kwargs_json)
-    return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields))
+    return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped)
 
 
 #: Submissions mostly repeat a handful of handlers and option sets: each is checked and
@@ -233,7 +280,7 @@ def new_jobs(specs: Iterable[Mapping[str, Any]], max_payload: int) -> list[NewJo
 
 _SUBMIT_KEYWORDS = frozenset(
     {"handler", "args", "kwargs", "priority", "timeout", "max_retries", "retry_delay",
-     "retry_backoff", "job_id", "delay"}
+     "retry_backoff", "job_id", "delay", "dedupe_key", "dedupe_for", "dedupe_mode"}
 )  # fmt: skip
 
 

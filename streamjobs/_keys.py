@@ -87,6 +87,16 @@ class QueueKeys:
         """Prefix of worker pool record hashes."""
         return f"{self.base}pool:"
 
+    @property
+    def dedupe_prefix(self) -> str:
+        """Prefix of dedupe keys: each holds the id of the job that stands for its key."""
+        return f"{self.base}dedupe:"
+
+    def dedupe(self, key: str) -> str:
+        """The key that holds the job standing for a `dedupe_key` (built from the prefix by
+        enqueue_deduped.lua the same way)."""
+        return f"{self.dedupe_prefix}{key}"
+
     def job(self, job_id: str) -> str:
         """The record hash of one job."""
         return f"{self.job_prefix}{job_id}"
@@ -94,6 +104,16 @@ class QueueKeys:
     def pool(self, pool_id: str) -> str:
         """The heartbeat record of one worker pool."""
         return f"{self.pool_prefix}{pool_id}"
+
+    def control(self, pool_id: str) -> str:
+        """The list a worker pool blocks on for the ids of its running jobs to cancel (pushed
+        by cancel.lua, which builds the same name from the pool prefix)."""
+        return f"{self.pool_prefix}{pool_id}:control"
+
+    @cached_property
+    def deduping(self) -> tuple[str, ...]:
+        """KEYS for enqueue_deduped.lua: every script's, then the dedupe prefix."""
+        return (*self.all, self.dedupe_prefix)
 
     @cached_property
     def all(self) -> tuple[str, ...]:

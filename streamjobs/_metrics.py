@@ -52,15 +52,19 @@ def metrics_from(snapshot: list[Any], timings: Timings) -> dict[str, Any]:
     counters = {k: int(v) for k, v in pairs(stats).items()}
     by_priority = {
         p.name.lower(): max(0, int(length) - int(delivered))
-        for p, (length, delivered) in zip(PRIORITIES, streams)
+        for p, (length, delivered, _) in zip(PRIORITIES, streams)
     }
+    running_by_priority = {
+        p.name.lower(): int(delivered) for p, (_, delivered, _) in zip(PRIORITIES, streams)
+    }
+    ages = [int(age) for _, _, age in streams if int(age) >= 0]
     retrying = max(0, counters.get("retrying", 0))
     workers = workers_from(snapshot, timings)
     busy = sum(1 for w in workers if w.status == "busy")
     return {
         "queue": {
             "pending": sum(by_priority.values()),
-            "running": sum(int(delivered) for _, delivered in streams),
+            "running": sum(running_by_priority.values()),
             "scheduled": max(0, delayed - retrying),
             "retrying": retrying,
             "dead_letter": dead,
@@ -70,6 +74,9 @@ def metrics_from(snapshot: list[Any], timings: Timings) -> dict[str, Any]:
             "retried": counters.get("retried", 0),
             "dead_lettered": counters.get("dead_lettered", 0),
             "by_priority": by_priority,
+            "running_by_priority": running_by_priority,
+            # seconds the oldest pending job has waited in its stream (0.0 when none waits)
+            "oldest_pending_age": max(ages, default=0) / 1000,
             # events the live pools' in-process event buses lost by falling behind
             "events_dropped": sum(int(pairs(p).get("events_dropped") or 0) for p in snapshot[5]),
         },

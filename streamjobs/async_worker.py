@@ -22,12 +22,13 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _codec, _promoter, _reaper
+from . import _canceller, _codec, _promoter, _reaper
 from ._backoff import pause
 from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
 from ._heartbeat import Heartbeat
 from ._lease import LeaseKeeper
+from ._observe import Attempts, observed
 from ._outcome import Outcome, Verdict
 from ._publisher import FLUSH_GRACE, EventPublisher
 from ._recorder import CompletionRecorder
@@ -36,13 +37,17 @@ from ._slots import Inbox, Slots, Worker
 from ._threads import HandlerThreads
 from ._timeouts import TimeoutWatch
 from ._timings import Timings, default_worker_count
-from .errors import ConfigurationError, StreamJobsError
+from .errors import ConfigurationError, JobCancelled, StreamJobsError
 from .events import EventBus
 from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
 
 log = logging.getLogger("streamjobs.worker")
 
 __all__ = ["AsyncWorkerPool", "Timings", "default_worker_count"]
+
+#: Ids of cancelled jobs a pool keeps in mind at most: those it held leave as their worker
+#: ends them; the rest (a job that finished just before) are forgotten oldest first.
+_CANCELLED_KEPT = 1000
 
 
 def _event(d: Delivery, **extra: Any) -> dict[str, Any]:
@@ -75,6 +80,7 @@ class AsyncWorkerPool:
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._timeouts = TimeoutWatch(self._expire)
         self._abandoned: set[str] = set()  # lease lost, or handed back by an immediate stop
+        self._cancelled: dict[str, None] = {}  # ended by cancel_job: stop them, record nothing
         self._suspects: list[Delivery] = []  # reclaimed after a crash: each runs alone
         self._cursors = ["0-0"] * 4
         self._next_reclaim = 0.0
@@ -177,6 +183,7 @@ class AsyncWorkerPool:
             await tg.start(self._recorder.run)
             await tg.start(_reaper.run, self.queue, self.timings.reap_interval)
             await tg.start(_promoter.run, self.queue, self.timings.max_promote_sleep)
+            await tg.start(_canceller.run, self.queue, self.id, self._cancel)
             tg.start_soon(self._keeper.run, self._lease_lost)
             tg.start_soon(self._timeouts.run)
             for worker in self._slots.workers:
@@ -277,6 +284,8 @@ class AsyncWorkerPool:
             self._next_reclaim = time.monotonic() + t.reclaim_interval
             cursors = self._cursors
             got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, cursors)
+            if got and self.queue.observers:
+                self.queue.observers.reclaimed(len(got))
             self._launch(held, await self._set_aside_suspects(got))
         if held:
             # After a short read the queue was dry, and every job queued since left a ready
@@ -327,6 +336,20 @@ class AsyncWorkerPool:
             log.warning("job %s: lease taken over by another worker; abandoning it", job_id)
             self._abandon(job_id)
 
+    def _cancel(self, job_id: str) -> None:
+        """cancel_job ended a job of this pool CANCELLED (cancel.lua settled it): stop its
+        handler, recording nothing of its attempt. An async handler's scope is cancelled; a
+        thread cannot be, so its handler gets JobCancelled from its next progress call while
+        its worker waits for it; a job not started yet is skipped when its turn comes."""
+        log.info("job %s cancelled while running: stopping it", job_id)
+        self._keeper.drop(job_id)  # its entry is gone: the lease is not renewed, nor lost
+        self._timeouts.forget(job_id)
+        self._cancelled[job_id] = None
+        if len(self._cancelled) > _CANCELLED_KEPT:  # ids of jobs this pool no longer held
+            del self._cancelled[next(iter(self._cancelled))]
+        if job_id in self._scopes and job_id not in self._threads.running:
+            self._scopes[job_id].cancel()
+
     def _abandon(self, job_id: str) -> None:
         """Cancel a running job whose outcome this pool must not record."""
         self._abandoned.add(job_id)
@@ -338,6 +361,7 @@ class AsyncWorkerPool:
         """Run one job in its worker's `scope`, which only this job's timeout or abandonment
         cancels while it runs, then hand its outcome on."""
         handed_over = False  # to the recorder, which then owns the lease
+        attempt: Attempts | None = None  # what metrics and traces see of it
         try:
             log.info("job %s started (%s, attempt %s)", d.job_id, worker.id, d.attempt)
             if self.event_bus is not None:
@@ -347,8 +371,10 @@ class AsyncWorkerPool:
             handler = self.handlers.get(d.job.handler) if d.job else None
             self._scopes[d.job_id] = scope
             outcome: Completed | Outcome | None = None
+            if self.queue.observers:
+                attempt = self.queue.observers.attempt(d)
             try:
-                outcome = await execute(d, handler, self._progress(d), self._threads, self._began)
+                outcome = await self._execute(d, handler, attempt)
             except anyio.get_cancelled_exc_class():
                 if not scope.cancel_called:
                     raise  # the pool itself is being cancelled
@@ -356,31 +382,62 @@ class AsyncWorkerPool:
             finally:
                 self._scopes.pop(d.job_id, None)  # nothing cancels this job from here on
                 self._timeouts.forget(d.job_id)
-            if d.job_id in self._abandoned:
+            if self._dropped(d):
                 return
             if self._threads.overran and d.job_id in self._threads.overran:
                 outcome = None  # its result came too late: the attempt timed out
             if scope.cancel_called:  # the scope stays cancelled: go on under a shield
                 with anyio.CancelScope(shield=True):
-                    handed_over = await self._conclude(worker, d, outcome)
+                    handed_over = await self._conclude(worker, d, outcome, attempt)
             else:
-                handed_over = await self._conclude(worker, d, outcome)
+                handed_over = await self._conclude(worker, d, outcome, attempt)
         finally:
+            if attempt is not None and not attempt.done:  # abandoned, or handed back
+                attempt.ended("released", None, None)
             self._abandoned.discard(d.job_id)
+            self._cancelled.pop(d.job_id, None)
             self._threads.overran.discard(d.job_id)
             if not handed_over:
                 self._keeper.drop(d.job_id)
             self._slots.finish(worker)
 
+    def _dropped(self, d: Delivery) -> bool:
+        """True when nothing of this attempt is to be recorded: it was abandoned (its lease
+        lost, or handed back), or cancelled (cancel.lua settled it already)."""
+        if d.job_id in self._abandoned:
+            return True
+        if self._cancelled and d.job_id in self._cancelled:
+            self._publisher.emit("job.cancelled", _event(d, status="CANCELLED"))
+            return True
+        return False
+
+    async def _execute(
+        self, d: Delivery, handler: Handler | None, attempt: Attempts | None
+    ) -> Completed | Outcome | None:
+        """Run the handler, inside what the observers watch it by (a trace's span); None
+        when the job was cancelled before it could start."""
+        if self._cancelled and d.job_id in self._cancelled:
+            return None
+        if attempt is None:
+            return await execute(d, handler, self._progress(d), self._threads, self._began)
+        with attempt.running():
+            return await execute(d, handler, self._progress(d), self._threads, self._began)
+
     async def _conclude(
-        self, worker: Worker, d: Delivery, outcome: Completed | Outcome | None
-    ) -> bool:
+        self, worker: Worker, d: Delivery, outcome: Completed | Outcome | None,
+        attempt: Attempts | None,
+    ) -> bool:  # fmt: skip
         """Hand a completion to the recorder (True: it owns the lease now), or settle any
         other outcome here; None is a job cancelled at its deadline."""
         if isinstance(outcome, Completed):
+            if attempt is not None:
+                attempt.ended("completed", None, None)
             await self._recorder.add(d, outcome.result_json, worker)
             return True
-        worker.jobs_failed += await self._settle(d, outcome or timed_out(d))
+        outcome = outcome or timed_out(d)
+        if attempt is not None:
+            attempt.ended(*observed(outcome))
+        worker.jobs_failed += await self._settle(d, outcome)
         return False
 
     def _began(self, d: Delivery, threaded: bool) -> None:
@@ -414,6 +471,8 @@ class AsyncWorkerPool:
 
     def _progress(self, d: Delivery) -> ProgressCallback:
         async def progress(current: Any = None, total: Any = None, message: Any = None) -> None:
+            if self._cancelled and d.job_id in self._cancelled:
+                raise JobCancelled(f"job {d.job_id} was cancelled")
             try:
                 recorded = await self.queue.progress(d, current, total, message)
             except StreamJobsError as exc:

@@ -45,6 +45,13 @@ class JobFailed(StreamJobsError):
     """Raised by a handler for a deliberate, permanent failure: FAILED, never retried."""
 
 
+class JobCancelled(StreamJobsError):
+    """Raised inside a running job cancelled by `cancel_job`: a plain `def` handler (run in a
+    thread, which cannot be interrupted) gets it from its next `progress_callback` call and
+    should let it propagate. The job has already ended CANCELLED; what the handler returns or
+    raises after it is not recorded."""
+
+
 class JobNotFoundError(StreamJobsError, LookupError):
     """No record exists for the job id: it was never submitted, or its result expired."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum, IntEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class JobPriority(IntEnum):
@@ -36,6 +36,28 @@ class JobStatus(str, Enum):
     def is_terminal(self) -> bool:
         """True for states a job never leaves by itself."""
         return self in TERMINAL_STATUSES
+
+
+#: How `submit_job(..., dedupe_key=...)` deduplicates (see JobService.submit_job).
+DedupeMode = Literal["until_done", "throttle", "debounce"]
+
+
+class CancelOutcome(str, Enum):
+    """What `cancel_job` did. Its truth value says whether the job was cancelled, so that
+    `if await svc.cancel_job(job_id):` reads as it did when the answer was a bool."""
+
+    #: It had not started (pending, scheduled or waiting to retry): it never will.
+    CANCELLED = "CANCELLED"
+    #: It was running: it ended CANCELLED, and its worker was told to stop the handler.
+    REQUESTED = "REQUESTED"
+    #: Nothing: the job was already finished, or no record exists for the id.
+    NOTHING = "NOTHING"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __bool__(self) -> bool:
+        return self is not CancelOutcome.NOTHING
 
 
 TERMINAL_STATUSES = frozenset(

@@ -13,14 +13,18 @@ from ._drivers import Driver, open_driver
 from ._drivers._pipeline import ReplyLost
 from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, QueueKeys
+from ._observe import default_observers
 from ._scripts import script
 from .errors import ConfigurationError, PartialSubmitError, RedisVersionError, StreamJobsError
-from .models import JobDefinition, JobStatus
+from .models import CancelOutcome, JobDefinition, JobStatus
 
 DEFAULT_URL = "redis://localhost:6379/0"
 #: Jobs per enqueue.lua call in a bulk submit: calls stay short, so Redis never stalls long.
 ENQUEUE_CHUNK = 200
 MIN_REDIS = (6, 2)
+#: How long a pool's control list outlives its last push (ms): a live pool pops at once, and
+#: one that died leaves nothing behind for long.
+CONTROL_TTL_MS = 600_000
 
 log = logging.getLogger("streamjobs")
 
@@ -64,6 +68,42 @@ def warn_if_evicting(policy: str | None) -> None:
             "Redis maxmemory-policy is %r, not 'noeviction': once Redis is full it may evict "
             "queued jobs without a trace; set maxmemory-policy noeviction", policy,
         )  # fmt: skip
+
+
+def deduped_id(reply: Sequence[Any]) -> str:
+    """The id of the job standing for a deduplicated submit, from enqueue_deduped.lua."""
+    return str(reply[1])
+
+
+def submitted(
+    jobs: Sequence[_codec.NewJob], plain: Sequence[_codec.NewJob],
+    deduped: Sequence[_codec.NewJob], replies: Sequence[Any],
+) -> list[str]:  # fmt: skip
+    """The ids standing for a bulk submit whose `plain` jobs were written, from the replies
+    to its `deduped` ones; when one of those failed, PartialSubmitError names what was
+    written (the plain jobs, the deduplicated ones that came back) and what was not."""
+    standing = {job.id: job.id for job in plain}
+    refused: list[str] = []
+    unknown: list[str] = []
+    error: StreamJobsError | None = None
+    for job, reply in zip(deduped, replies):
+        if isinstance(reply, StreamJobsError):
+            (unknown if isinstance(reply, ReplyLost) else refused).append(job.id)
+            error = error or (reply.error if isinstance(reply, ReplyLost) else reply)
+        else:
+            standing[job.id] = deduped_id(reply)
+    if error is not None:
+        ids = [job.id for job in jobs]
+        raise PartialSubmitError(ids, list(standing), refused, unknown, error) from error
+    return [standing[job.id] for job in jobs]
+
+
+def cancel_outcome(reply: Any) -> CancelOutcome:
+    """cancel.lua's return code as what `cancel_job` did."""
+    return _CANCEL_OUTCOMES.get(int(reply), CancelOutcome.NOTHING)
+
+
+_CANCEL_OUTCOMES = {1: CancelOutcome.CANCELLED, 2: CancelOutcome.REQUESTED}
 
 
 def _settled(reply: Any) -> None:
@@ -143,6 +183,8 @@ class RedisJobQueue:
         #: What the queue runs on, known once connected: "Redis" (one server), or
         #: "Redis Cluster (3 primaries)" when the URL named a node of a cluster.
         self.topology: str | None = None
+        #: What watches this queue's jobs: metrics and traces (see `_observe`).
+        self.observers = default_observers(name)
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -224,9 +266,40 @@ class RedisJobQueue:
         calls = self.enqueue_calls(jobs)
         return enqueued(jobs, await self.driver.eval_many(script("enqueue"), self.keys.all, calls))
 
-    async def cancel(self, job_id: str) -> int:
-        """1 cancelled, 0 running or terminal, -1 unknown (see cancel.lua)."""
-        return int(await self._run("cancel", job_id))
+    def enqueue_deduped_call(self, job: _codec.NewJob) -> tuple[Any, ...]:
+        """enqueue_deduped.lua's ARGV for a validated job with a dedupe key; its KEYS are
+        `keys.deduping`."""
+        assert job.dedupe is not None
+        d = job.dedupe
+        return self.script_args(
+            job.id, int(job.priority), job.delay_ms, d.key, d.mode, d.window_ms, len(job.fields),
+            *job.fields,
+        )  # fmt: skip
+
+    async def enqueue_deduped(self, job: _codec.NewJob) -> str:
+        """Write a job with a dedupe key unless its key's job stands for it; the id of the
+        job that does (this one when it was queued)."""
+        call = self.enqueue_deduped_call(job)
+        reply = await self.driver.eval(script("enqueue_deduped"), self.keys.deduping, call)
+        return deduped_id(reply)
+
+    async def submit(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
+        """Write many jobs, those with a dedupe key one script call each (pipelined in one
+        round trip); the ids that stand for them, in order (see `submitted`)."""
+        deduped = [job for job in jobs if job.dedupe is not None]
+        if not deduped:
+            await self.enqueue_many(jobs)
+            return [job.id for job in jobs]
+        plain = [job for job in jobs if job.dedupe is None]
+        if plain:
+            await self.enqueue_many(plain)
+        calls = [self.enqueue_deduped_call(job) for job in deduped]
+        replies = await self.driver.eval_many(script("enqueue_deduped"), self.keys.deduping, calls)
+        return submitted(jobs, plain, deduped, replies)
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """End a job CANCELLED, and tell its pool to stop it when it runs (cancel.lua)."""
+        return cancel_outcome(await self._run("cancel", job_id, CONTROL_TTL_MS))
 
     async def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts."""
@@ -333,6 +406,10 @@ class RedisJobQueue:
     async def wait_for_wake(self, timeout: float) -> bool:
         """Block until a sooner delayed job is submitted, or `timeout` seconds pass."""
         return await self.driver.wait_list(self.keys.wake, timeout)
+
+    async def wait_for_cancel(self, pool_id: str, timeout: float) -> str | None:
+        """Block until a running job of this pool is cancelled (its id) or `timeout` passes."""
+        return await self.driver.pop_list(self.keys.control(pool_id), timeout)
 
     async def heartbeat(self, pool_id: str, ttl: float, record: dict[str, str]) -> None:
         """Register a worker pool as alive for `ttl` seconds."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -21,7 +22,16 @@ if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 from .errors import ConfigurationError, JobNotFoundError
 from .events import EventBus
-from .models import JobDefinition, JobPriority, JobProgress, JobResult, JobStatus, WorkerInfo
+from .models import (
+    CancelOutcome,
+    DedupeMode,
+    JobDefinition,
+    JobPriority,
+    JobProgress,
+    JobResult,
+    JobStatus,
+    WorkerInfo,
+)
 from .redis_queue import RedisJobQueue
 
 
@@ -38,6 +48,7 @@ class JobService:
         key_prefix: str = "streamjobs:",
         name: str = "default",
         timings: Timings | None = None,
+        trace_parent: str | None = None,
     ) -> None:
         if queue is None:
             if worker_pool is not None:
@@ -51,6 +62,8 @@ class JobService:
         if event_bus is not None:
             worker_pool.event_bus = event_bus
         self._queue, self._workers = queue, worker_pool
+        if trace_parent is not None:  # see streamjobs.tracing
+            queue.observers.nest_traces(trace_parent)
         self._tg: TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._host: asyncio.Task[None] | None = None
@@ -130,15 +143,31 @@ class JobService:
         *,
         job_id: str | None = None,
         delay: float | None = None,
+        dedupe_key: str | None = None,
+        dedupe_for: float | timedelta | None = None,
+        dedupe_mode: DedupeMode | None = None,
     ) -> str:
         """Queue a job and return its id; a `job_id` that already has a record enqueues
-        nothing. Invalid input raises InvalidJobError, naming the field, and writes nothing."""
+        nothing. Invalid input raises InvalidJobError, naming the field, and writes nothing.
+
+        With `dedupe_key`, the job is queued unless the key's job stands for it, and the id
+        returned is that of the job that does. `dedupe_mode`: "until_done" (default: while
+        the key's job is not finished, within `dedupe_for` seconds when given), "throttle"
+        (one job per key per `dedupe_for` seconds), "debounce" (the job waits `dedupe_for`
+        seconds; a submit meanwhile replaces its arguments and pushes its start back by
+        `dedupe_for`: the last submit wins). The check and the write are one atomic step."""
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
-            max_payload=self._queue.max_payload,
+            max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
+            dedupe_mode=dedupe_mode,
         )  # fmt: skip
+        if self._queue.observers:
+            [job_id] = await self._submit_observed([job])
+            return job_id
+        if job.dedupe is not None:
+            return await self._queue.enqueue_deduped(job)
         await self._queue.enqueue(job)
         return job.id
 
@@ -147,15 +176,28 @@ class JobService:
         (`handler` included). All are validated, and given their ids, before anything is
         written. Jobs go out in chunks of 200, each written whole or not at all: when a chunk
         fails after others were written, PartialSubmitError carries the ids written and not,
-        and submitting the same jobs again with the same ids finishes the job safely."""
+        and submitting the same jobs again with the same ids finishes the job safely. A job
+        with a `dedupe_key` gets the id of the job that stands for it, as in submit_job."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
-        if specs:
-            await self._queue.enqueue_many(specs)
-        return [job.id for job in specs]
+        if not specs:
+            return []
+        if self._queue.observers:
+            return await self._submit_observed(specs)
+        return await self._queue.submit(specs)
 
-    async def cancel_job(self, job_id: str) -> bool:
-        """Cancel a job that has not started (pending, scheduled or waiting to retry)."""
-        return await self._queue.cancel(job_id) == 1
+    async def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
+        """Write jobs as the observers see fit (a trace's context added to each, say)."""
+        with self._queue.observers.submitting(specs) as observed:
+            return await self._queue.submit(observed)
+
+    async def cancel_job(self, job_id: str) -> CancelOutcome:
+        """Cancel a job, from any process. Before it started (pending, scheduled, waiting to
+        retry): CANCELLED, it never runs. While it runs: REQUESTED; it ends CANCELLED at
+        once, never retried, and the worker holding it cancels its handler within a second
+        (a plain `def` handler gets JobCancelled from its next progress_callback call); its
+        late result is refused. NOTHING when it is finished or unknown. The answer is true
+        unless NOTHING, so `if await svc.cancel_job(job_id):` tells whether it was cancelled."""
+        return await self._queue.cancel(job_id)
 
     # -- reading back ---------------------------------------------------------------------
 

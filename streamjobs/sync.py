@@ -15,7 +15,8 @@ connection, and the client keeps no other state.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
@@ -24,8 +25,15 @@ from ._metrics import metrics_from
 from ._scripts import script
 from .async_worker import Timings
 from .errors import JobNotFoundError
-from .models import JobDefinition, JobPriority, JobResult, JobStatus
-from .redis_queue import RedisJobQueue, enqueued
+from .models import CancelOutcome, DedupeMode, JobDefinition, JobPriority, JobResult, JobStatus
+from .redis_queue import (
+    CONTROL_TTL_MS,
+    RedisJobQueue,
+    cancel_outcome,
+    deduped_id,
+    enqueued,
+    submitted,
+)
 
 __all__ = ["SyncJobClient"]
 
@@ -93,16 +101,28 @@ class SyncJobClient:
         *,
         job_id: str | None = None,
         delay: float | None = None,
+        dedupe_key: str | None = None,
+        dedupe_for: float | timedelta | None = None,
+        dedupe_mode: DedupeMode | None = None,
     ) -> str:
         """Queue a job and return its id, exactly as `JobService.submit_job` does: invalid
         input raises InvalidJobError naming the field and writes nothing; a `job_id` that
-        already has a record enqueues nothing."""
+        already has a record enqueues nothing; with a `dedupe_key`, the id returned is that
+        of the job standing for the key."""
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
-            max_payload=self._queue.max_payload,
+            max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
+            dedupe_mode=dedupe_mode,
         )  # fmt: skip
+        if self._queue.observers:
+            [job_id] = self._submit_observed([job])
+            return job_id
+        if job.dedupe is not None:
+            call = self._queue.enqueue_deduped_call(job)
+            keys = self._queue.keys.deduping
+            return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
         keys = self._queue.keys.all
         [call] = self._queue.enqueue_calls([job])
         self._driver.eval(script("enqueue"), keys, call)
@@ -114,14 +134,35 @@ class SyncJobClient:
         its id before sending; a failure after some were written raises PartialSubmitError
         with the ids written and not, as `JobService.submit_many` does."""
         specs = _codec.new_jobs(jobs, self._queue.max_payload)
-        if specs:
-            calls = self._queue.enqueue_calls(specs)
-            enqueued(specs, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
-        return [job.id for job in specs]
+        if specs and self._queue.observers:
+            return self._submit_observed(specs)
+        return self._write(specs)
 
-    def cancel_job(self, job_id: str) -> bool:
-        """Cancel a job that has not started (pending, scheduled or waiting to retry)."""
-        return int(self._run("cancel", job_id)) == 1
+    def _write(self, specs: Sequence[_codec.NewJob]) -> list[str]:
+        """Write jobs, those with a dedupe key one script call each (pipelined); the ids
+        standing for them, in order."""
+        plain = [job for job in specs if job.dedupe is None]
+        if plain:
+            calls = self._queue.enqueue_calls(plain)
+            enqueued(plain, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
+        if len(plain) == len(specs):
+            return [job.id for job in specs]
+        deduped = [job for job in specs if job.dedupe is not None]
+        calls = [self._queue.enqueue_deduped_call(job) for job in deduped]
+        keys = self._queue.keys.deduping
+        replies = self._driver.eval_many(script("enqueue_deduped"), keys, calls)
+        return submitted(specs, plain, deduped, replies)
+
+    def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
+        """Write jobs as the observers see fit (a trace's context added to each, say)."""
+        with self._queue.observers.submitting(specs) as observed:
+            return self._write(observed)
+
+    def cancel_job(self, job_id: str) -> CancelOutcome:
+        """Cancel a job, as `JobService.cancel_job` does: CANCELLED before it started,
+        REQUESTED while it runs (it ends CANCELLED, its worker stops it), NOTHING when it is
+        finished or unknown; true unless NOTHING."""
+        return cancel_outcome(self._run("cancel", job_id, CONTROL_TTL_MS))
 
     def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts; False when it is not one."""

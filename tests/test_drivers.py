@@ -205,6 +205,25 @@ async def test_blocking_reads_time_out_and_wake(driver: Driver, queue_name: str)
         assert await driver.wait_list(key, 0.05) is False  # the waiter popped it
 
 
+async def test_a_blocking_pop_returns_the_item_popped_or_none(
+    driver: Driver, queue_name: str
+) -> None:
+    key = f"{queue_name}:control"
+    with anyio.fail_after(5):
+        assert await driver.pop_list(key, 0.05) is None  # timed out
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                got.append(await driver.pop_list(key, 5.0))
+
+            got: list[str | None] = []
+            tg.start_soon(wait)
+            await anyio.sleep(0.05)
+            await driver.eval(PUSH_TWO, [key], [])
+        assert await driver.pop_list(key, 0.05) == "y"  # the next one, at once
+    assert got == ["x"]
+
+
 async def test_the_script_after_a_blocking_pop_runs_once_it_returns_or_times_out(
     driver: Driver, queue_name: str
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from streamjobs import (
+    CancelOutcome,
     JobDefinition,
     JobService,
     JobStatus,
@@ -59,7 +60,7 @@ async def test_cancelled_pending_and_scheduled_jobs_never_run(svc: JobService) -
     assert result is not None and result.status is JobStatus.CANCELLED
 
 
-async def test_a_running_job_cannot_be_cancelled(svc: JobService) -> None:
+async def test_a_running_job_is_cancelled_and_never_completes(svc: JobService) -> None:
     started = anyio.Event()
 
     async def slow(job: JobDefinition, progress: Any) -> None:
@@ -70,8 +71,8 @@ async def test_a_running_job_cannot_be_cancelled(svc: JobService) -> None:
     await svc.start_workers(1)
     job_id = await svc.submit_job("slow")
     await started.wait()
-    assert not await svc.cancel_job(job_id)
-    assert (await svc.wait_for_result(job_id, timeout=5)).status is JobStatus.COMPLETED
+    assert await svc.cancel_job(job_id) is CancelOutcome.REQUESTED  # tests/test_cancel_running.py
+    assert (await svc.wait_for_result(job_id, timeout=5)).status is JobStatus.CANCELLED
 
 
 async def test_results_expire_after_the_result_ttl_but_counters_remain(
@@ -185,9 +186,10 @@ async def test_an_idle_pool_blocks_in_redis_instead_of_polling(
         await anyio.sleep(0.025)
         blocked = [c for c in raw.client_list() if "b" in c["flags"] and c["cmd"] == "blpop"]
         most = max(most, len(blocked))
-        if most == 2:
+        if most == 3:
             break
-    assert most == 2  # the reader on the ready list, the promoter on its wake-up list
+    assert most == 3  # the reader on the ready list, the promoter on its wake-up list, the
+    # canceller on the pool's control list
 
 
 async def test_completed_jobs_leave_no_stream_entries_behind(

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from streamjobs import (
+    CancelOutcome,
     InvalidJobError,
     JobDefinition,
     JobPriority,
@@ -114,10 +115,10 @@ def test_a_job_id_makes_submission_idempotent(client: SyncJobClient) -> None:
 def test_cancel_and_unknown_jobs(client: SyncJobClient) -> None:
     job_id = client.submit_job("square", (2,), delay=60)
     assert client.get_job_status(job_id) is JobStatus.SCHEDULED
-    assert client.cancel_job(job_id) is True
+    assert client.cancel_job(job_id) is CancelOutcome.CANCELLED
     result = client.get_job_result(job_id)
     assert result is not None and result.status is JobStatus.CANCELLED
-    assert client.cancel_job(job_id) is False
+    assert client.cancel_job(job_id) is CancelOutcome.NOTHING
     assert client.get_job_status("nope") is None
     assert client.get_job_result("nope") is None
 

@@ -6,7 +6,10 @@ import importlib
 
 from ._peer import Peer
 
-PEERS = ("streamjobs", "arq", "saq", "streaq", "taskiq", "rq", "celery", "dramatiq", "huey")
+PEERS = ("streamjobs", "streamjobs_observed", "arq", "saq", "streaq", "taskiq", "rq", "celery",
+         "dramatiq", "huey")  # fmt: skip
+#: Variants of streamjobs itself: shown beside it, never counted as a peer to beat.
+OWN = ("streamjobs", "streamjobs_observed")
 
 
 def load(name: str) -> type[Peer]:
@@ -18,4 +21,4 @@ def load(name: str) -> type[Peer]:
     return peer
 
 
-__all__ = ["PEERS", "Peer", "load"]
+__all__ = ["OWN", "PEERS", "Peer", "load"]

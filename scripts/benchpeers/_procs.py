@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -70,12 +71,81 @@ def redis_server(binary: str = "redis-server") -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        if not wait_until(lambda: _pings(url), 10, 0.05):
+        if not wait_until(lambda url=url: _pings(url), 10, 0.05):  # type: ignore[misc]
             raise RuntimeError(f"redis-server on port {port} did not start")
         yield url
     finally:
         stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def redis_cluster(primaries: int = 3, binary: str = "redis-server") -> Iterator[list[str]]:
+    """Start a private Redis Cluster of `primaries` nodes (no replicas) on free loopback ports,
+    joined by ``redis-cli --cluster create``; yield the node URLs."""
+    tmp = tempfile.mkdtemp(prefix="bench-cluster-")
+    ports = [_free_cluster_port() for _ in range(primaries)]
+    procs = []
+    try:
+        for port in ports:
+            cmd = [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+                "--loglevel",
+                "warning",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+            ]
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))  # fmt: skip
+        urls = [f"redis://127.0.0.1:{port}/0" for port in ports]
+        for url in urls:
+            if not wait_until(lambda url=url: _pings(url), 10, 0.05):  # type: ignore[misc]
+                raise RuntimeError(f"cluster node {url} did not start")
+        cli = str(Path(binary).with_name("redis-cli")) if os.sep in binary else "redis-cli"
+        create = [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
+                  "--cluster-yes"]  # fmt: skip
+        subprocess.run(create, check=True, capture_output=True, timeout=60)
+        if not wait_until(lambda: all(_cluster_ok(url) for url in urls), 30, 0.1):
+            raise RuntimeError("the cluster did not reach cluster_state:ok within 30 s")
+        yield urls
+    finally:
+        for proc in procs:
+            stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, and below 65536."""
+    for _ in range(200):
+        port = random.randrange(20000, 50000)
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _cluster_ok(url: str) -> bool:
+    try:
+        info = redis.Redis.from_url(url, socket_timeout=1, decode_responses=True).cluster("info")
+    except redis.RedisError:
+        return False
+    return bool(info.get("cluster_state") == "ok")
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:

@@ -44,6 +44,9 @@ class Driver(Protocol):
     async def wait_list(self, key: str, timeout: float) -> bool:
         """Block in BLPOP up to `timeout` seconds; True when an item was popped."""
 
+    async def pop_list(self, key: str, timeout: float) -> str | None:
+        """Block in BLPOP up to `timeout` seconds; the item popped, or None."""
+
     async def read_stream(
         self, key: str, last_id: str, count: int, block_ms: int | None
     ) -> list[tuple[str, dict[str, str]]]:

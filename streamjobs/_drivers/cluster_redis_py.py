@@ -112,6 +112,11 @@ class RedisPyClusterDriver:
         async with _translated(timeout):
             return await self._client.blpop([key], timeout=max(timeout, 0.001)) is not None
 
+    async def pop_list(self, key: str, timeout: float) -> str | None:
+        async with _translated(timeout):
+            popped: Any = await self._client.blpop([key], timeout=max(timeout, 0.001))
+        return None if popped is None else str(popped[1])
+
     async def read_stream(
         self, key: str, last_id: str, count: int, block_ms: int | None
     ) -> list[Entry]:

@@ -151,6 +151,11 @@ class CoredisDriver:
         async with self._command(timeout) as client:
             return await client.blpop([key], timeout=max(timeout, 0.001)) is not None
 
+    async def pop_list(self, key: str, timeout: float) -> str | None:
+        async with self._command(timeout) as client:
+            popped = await client.blpop([key], timeout=max(timeout, 0.001))
+        return None if popped is None else str(popped[1])
+
     async def read_stream(
         self, key: str, last_id: str, count: int, block_ms: int | None
     ) -> list[Entry]:

@@ -106,6 +106,11 @@ class RedisPyDriver:
         async with _translated(COMMAND_DEADLINE + timeout):
             return await self._blocking.blpop([key], timeout=max(timeout, 0.001)) is not None
 
+    async def pop_list(self, key: str, timeout: float) -> str | None:
+        async with _translated(COMMAND_DEADLINE + timeout):
+            popped = await self._blocking.blpop([key], timeout=max(timeout, 0.001))
+        return None if popped is None else str(popped[1])
+
     async def read_stream(
         self, key: str, last_id: str, count: int, block_ms: int | None
     ) -> list[Entry]:

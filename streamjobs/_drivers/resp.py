@@ -365,6 +365,12 @@ class RespDriver:
         [reply] = await self._blocking(timeout, ("BLPOP", key, f"{timeout:.3f}"))
         return _checked(reply) is not None
 
+    async def pop_list(self, key: str, timeout: float) -> str | None:
+        timeout = max(timeout, 0.001)
+        [reply] = await self._blocking(timeout, ("BLPOP", key, f"{timeout:.3f}"))
+        popped = _checked(reply)
+        return None if popped is None else str(popped[1])
+
     async def read_stream(
         self, key: str, last_id: str, count: int, block_ms: int | None
     ) -> list[Entry]:

@@ -17,7 +17,7 @@ import anyio
 
 from ..errors import StreamJobsError
 from ..service import JobService
-from . import _dead, _inspect, _logs, _parser, _submit
+from . import _dead, _inspect, _logs, _parser, _prom, _submit
 from ._app import load_service, worker_service
 from ._common import CliError, open_service
 from ._supervisor import Supervisor, child_argv
@@ -32,6 +32,7 @@ COMMANDS: dict[str, Command] = {
     "info": lambda svc, o: _inspect.info(svc, o.json),
     "workers": lambda svc, o: _inspect.workers(svc, o.json),
     "jobs show": lambda svc, o: _inspect.show_job(svc, o.job_id, o.json),
+    "jobs cancel": _submit.cancel,
     "events": lambda svc, o: _inspect.events(svc, o.count, o.follow, o.json),
     "dead-letters list": lambda svc, o: _dead.list_dead(svc, o.limit, o.json),
     "dead-letters retry": lambda svc, o: (
@@ -54,6 +55,8 @@ def _check_worker_options(opts: argparse.Namespace) -> None:
         raise CliError(f"--processes must be at least 1, not {opts.processes}")
     if opts.grace is not None and opts.grace < 0:
         raise CliError(f"--grace must not be negative, not {opts.grace:g}")
+    if opts.metrics_port is not None and opts.processes > 1:
+        raise CliError("--metrics-port serves one process: run --processes 1 per port")
     _check_backend(opts.backend, opts.driver)
 
 
@@ -90,7 +93,8 @@ def _run_worker(opts: argparse.Namespace) -> int:
         anyio.run(_reachable, svc)  # a wrong URL fails here, once, not in every child
         supervisor = Supervisor(child_argv(_child_args(opts)), opts.processes, burst=opts.burst)
         return anyio.run(supervisor.run)
-    worker = WorkerOptions(opts.concurrency, opts.grace, opts.burst)
+    metrics = None if opts.metrics_port is None else (opts.metrics_host, opts.metrics_port)
+    worker = WorkerOptions(opts.concurrency, opts.grace, opts.burst, metrics)
     return anyio.run(serve, svc, worker, backend=opts.backend)
 
 
@@ -118,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if opts.command == "worker":
             return _run_worker(opts)
+        if opts.command == "metrics":
+            return _prom.serve_metrics(
+                opts.redis_url, opts.queue, opts.key_prefix, opts.host, opts.port
+            )
         if not _confirmed(opts):
             return 1
         return anyio.run(_run_command, opts)

@@ -75,6 +75,11 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--driver", default=None, choices=DRIVERS,
                    help="Redis client (default: the app's, else resp on asyncio, coredis on "
                    "trio)")  # fmt: skip
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve this process's job counters and histograms to Prometheus at "
+                   "/metrics on this port (needs the prometheus extra; one process)")  # fmt: skip
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address --metrics-port binds (default: 127.0.0.1)")  # fmt: skip
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--log-format", default="text", choices=("text", "json"))
     p.set_defaults(command="worker")
@@ -94,6 +99,12 @@ def _inspection(sub: argparse._SubParsersAction[_Parser]) -> None:
     show = jobs.add_parser("show", parents=[conn], help="a job's record, attempts, progress, error")
     show.add_argument("job_id", metavar="ID")
     show.set_defaults(command="jobs show")
+    cancel = jobs.add_parser("cancel", parents=[conn], help="cancel a job, running or not",
+                             description="Cancel a job: one not started never runs; a running "
+                             "one ends CANCELLED and its worker stops it within a second. "
+                             "Exits 1 when the job is finished or unknown.")  # fmt: skip
+    cancel.add_argument("job_id", metavar="ID")
+    cancel.set_defaults(command="jobs cancel")
     events = sub.add_parser("events", parents=[conn], help="the events stream (--follow: live)")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--count", "-n", type=int, default=20, help="recent events shown first")
@@ -127,7 +138,23 @@ def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--max-retries", type=int, default=3, help="retries after the first attempt")
     p.add_argument("--delay", type=float, default=None, help="run no sooner than this (seconds)")
     p.add_argument("--job-id", default=None, help="an id of your own: submitting is idempotent")
+    p.add_argument("--dedupe-key", default=None,
+                   help="queue nothing while this key's job stands for it; prints its id")
+    p.add_argument("--dedupe-for", type=float, default=None,
+                   help="the dedupe window in seconds (needed by throttle and debounce)")
+    p.add_argument("--dedupe-mode", default=None, choices=("until_done", "throttle", "debounce"),
+                   help="until_done (default), throttle or debounce")  # fmt: skip
     p.set_defaults(command="submit")
+
+
+def _metrics(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("metrics", parents=[_connection()], help="serve the queue's gauges to "
+                       "Prometheus", description="Serve the queue's gauges at /metrics, read "
+                       "from Redis in one script call per scrape, until SIGTERM or SIGINT. "
+                       "Needs the prometheus extra.")  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9808, help="port to serve on (default: 9808)")
+    p.set_defaults(command="metrics")
 
 
 def build() -> argparse.ArgumentParser:
@@ -136,6 +163,6 @@ def build() -> argparse.ArgumentParser:
         prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add in (_worker, _inspection, _dead_letters, _submit):
+    for add in (_worker, _inspection, _dead_letters, _submit, _metrics):
         add(sub)
     return parser

@@ -7,14 +7,16 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from functools import partial
+from wsgiref.simple_server import WSGIServer
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._metrics import metrics_from
-from ..errors import StreamJobsError
+from ..errors import ConfigurationError, StreamJobsError
 from ..service import JobService
-from ._common import connect
+from ._common import CliError, connect
 
 log = logging.getLogger("streamjobs.cli")
 
@@ -31,6 +33,7 @@ class WorkerOptions:
     concurrency: int | None
     grace: float | None
     burst: bool
+    metrics: tuple[str, int] | None = None  # (host, port) to serve Prometheus metrics on
 
 
 class Stopper:
@@ -98,15 +101,48 @@ async def _watch_parent(expected: int, stopper: Stopper) -> None:
     stopper.request("the supervisor is gone")
 
 
+def _metrics_server(svc: JobService, where: tuple[str, int]) -> WSGIServer:
+    """This process's job metrics at /metrics on `where` (host, port), bound before the
+    pool starts: a missing extra or a port in use fails the command at once."""
+    try:
+        from prometheus_client import CollectorRegistry, make_wsgi_app
+
+        from ..prometheus import WorkerMetrics, quiet_server
+    except (ImportError, ConfigurationError):
+        raise CliError("--metrics-port needs the prometheus extra: "
+                       "pip install 'streamjobs[prometheus]'") from None  # fmt: skip
+    registry = CollectorRegistry()
+    WorkerMetrics(registry).observe(svc)
+    host, port = where
+    try:
+        return quiet_server(host, port, make_wsgi_app(registry))
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+
+
+async def _serve_metrics(server: WSGIServer) -> None:
+    """Serve from a thread until cancelled, then end the server (and so the thread)."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(anyio.to_thread.run_sync, server.serve_forever, 0.2))
+        try:
+            await anyio.sleep_forever()
+        finally:
+            server.shutdown()  # returns once serve_forever has (within its 0.2 s poll)
+            server.server_close()
+
+
 async def serve(svc: JobService, opts: WorkerOptions) -> int:
     """Run the worker pool in this process until stopped; returns the exit code (0).
 
     The queue is connected and closed by this task outside any cancel scope of its own, as
     the coredis driver needs; nothing cancels this task (it is the process's root), so the
     close needs no shield."""
+    server = _metrics_server(svc, opts.metrics) if opts.metrics else None
     await connect(svc.queue, within=None)
     try:
         async with anyio.create_task_group() as tg:
+            if server is not None:
+                tg.start_soon(_serve_metrics, server)
             stopper = Stopper(svc, tg, opts.grace)
             await tg.start(_watch_signals, stopper)
             await tg.start(svc.run_workers, opts.concurrency)

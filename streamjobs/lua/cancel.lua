@@ -1,23 +1,41 @@
---[[ cancel: withdraw a job that has not started (pending, scheduled or waiting to retry).
-Invariant: a cancelled job leaves its stream or the delayed set in the same step.
-ARGV 4 job id.
-Returns 1 when cancelled, 0 when it is running or already terminal, -1 when unknown.
-Events: job.cancelled.
+--[[ cancel: end a job CANCELLED, whatever it is doing short of being finished.
+A job that has not started (pending, scheduled or waiting to retry) leaves its stream or the
+delayed set. A RUNNING job is settled here too: its entry is acknowledged and deleted, its
+owner cleared, and its id pushed to its pool's control list (<pool prefix><pool id>:control),
+which that pool blocks on: the pool cancels the handler's scope the moment it pops the id.
+Invariant: a cancelled job leaves its stream or the delayed set in the same step. With the
+entry gone and the owner cleared, the running attempt's late outcome (complete, fail, retry,
+progress) is refused as stale, reclaim finds nothing to restart when its pool died, and the
+pool's lease renewal reports the job lost should the control push never reach it.
+ARGV 4 job id, 5 the control list's lifetime (ms): a pool that died leaves none behind.
+Returns 1 when cancelled before it started, 2 when cancelled while running (its pool told),
+0 when already terminal, -1 when unknown.
+Events: job.cancelled with `from` (the status it left).
 ]]
-local job_id = ARGV[4]
+local job_id, control_ttl_ms = ARGV[4], tonumber(ARGV[5])
 local key = JOB_PREFIX .. job_id
-local s = redis.call('HMGET', key, 'status', 'entry', 'priority')
+local s = redis.call('HMGET', key, 'status', 'entry', 'priority', 'owner')
 if not s[1] then return -1 end
+local code = 1
 if s[1] == 'PENDING' then
   drop_entry(stream_of(s[3]), s[2])
 elseif s[1] == 'SCHEDULED' or s[1] == 'RETRYING' then
   redis.call('ZREM', DELAYED, job_id)
   if s[1] == 'RETRYING' then redis.call('HINCRBY', STATS, 'retrying', -1) end
+elseif s[1] == 'RUNNING' then
+  drop_entry(stream_of(s[3]), s[2])
+  redis.call('HDEL', key, 'owner', 'lease')
+  if s[4] then
+    local control = POOL_PREFIX .. s[4] .. ':control'
+    redis.call('RPUSH', control, job_id)
+    redis.call('PEXPIRE', control, control_ttl_ms)
+  end
+  code = 2
 else
   return 0
 end
 local now = now_ms()
 finish(key, 'CANCELLED', now)
 redis.call('HINCRBY', STATS, 'cancelled', 1)
-emit('job.cancelled', job_id, now, {'from', s[1]})
-return 1
+emit('job.cancelled', job_id, now, {'from', s[1], 'worker', s[4] or ''})
+return code

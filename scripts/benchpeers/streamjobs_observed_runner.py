@@ -1,0 +1,64 @@
+"""streamjobs with every observer on: Prometheus counters and histograms, and OpenTelemetry
+spans (SDK, batch processor, an exporter that drops them) in the submitting and the worker
+processes. Run beside plain streamjobs, it shows what watching the jobs costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from prometheus_client import CollectorRegistry
+
+from streamjobs import JobService
+from streamjobs.prometheus import WorkerMetrics
+
+from . import _probe
+from .streamjobs_runner import CONCURRENCY, WORKER_LIFETIME_S, StreamjobsPeer, job
+
+
+class _Dropped(SpanExporter):
+    """Exports nowhere: the cost measured is making and batching the spans."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def observe(svc: JobService) -> JobService:
+    """Turn every observer on for `svc` (a tracer provider for the whole process)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(_Dropped()))
+        trace.set_tracer_provider(provider)
+    WorkerMetrics(CollectorRegistry()).observe(svc)
+    return svc
+
+
+class ObservedPeer(StreamjobsPeer):
+    name = "streamjobs_observed"
+    settings = {**StreamjobsPeer.settings, "observers": "prometheus + opentelemetry"}
+
+    async def open(self) -> None:
+        self.svc = observe(JobService(redis_url=self.url))
+        await self.svc.initialize()
+
+    def worker_command(self) -> list[str]:
+        return [sys.executable, "-m", "benchpeers.streamjobs_observed_runner"]
+
+
+PEER = ObservedPeer
+
+
+async def _serve() -> None:
+    async with observe(JobService(redis_url=_probe.redis_url())) as svc:
+        svc.register_handler("job", job)
+        await svc.start_workers(CONCURRENCY)
+        await asyncio.sleep(WORKER_LIFETIME_S)
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve())

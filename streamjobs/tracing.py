@@ -1,0 +1,124 @@
+"""OpenTelemetry traces of jobs (`pip install 'streamjobs[otel]'`: opentelemetry-api only).
+
+With the API installed, every service traces as soon as the app sets a tracer provider (no
+switch): a PRODUCER span `send {queue}` per submit (one per bulk call, with the count), whose
+W3C trace context travels in the job's record, and a CONSUMER span `process {queue}` per
+attempt, linked to the producer's context (or its child, with `trace_parent="child"`),
+carrying the messaging semantic conventions' attributes. Retries and dead-lettering are
+events on the attempt's span; a failed attempt sets `error.type` and an error status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from ._codec import NewJob
+from ._keys import GROUP
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .redis_queue import Delivery
+
+#: Record fields that carry the producer's trace context (W3C Trace Context).
+CONTEXT_FIELDS = ("traceparent", "tracestate")
+SYSTEM = "streamjobs"
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def _error_type(error: str | None) -> str:
+    """The exception type an error text starts with ("ValueError: boom" -> "ValueError")."""
+    head = (error or "").split(":", 1)[0].strip()
+    return head if head and " " not in head else "_OTHER"
+
+
+class _Attempt:
+    """The CONSUMER span of one attempt."""
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+
+    def running(self) -> contextlib.AbstractContextManager[object]:
+        return trace.use_span(self._span, end_on_exit=False)
+
+    def ended(self, outcome: str, error: str | None, detail: str | None) -> None:
+        span = self._span
+        span.set_attribute("streamjobs.outcome", outcome)
+        if outcome == "retried":
+            span.add_event("retry", {"streamjobs.retry_delay_s": float(detail or 0)})
+        elif outcome == "dead_letter":
+            span.add_event("dead_letter", {"streamjobs.reason": detail or ""})
+        if outcome not in ("completed", "released"):
+            span.set_attribute("error.type", _error_type(error))
+            span.set_status(Status(StatusCode.ERROR, error))
+        span.end()
+
+
+class Tracing:
+    """The tracing observer; `trace_parent` is "link" (the attempt's span starts a trace of
+    its own, linked to the submit's: the default of the messaging conventions, as a job may
+    run long after, and many times) or "child" (the attempt nests under the submit)."""
+
+    def __init__(self, trace_parent: str = "link") -> None:
+        if trace_parent not in ("link", "child"):
+            raise ConfigurationError(
+                f"trace_parent must be 'link' or 'child', not {trace_parent!r}"
+            )
+        self.trace_parent = trace_parent
+
+    @property
+    def active(self) -> bool:
+        """True once the app has set a tracer provider."""
+        return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+    @staticmethod
+    def _tracer() -> trace.Tracer:
+        return trace.get_tracer("streamjobs")
+
+    @contextlib.contextmanager
+    def submitting(self, queue: str, jobs: Sequence[NewJob]) -> Iterator[Sequence[NewJob]]:
+        attributes: dict[str, Any] = {
+            "messaging.system": SYSTEM, "messaging.destination.name": queue,
+            "messaging.operation.type": "send",
+        }  # fmt: skip
+        if len(jobs) == 1:
+            attributes["messaging.message.id"] = jobs[0].id
+            attributes["streamjobs.handler"] = jobs[0].handler
+        else:
+            attributes["messaging.batch.message_count"] = len(jobs)
+        name = f"send {queue}"
+        with self._tracer().start_as_current_span(name, kind=SpanKind.PRODUCER,
+                                                  attributes=attributes):  # fmt: skip
+            carrier: dict[str, str] = {}
+            _PROPAGATOR.inject(carrier)
+            extra = tuple(part for key in CONTEXT_FIELDS if key in carrier
+                          for part in (key, carrier[key]))  # fmt: skip
+            yield [job._replace(fields=(*job.fields, *extra)) for job in jobs] if extra else jobs
+
+    def attempt(self, queue: str, d: Delivery) -> _Attempt:
+        carrier = {key: d.record[key] for key in CONTEXT_FIELDS if key in d.record}
+        producer = _PROPAGATOR.extract(carrier)
+        sent = trace.get_current_span(producer).get_span_context()
+        child = self.trace_parent == "child" and sent.is_valid
+        links = [Link(sent)] if sent.is_valid and not child else []
+        attributes: dict[str, Any] = {
+            "messaging.system": SYSTEM, "messaging.destination.name": queue,
+            "messaging.operation.type": "process", "messaging.message.id": d.job_id,
+            "messaging.consumer.group.name": GROUP,
+            "streamjobs.handler": d.job.handler if d.job else d.record.get("handler", ""),
+            "streamjobs.attempt": int(d.attempt),
+        }  # fmt: skip
+        span = self._tracer().start_span(
+            f"process {queue}", context=producer if child else otel_context.Context(),
+            kind=SpanKind.CONSUMER, links=links, attributes=attributes,
+        )  # fmt: skip
+        return _Attempt(span)
+
+    def reclaimed(self, queue: str, count: int) -> None:
+        """Nothing to trace: each reclaimed job's next attempt has its own span."""
