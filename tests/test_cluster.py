@@ -18,7 +18,14 @@ from typing import Any
 import anyio
 import pytest
 
-from streamjobs import AsyncWorkerPool, JobDefinition, JobService, JobStatus, RedisJobQueue
+from streamjobs import (
+    AsyncWorkerPool,
+    CancelOutcome,
+    JobDefinition,
+    JobService,
+    JobStatus,
+    RedisJobQueue,
+)
 from streamjobs._keys import QueueKeys
 from streamjobs.sync import SyncJobClient
 from tests import _combos
@@ -126,3 +133,45 @@ async def test_any_driver_named_serves_a_cluster_through_a_cluster_client(
         assert svc.queue.topology == "Redis Cluster (3 primaries)"
         expected = "coredis cluster" if driver == "coredis" else "redis-py cluster"
         assert getattr(svc.queue.driver, "name", None) == expected
+
+
+async def test_on_a_cluster_a_long_job_keeps_its_lease_and_a_running_job_can_be_cancelled(
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+) -> None:
+    """Lease renewal (a thread on the sync driver) and the canceller (a blocking pop) both
+    find the cluster: a job three leases long runs once, a cancelled one stops at once."""
+    url = url_away_from(redis_cluster, queue_name)
+    queue = RedisJobQueue(url, name=queue_name, driver=combo[1])
+    service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+    runs: Counter[str] = Counter()
+    running, stopped = anyio.Event(), anyio.Event()
+
+    async def slow(job: JobDefinition, progress: Any) -> str:
+        runs[job.id] += 1
+        await anyio.sleep(float(job.args[0]))
+        return "done"
+
+    async def endless(job: JobDefinition, progress: Any) -> None:
+        running.set()
+        try:
+            await anyio.sleep(60)
+        finally:
+            stopped.set()
+
+    service.register_handler("slow", slow)
+    service.register_handler("endless", endless)
+    async with service:
+        await service.start_workers(2)
+        long_job = await service.submit_job("slow", [FAST.lease * 3])
+        doomed = await service.submit_job("endless")
+        with anyio.fail_after(20):
+            await running.wait()
+            assert await service.cancel_job(doomed) == CancelOutcome.REQUESTED
+            await stopped.wait()
+            result = await service.wait_for_result(long_job)
+        await service.stop_workers()
+    assert (result.status, result.attempts, runs[long_job]) == (JobStatus.COMPLETED, 1, 1)
+    with SyncJobClient(url, name=queue_name) as client:
+        assert client.get_job_status(doomed) == JobStatus.CANCELLED
+        more = client.submit_many([{"handler": "slow", "args": [0]} for _ in range(3)])
+        assert [client.get_job_status(job_id) for job_id in more] == [JobStatus.PENDING] * 3
