@@ -175,3 +175,33 @@ async def test_on_a_cluster_a_long_job_keeps_its_lease_and_a_running_job_can_be_
         assert client.get_job_status(doomed) == JobStatus.CANCELLED
         more = client.submit_many([{"handler": "slow", "args": [0]} for _ in range(3)])
         assert [client.get_job_status(job_id) for job_id in more] == [JobStatus.PENDING] * 3
+
+
+async def test_a_user_and_password_in_the_url_apply_to_every_node_of_the_cluster(
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+) -> None:
+    """The default user may read but neither write nor run scripts: only the URL's user can
+    run the queue, on whichever node its calls land."""
+    url = url_away_from(redis_cluster, queue_name).replace("redis://", "redis://app:s3cret@")
+    for node in redis_cluster.nodes:  # ACLs are per node: each learns the user
+        with node.client() as admin:
+            admin.acl_setuser("app", enabled=True, passwords=["+s3cret"], keys=["*"],
+                              channels=["*"], commands=["+@all"])  # fmt: skip
+            admin.acl_setuser("default", enabled=True, nopass=True,
+                              commands=["+@all", "-@write", "-@scripting"])  # fmt: skip
+    try:
+        queue = RedisJobQueue(url, name=queue_name, driver=combo[1])
+        service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+        Handlers().register(service)
+        async with service:
+            await service.start_workers(1)
+            job_id = await service.submit_job("ok", ["fine"])
+            with anyio.fail_after(10):
+                assert (await service.wait_for_result(job_id)).result == "fine"
+        with SyncJobClient(url, name=queue_name) as client:
+            assert client.get_job_status(job_id) == JobStatus.COMPLETED
+    finally:
+        for node in redis_cluster.nodes:
+            with node.client() as admin:
+                admin.acl_setuser("default", enabled=True, nopass=True, commands=["+@all"],
+                                  keys=["*"], channels=["*"])  # fmt: skip
