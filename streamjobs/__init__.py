@@ -4,6 +4,7 @@ Priorities, timeouts, retries with exponential backoff, leases that survive dead
 a dead-letter stream, progress, events and metrics, on asyncio or trio.
 """
 
+from ._schedules import ScheduleInfo
 from .async_worker import AsyncWorkerPool, Timings
 from .errors import (
     ConfigurationError,
@@ -56,6 +57,7 @@ __all__ = [
     "RedisNotReadyError",
     "RedisUnavailableError",
     "RedisVersionError",
+    "ScheduleInfo",
     "StreamJobsError",
     "Timings",
     "WorkerInfo",

@@ -22,15 +22,17 @@ async def run(
     pool_id: str,
     on_cancel: Callable[[str], None],
     *,
+    partition: int = 0,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Call `on_cancel(job_id)` for every job of this pool cancelled while running, until
-    cancelled; Redis errors back off and are tried again."""
+    """Call `on_cancel(job_id)` for every job of this pool cancelled while running in
+    `partition` (a pool runs one canceller per partition), until cancelled; Redis errors
+    back off and are tried again."""
     task_status.started()
     failures = 0
     while True:
         try:
-            job_id = await queue.wait_for_cancel(pool_id, WAIT)
+            job_id = await queue.wait_for_cancel(pool_id, WAIT, partition=partition)
         except StreamJobsError as exc:
             failures += 1
             await pause("waiting for cancelled jobs", exc, failures)

@@ -10,7 +10,7 @@ import binascii
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
 
@@ -174,6 +174,11 @@ def _fresh_id() -> str:
             _FRESH_IDS.extend(text[i : i + 16] for i in range(0, len(text), 16) if text[i] != "-")
 
 
+def fresh_id() -> str:
+    """A fresh job id: never contains '.', so a `<p>.` put before it stays unambiguous."""
+    return _fresh_id()
+
+
 def _job_id(job_id: str | None) -> str:
     if job_id is None:
         return _fresh_id()
@@ -262,9 +267,19 @@ def _options(
     return prio, tuple(fields), int(wait * 1000)
 
 
-def new_jobs(specs: Iterable[Mapping[str, Any]], max_payload: int) -> list[NewJob]:
+#: Gives a new job its id from (job_id, partition_key, dedupe_key): see `RedisJobQueue.place`.
+Place = Callable[[Any, Any, Any], "str | None"]
+
+
+def new_jobs(
+    specs: Iterable[Mapping[str, Any]], max_payload: int, place: Place | None = None,
+    every: bool = False,
+) -> list[NewJob]:  # fmt: skip
     """Validate a bulk submission whole: each mapping takes new_job's keywords (`handler`
-    included); the first bad one raises, naming its index (`jobs[3].timeout: ...`)."""
+    included, and `partition_key`); the first bad one raises, naming its index
+    (`jobs[3].timeout: ...`). `place` gives a job its id from its job_id and partition_key:
+    for every job when `every` (many partitions), else only where a partition_key is given
+    (one partition: checked, then ignored), so a plain bulk submit does no more than before."""
     jobs = []
     for i, spec in enumerate(specs):
         if unknown := spec.keys() - _SUBMIT_KEYWORDS:
@@ -272,6 +287,10 @@ def new_jobs(specs: Iterable[Mapping[str, Any]], max_payload: int) -> list[NewJo
         if "handler" not in spec:
             raise InvalidJobError(f"jobs[{i}].handler", "is required")
         try:
+            if place is not None and (every or "partition_key" in spec):
+                spec = dict(spec)
+                key = spec.pop("partition_key", None)
+                spec["job_id"] = place(spec.get("job_id"), key, spec.get("dedupe_key"))
             jobs.append(new_job(**spec, max_payload=max_payload))
         except InvalidJobError as exc:
             raise InvalidJobError(f"jobs[{i}].{exc.field}", str(exc).split(": ", 1)[1]) from None
@@ -280,7 +299,8 @@ def new_jobs(specs: Iterable[Mapping[str, Any]], max_payload: int) -> list[NewJo
 
 _SUBMIT_KEYWORDS = frozenset(
     {"handler", "args", "kwargs", "priority", "timeout", "max_retries", "retry_delay",
-     "retry_backoff", "job_id", "delay", "dedupe_key", "dedupe_for", "dedupe_mode"}
+     "retry_backoff", "job_id", "delay", "dedupe_key", "dedupe_for", "dedupe_mode",
+     "partition_key"}
 )  # fmt: skip
 
 

@@ -1,14 +1,20 @@
 """The whole key schema of a queue, in one place.
 
-Every key of a queue shares the hash tag `{name}`, so a queue lives in one Redis Cluster slot
-and one Lua script may touch all of it. Scripts receive `QueueKeys.all` as KEYS, in this order;
-per-job and per-worker keys are built inside scripts from the two prefixes passed there.
+Every key of a queue partition shares one hash tag, so a partition lives in one Redis Cluster
+slot and one Lua script may touch all of it. With one partition (the default) the tag is the
+queue's name, `{name}`; with N partitions each has a tag of its own (`partition_tag`), whose
+slot falls in the p-th of N equal slot ranges, so partitions spread over a cluster's primaries.
+Scripts receive `QueueKeys.all` as KEYS, in this order; per-job and per-worker keys are built
+inside scripts from the two prefixes passed there.
 """
 
 from __future__ import annotations
 
+import binascii
+import re
+import zlib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 
 from .models import JobPriority
 
@@ -24,17 +30,92 @@ def stream_index(priority: JobPriority) -> int:
     return PRIORITIES.index(priority)
 
 
+#: Redis Cluster's hash slots.
+SLOTS = 16384
+#: Most partitions a queue may have.
+MAX_PARTITIONS = 1024
+#: Candidates tried per partition for a tag in its slot range: at 1024 partitions each
+#: candidate hits with odds 1/1024, so all of them miss with odds below e**-60.
+_TAG_TRIES = 64 * MAX_PARTITIONS
+
+
+def crc16(data: bytes) -> int:
+    """CRC16-XMODEM (polynomial 0x1021, initial value 0), the checksum behind Redis Cluster's
+    key slots. binascii.crc_hqx computes exactly this CRC, in C: the tag search below tries
+    about N candidates per partition, so 1024 partitions take a second, not fifteen."""
+    return binascii.crc_hqx(data, 0)
+
+
+def key_slot(key: str) -> int:
+    """The Redis Cluster slot of a key: the CRC of its hash tag (the text between the first
+    `{` and the next `}`, when not empty), else of the whole key, modulo 16384."""
+    raw = key.encode()
+    start = raw.find(b"{")
+    if start >= 0:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1 : end]
+    return crc16(raw) % SLOTS
+
+
+@cache
+def partition_tag(name: str, p: int, n: int) -> str:
+    """The hash tag of partition `p` of `n` of queue `name`: the name itself with one
+    partition (today's layout); else the first `name:p:k` (k = 0, 1, ...) whose slot lies in
+    the p-th of n equal slot ranges, so that the partitions spread evenly over the primaries
+    of a cluster whose slots are split evenly. Deterministic: every client finds the same."""
+    if n == 1:
+        return name
+    low, high = p * SLOTS // n, (p + 1) * SLOTS // n
+    for k in range(_TAG_TRIES):
+        tag = f"{name}:{p}:{k}"
+        if low <= crc16(tag.encode()) % SLOTS < high:
+            return tag
+    return f"{name}:{p}"  # never reached in practice (see _TAG_TRIES); still deterministic
+
+
+_LEADING_PARTITION = re.compile(r"^(\d+)\.")
+
+
+#: The id prefix of a schedule's runs (`sched:<name>:<tick>`).
+SCHEDULED_PREFIX = "sched:"
+
+
+def partition_of(job_id: str, n: int) -> int:
+    """The partition a job id lives in: 0 with one partition; the id's leading `<p>.` when it
+    has one below n (generated ids carry it); 0 for a schedule's runs (`sched:...`: schedules
+    live in partition 0, whose script queues their runs); else the id's CRC-32 modulo n."""
+    if n == 1 or job_id.startswith(SCHEDULED_PREFIX):
+        return 0
+    m = _LEADING_PARTITION.match(job_id)
+    if m is not None and (p := int(m.group(1))) < n:
+        return p
+    return zlib.crc32(job_id.encode()) % n
+
+
+def partitions_key(key_prefix: str, name: str) -> str:
+    """The key holding a queue's partition count (no hash tag: it belongs to no partition)."""
+    return f"{key_prefix}{name}:partitions"
+
+
 @dataclass(frozen=True)
 class QueueKeys:
-    """Key names of one queue: `<key_prefix>{<name>}:<part>`."""
+    """Key names of one queue partition: `<key_prefix>{<tag>}:<part>`, the tag being the
+    queue's name unless given (see `partition_tag`)."""
 
     key_prefix: str = "streamjobs:"
     name: str = "default"
+    tag: str = ""
+
+    @classmethod
+    def partition(cls, key_prefix: str, name: str, p: int, n: int) -> QueueKeys:
+        """The keys of partition `p` of `n` (with n == 1, the queue's one set of keys)."""
+        return cls(key_prefix, name, "" if n == 1 else partition_tag(name, p, n))
 
     @property
     def base(self) -> str:
         """The common prefix, hash tag included."""
-        return f"{self.key_prefix}{{{self.name}}}:"
+        return f"{self.key_prefix}{{{self.tag or self.name}}}:"
 
     @cached_property
     def streams(self) -> tuple[str, ...]:
@@ -96,6 +177,18 @@ class QueueKeys:
         """The key that holds the job standing for a `dedupe_key` (built from the prefix by
         enqueue_deduped.lua the same way)."""
         return f"{self.dedupe_prefix}{key}"
+
+    @cached_property
+    def schedule_keys(self) -> tuple[str, str, str]:
+        """Where schedules live, all in one place (KEYS 14-16 of the schedule scripts): the
+        sorted set of schedule names by next due time (ms), the prefix of each schedule's
+        hash, and the hash of the schedulers' clock (last look, when looks resumed)."""
+        return (f"{self.base}schedules", f"{self.base}schedule:", f"{self.base}schedules:clock")
+
+    @cached_property
+    def scheduling(self) -> tuple[str, ...]:
+        """KEYS for the schedule scripts: every script's, then `schedule_keys`."""
+        return (*self.all, *self.schedule_keys)
 
     def job(self, job_id: str) -> str:
         """The record hash of one job."""

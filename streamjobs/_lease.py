@@ -23,7 +23,7 @@ class LeaseKeeper:
 
     def __init__(self, queue: RedisJobQueue, consumer: str, interval: float) -> None:
         self._queue, self._consumer, self._interval = queue, consumer, interval
-        self._held: dict[str, tuple[int, str, float]] = {}
+        self._held: dict[str, tuple[int, str, float, int]] = {}
         self._lost: set[str] = set()
         self._lock = threading.Lock()
 
@@ -31,7 +31,7 @@ class LeaseKeeper:
         """Renew this job's lease until `timeout` (+ grace) seconds from now."""
         deadline = time.monotonic() + timeout + grace if timeout else float("inf")
         with self._lock:
-            self._held[d.job_id] = (d.stream + 1, d.entry, deadline)
+            self._held[d.job_id] = (d.stream + 1, d.entry, deadline, d.partition)
 
     def drop(self, job_id: str) -> None:
         """Stop renewing a job's lease (it was settled, or handed back)."""
@@ -68,7 +68,7 @@ class LeaseKeeper:
     def _renew(self, driver: SyncDriver) -> None:
         now = time.monotonic()
         with self._lock:
-            held = [(job_id, s, e) for job_id, (s, e, dl) in self._held.items() if dl > now]
+            held = [(job_id, s, e, p) for job_id, (s, e, dl, p) in self._held.items() if dl > now]
         if not held:
             return
         try:

@@ -15,17 +15,20 @@ async def run(
     queue: RedisJobQueue,
     max_sleep: float,
     *,
+    partition: int = 0,
     task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Promote due jobs until cancelled, never sleeping longer than `max_sleep` seconds
-    without a look; Redis errors back off and are tried again."""
+    """Promote a partition's due jobs until cancelled (a pool runs one promoter per
+    partition), never sleeping longer than `max_sleep` seconds without a look; Redis errors
+    back off and are tried again."""
     task_status.started()
     failures = 0
     while True:
         try:
-            wait = await queue.promote()
+            wait = await queue.promote(partition=partition)
             if wait != 0:
-                await queue.wait_for_wake(max_sleep if wait is None else min(wait, max_sleep))
+                sleep = max_sleep if wait is None else min(wait, max_sleep)
+                await queue.wait_for_wake(sleep, partition=partition)
             failures = 0
         except StreamJobsError as exc:
             failures += 1

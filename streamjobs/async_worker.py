@@ -3,8 +3,16 @@
 One reader takes only as many jobs as the pool has idle workers, highest priority first, and
 blocks on the queue's ready list when it is empty (start.lua runs the moment a job's token
 arrives, in the same round trip). It also takes over jobs whose lease lapsed
-(reclaim). A promoter moves due delayed jobs; a thread keeps leases fresh; heartbeats feed the
-registry behind `get_workers()`. Everything lives in the pool's task group.
+(reclaim). A promoter moves due delayed jobs; a scheduler fires due schedules (every pool
+does, each tick once); a thread keeps leases fresh; heartbeats feed the registry behind
+`get_workers()`. Everything lives in the pool's task group.
+
+Every pool serves every partition of a partitioned queue: it registers in each partition's
+registry, reclaims, promotes and reaps in each, and its intake asks every partition for the
+best priority waiting there, then starts jobs only from the partitions holding the best one,
+and only of that priority, so that no lower-priority job starts while a higher one waits in
+any partition. When none waits, one task per partition blocks on that partition's ready list
+and wakes the intake (no script ever touches two partitions). Schedules live in partition 0.
 """
 
 from __future__ import annotations
@@ -16,13 +24,14 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _canceller, _codec, _promoter, _reaper
+from . import _canceller, _codec, _promoter, _reaper, _scheduler
 from ._backoff import pause
 from ._drivers import library_pinned
 from ._drivers._errors import MissingGroupError
@@ -39,9 +48,13 @@ from ._timeouts import TimeoutWatch
 from ._timings import Timings, default_worker_count
 from .errors import ConfigurationError, JobCancelled, StreamJobsError
 from .events import EventBus
-from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
+from .redis_queue import Delivery, LeaseLostError, RedisJobQueue, gather
 
 log = logging.getLogger("streamjobs.worker")
+
+#: Most rounds of asking the partitions and starting jobs in one intake pass: each round
+#: starts a job or finds none waiting, so this only bounds a pathological race.
+MAX_ROUNDS = 64
 
 __all__ = ["AsyncWorkerPool", "Timings", "default_worker_count"]
 
@@ -83,6 +96,10 @@ class AsyncWorkerPool:
         self._cancelled: dict[str, None] = {}  # ended by cancel_job: stop them, record nothing
         self._suspects: list[Delivery] = []  # reclaimed after a crash: each runs alone
         self._cursors = ["0-0"] * 4
+        self._part_cursors: list[list[str]] = []  # per partition, with many
+        self._turn = 0  # the partition a pass starts with, in turn, with many
+        self._hungry: anyio.Event | None = None  # set while the intake waits (many partitions)
+        self._ready: anyio.Event | None = None  # set by a partition's waiter on a ready token
         self._next_reclaim = 0.0
         self._dry = False  # the last read came back short of the workers it was for
         self._heartbeat = self._new_heartbeat()
@@ -163,6 +180,9 @@ class AsyncWorkerPool:
         self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)
         self._publisher.bus = self.event_bus  # read at start, as the timings are
         self._heartbeat = self._new_heartbeat()
+        n = self.queue.partition_count
+        self._part_cursors = [["0-0"] * 4 for _ in range(n)]
+        self._hungry, self._ready = anyio.Event(), anyio.Event()
         try:
             with library_pinned():
                 await self._serve(task_status)
@@ -182,8 +202,15 @@ class AsyncWorkerPool:
             await tg.start(self._publisher.run)
             await tg.start(self._recorder.run)
             await tg.start(_reaper.run, self.queue, self.timings.reap_interval)
-            await tg.start(_promoter.run, self.queue, self.timings.max_promote_sleep)
-            await tg.start(_canceller.run, self.queue, self.id, self._cancel)
+            n = self.queue.partition_count
+            for p in range(n):
+                promote = partial(_promoter.run, self.queue, self.timings.max_promote_sleep)
+                await tg.start(partial(promote, partition=p))
+                await tg.start(partial(_canceller.run, self.queue, self.id, self._cancel,
+                                       partition=p))  # fmt: skip
+                if n > 1:
+                    tg.start_soon(self._watch_ready, p)
+            await tg.start(_scheduler.run, self.queue)
             tg.start_soon(self._keeper.run, self._lease_lost)
             tg.start_soon(self._timeouts.run)
             for worker in self._slots.workers:
@@ -253,7 +280,10 @@ class AsyncWorkerPool:
                 continue
             held = await self._slots.reserve()
             try:
-                await self._fill(held)
+                if self.queue.partition_count == 1:
+                    await self._fill(held)
+                else:
+                    await self._fill_partitions(held)
                 failures = 0
             except StreamJobsError as exc:
                 failures += 1
@@ -301,6 +331,70 @@ class AsyncWorkerPool:
             self._launch(held, await self._set_aside_suspects(got))
             if got:  # let the workers just handed a job start it before the next read is
                 await anyio.lowlevel.checkpoint()  # written: a job's latency, not the read's
+
+    async def _fill_partitions(self, held: list[Worker]) -> None:
+        """`_fill` over many partitions: lapsed leases first (each partition's), then new
+        jobs, best priority of all partitions first; once none waits, block until a
+        partition's waiter sees a job made ready (or the reclaim interval passes)."""
+        t = self.timings
+        lease_ms = int(t.lease * 1000)
+        if time.monotonic() >= self._next_reclaim:
+            self._next_reclaim = time.monotonic() + t.reclaim_interval
+            for p, cursors in enumerate(self._part_cursors):
+                if held:
+                    got = await self.queue.reclaim(
+                        self.id, len(held), lease_ms, t.max_crashes, cursors, partition=p
+                    )
+                    if got and self.queue.observers:
+                        self.queue.observers.reclaimed(len(got))
+                    self._launch(held, await self._set_aside_suspects(got))
+        if await self._start_best(held, lease_ms):
+            await anyio.lowlevel.checkpoint()  # let the workers start before the next read
+        elif held:
+            assert self._hungry is not None and self._ready is not None
+            self._hungry.set()
+            with anyio.move_on_after(t.reclaim_interval):
+                await self._ready.wait()
+            self._hungry = anyio.Event()
+
+    async def _start_best(self, held: list[Worker], lease_ms: int) -> bool:
+        """Rounds of asking every partition for its best waiting priority and starting jobs
+        from those holding the best of all, down to it only, until the reserved workers are
+        busy or none waits; True when any job started."""
+        n, started = self.queue.partition_count, False
+        for _ in range(MAX_ROUNDS):
+            if not held:
+                break
+            self._ready = anyio.Event()  # a job made ready from now on ends the intake's wait
+            levels = await gather([partial(self.queue.ready_level, p) for p in range(n)])
+            best = min((level for level in levels if level), default=0)
+            if not best:
+                break
+            self._turn = (self._turn + 1) % n  # partitions tied for the best take turns
+            for p in [*range(self._turn, n), *range(self._turn)]:
+                if held and levels[p] == best:
+                    got = await self.queue.start(
+                        self.id, len(held), lease_ms=lease_ms, partition=p, lowest=best
+                    )
+                    started = started or bool(got)
+                    self._launch(held, await self._set_aside_suspects(got))
+        return started
+
+    async def _watch_ready(self, partition: int) -> None:
+        """While the intake waits (many partitions), block on one partition's ready list
+        and wake the intake when a job is made ready there."""
+        failures = 0
+        while True:
+            assert self._hungry is not None
+            await self._hungry.wait()
+            try:
+                if await self.queue.wait_ready(partition, self.timings.reclaim_interval):
+                    assert self._ready is not None
+                    self._ready.set()
+                failures = 0
+            except StreamJobsError as exc:
+                failures += 1
+                await pause(f"waiting for jobs in partition {partition}", exc, failures)
 
     async def _set_aside_suspects(self, got: list[Delivery]) -> list[Delivery]:
         """Jobs whose worker died running them run alone, so that a job crashing its process

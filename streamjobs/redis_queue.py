@@ -1,21 +1,40 @@
-"""The queue layer: the key schema, the Lua scripts, and one typed call per transition."""
+"""The queue layer: the key schema, the Lua scripts, and one typed call per transition.
+
+A queue has one partition unless made with more (`partitions=N`): each partition is a whole
+queue of its own under its own hash tag (see `_keys`), and every script touches one
+partition only. Calls about one job go to the job's partition (its id says which, see
+`partition_of`); calls about the whole queue go to every partition, one call each, issued
+concurrently. The count is recorded in Redis at connect, so every client agrees on it.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-from collections.abc import Sequence
+import random
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
 
 from . import _codec
 from ._drivers import Driver, open_driver
 from ._drivers._pipeline import ReplyLost
 from ._drivers.redis_sync import SyncDriver
-from ._keys import GROUP, QueueKeys
+from ._keys import GROUP, MAX_PARTITIONS, QueueKeys, partition_of, partitions_key
 from ._observe import default_observers
 from ._scripts import script
-from .errors import ConfigurationError, PartialSubmitError, RedisVersionError, StreamJobsError
+from .errors import (
+    ConfigurationError,
+    InvalidJobError,
+    PartialSubmitError,
+    RedisVersionError,
+    StreamJobsError,
+)
 from .models import CancelOutcome, JobDefinition, JobStatus
 
 DEFAULT_URL = "redis://localhost:6379/0"
@@ -27,6 +46,35 @@ MIN_REDIS = (6, 2)
 CONTROL_TTL_MS = 600_000
 
 log = logging.getLogger("streamjobs")
+
+T = TypeVar("T")
+
+
+async def gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    """Run calls concurrently in a task group (one per partition); their results in order."""
+    if len(calls) == 1:
+        return [await calls[0]()]
+    results: list[Any] = [None] * len(calls)
+
+    async def one(i: int) -> None:
+        results[i] = await calls[i]()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(calls)):
+            tg.start_soon(one, i)
+    return results
+
+
+def check_partitions(partitions: object) -> int | None:
+    """A partition count as given (None: the recorded one); ConfigurationError unless an int
+    from 1 to 1024."""
+    if partitions is None:
+        return None
+    if not isinstance(partitions, int) or isinstance(partitions, bool):
+        raise ConfigurationError(f"partitions must be an int from 1 to {MAX_PARTITIONS}")
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise ConfigurationError(f"partitions must be from 1 to {MAX_PARTITIONS}, not {partitions}")
+    return partitions
 
 
 class LeaseLostError(StreamJobsError):
@@ -42,6 +90,7 @@ class Delivery:
     stream: int  # 0-based index into QueueKeys.streams
     entry: str
     consumer: str
+    partition: int = 0  # the queue partition the job lives in
 
     @property
     def job_id(self) -> str:
@@ -120,12 +169,29 @@ def enqueued(jobs: Sequence[_codec.NewJob], replies: Sequence[Any]) -> list[bool
     (the caller may not know the ids: they may have been generated)."""
     if not any(isinstance(reply, StreamJobsError) for reply in replies):
         return [bool(code) for reply in replies for code in reply]
+    chunks = [
+        range(n, min(n + ENQUEUE_CHUNK, len(jobs))) for n in range(0, len(jobs), ENQUEUE_CHUNK)
+    ]
+    return enqueued_chunks(jobs, list(zip(chunks, replies)))
+
+
+def enqueued_chunks(
+    jobs: Sequence[_codec.NewJob], chunks: Sequence[tuple[Sequence[int], Any]]
+) -> list[bool]:
+    """As `enqueued`, for chunks given as (positions in `jobs`, reply): a submit spread over
+    partitions sends each partition its own chunks."""
+    codes = [False] * len(jobs)
+    if not any(isinstance(reply, StreamJobsError) for _, reply in chunks):
+        for at, reply in chunks:
+            for i, code in zip(at, reply):
+                codes[i] = bool(code)
+        return codes
     written: list[str] = []
     refused: list[str] = []
     unknown: list[str] = []
     error: StreamJobsError | None = None
-    for n, reply in enumerate(replies):
-        ids = [job.id for job in jobs[n * ENQUEUE_CHUNK : (n + 1) * ENQUEUE_CHUNK]]
+    for at, reply in chunks:
+        ids = [jobs[i].id for i in at]
         if isinstance(reply, ReplyLost):
             unknown += ids
             error = error or reply.error
@@ -141,17 +207,32 @@ def enqueued(jobs: Sequence[_codec.NewJob], replies: Sequence[Any]) -> list[bool
     raise PartialSubmitError(ids, written, refused, unknown, error) from error
 
 
-def _delivery(raw: Sequence[Any], consumer: str) -> Delivery:
+def _delivery(raw: Sequence[Any], consumer: str, partition: int = 0) -> Delivery:
     record = _codec.pairs(raw[2])
     try:
         job: JobDefinition | None = _codec.definition(record)
     except (ValueError, KeyError, TypeError):
         job = None
-    return Delivery(job, record, int(raw[0]) - 1, str(raw[1]), consumer)
+    return Delivery(job, record, int(raw[0]) - 1, str(raw[1]), consumer, partition)
+
+
+def newest_first(entries: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Stream entries of many partitions, newest first by entry id (ids are times)."""
+
+    def order(item: tuple[str, Any]) -> tuple[int, int]:
+        ms, _, seq = item[0].partition("-")
+        return int(ms), int(seq or 0)
+
+    return sorted(entries, key=order, reverse=True)
 
 
 class RedisJobQueue:
-    """One named queue in Redis: submit, start, settle, promote, reclaim and inspect jobs."""
+    """One named queue in Redis: submit, start, settle, promote, reclaim and inspect jobs.
+
+    `partitions` splits the queue into that many partitions (1 to 1024), each under a hash
+    tag of its own, so that a Redis Cluster spreads one queue over its primaries. None uses
+    the count recorded in Redis (1 when none is); a count other than the recorded one is
+    refused at `connect()`. Every worker pool serves every partition."""
 
     def __init__(
         self,
@@ -164,13 +245,20 @@ class RedisJobQueue:
         events_maxlen: int = 10_000,
         max_payload: int = _codec.DEFAULT_MAX_PAYLOAD,
         driver: str | None = None,
+        partitions: int | None = None,
     ) -> None:
         if "{" in key_prefix or "}" in key_prefix or "{" in name or "}" in name:
             raise ConfigurationError("key_prefix and name must not contain '{' or '}'")
         if max_dead_letters < 1 or result_ttl <= 0 or events_maxlen < 0:
             raise ConfigurationError("max_dead_letters >= 1, result_ttl > 0, events_maxlen >= 0")
         self.redis_url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_URL
-        self.keys = QueueKeys(key_prefix, name)
+        #: The partition count asked for (None: whatever is recorded in Redis).
+        self.partitions = check_partitions(partitions)
+        self._n = 0  # the partition count in use; 0 until known
+        self._key_prefix, self._name = key_prefix, name
+        self._use_partitions(self.partitions or 1)
+        self._n = self.partitions or 0
+        self._spread = itertools.count(random.randrange(MAX_PARTITIONS))
         self.max_dead_letters = max_dead_letters
         self.result_ttl = result_ttl
         self.events_maxlen = events_maxlen
@@ -186,6 +274,85 @@ class RedisJobQueue:
         #: What watches this queue's jobs: metrics and traces (see `_observe`).
         self.observers = default_observers(name)
 
+    # -- partitions -----------------------------------------------------------------------
+
+    def _use_partitions(self, n: int) -> None:
+        """Set the key schema for `n` partitions: `keys` stays partition 0's."""
+        self._n = n
+        self.parts = tuple(
+            QueueKeys.partition(self._key_prefix, self._name, p, n) for p in range(n)
+        )
+        self.keys = self.parts[0]
+
+    @property
+    def partition_count(self) -> int:
+        """How many partitions the queue has; known once connected (or when given)."""
+        if not self._n:
+            raise ConfigurationError("the queue's partition count is not known yet: connect first")
+        return self._n
+
+    @property
+    def partitions_key(self) -> str:
+        """The key holding the recorded partition count."""
+        return partitions_key(self._key_prefix, self._name)
+
+    def record_partitions_call(self) -> tuple[tuple[str], tuple[Any, ...]]:
+        """record_partitions.lua's KEYS and ARGV: the count asked for, else 1."""
+        return (self.partitions_key,), self.script_args(self.partitions or 1)
+
+    def adopt_partitions(self, recorded: object) -> None:
+        """Use the count Redis recorded; ConfigurationError when it is not the one asked for."""
+        n = int(recorded)  # type: ignore[call-overload]
+        if self.partitions is not None and n != self.partitions:
+            raise ConfigurationError(
+                f"queue {self._name!r} has {n} partition(s) recorded in Redis, but "
+                f"partitions={self.partitions} was asked for: use {n} (or None to use the "
+                "recorded count)"
+            )
+        if n != self._n or len(self.parts) != n:
+            self._use_partitions(n)
+
+    def partition_of(self, job_id: str) -> int:
+        """The partition a job lives in (see `_keys.partition_of`)."""
+        return partition_of(job_id, self.partition_count)
+
+    def keys_of(self, job_id: str) -> QueueKeys:
+        """The keys of the partition a job lives in."""
+        n = self.partition_count
+        return self.keys if n == 1 else self.parts[partition_of(job_id, n)]
+
+    def place(
+        self, job_id: str | None, partition_key: object = None, dedupe_key: object = None
+    ) -> str | None:
+        """The id a new job gets: its own (`job_id`), else, with many partitions, a fresh one
+        carrying its partition (`<p>.<random>`): `partition_key`'s (CRC-32 modulo the count),
+        else `dedupe_key`'s (so every submit of one dedupe key meets in one partition), else
+        the next in turn. None: the codec makes one (one partition). InvalidJobError for a bad
+        `partition_key`, or one given with a `job_id` (which decides alone)."""
+        if partition_key is None and job_id is None and isinstance(dedupe_key, str) and dedupe_key:
+            partition_key = dedupe_key if self.partition_count > 1 else None
+        if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
+            raise InvalidJobError("partition_key", f"{partition_key!r} must be a non-empty str")
+        n = self.partition_count
+        if n == 1:
+            return job_id
+        if job_id is not None:
+            if partition_key is not None:
+                raise InvalidJobError(
+                    "partition_key",
+                    "cannot be given with job_id: a job_id decides its own partition",
+                )
+            return job_id
+        if partition_key is None:
+            p = next(self._spread) % n
+        else:
+            p = zlib.crc32(partition_key.encode()) % n
+        return f"{p}.{_codec.fresh_id()}"
+
+    async def _each(self, call: Callable[[QueueKeys, int], Awaitable[T]]) -> list[T]:
+        """`call(keys, p)` for every partition, concurrently; results by partition."""
+        return await gather([partial(call, k, p) for p, k in enumerate(self.parts)])
+
     # -- lifetime -------------------------------------------------------------------------
 
     @property
@@ -196,13 +363,16 @@ class RedisJobQueue:
         return self._driver
 
     async def connect(self) -> None:
-        """Connect, check the server (Redis >= 6.2) and create the consumer groups."""
+        """Connect, check the server (Redis >= 6.2), agree on the partition count with Redis
+        (recording it when none is) and create the consumer groups."""
         if self._driver is not None:
             return
         driver = self._driver = await open_driver(self.redis_url, self.driver_name)
         try:
             check_version(await driver.server_version())
             self.topology = getattr(driver, "topology", "Redis")
+            keys, args = self.record_partitions_call()
+            self.adopt_partitions(await driver.eval(script("record_partitions"), keys, args))
             await self.ensure_groups()
             self.maxmemory_policy = await self._read_maxmemory_policy()
         except BaseException:
@@ -225,9 +395,14 @@ class RedisJobQueue:
             return None
 
     async def ensure_groups(self) -> None:
-        """Create the consumer groups again (after a FLUSHALL or a restart without data)."""
-        for stream in self.keys.streams:
-            await self.driver.create_group(stream, GROUP)
+        """Create the consumer groups again (after a FLUSHALL or a restart without data), the
+        partitions' concurrently."""
+
+        async def create(keys: QueueKeys, p: int) -> None:
+            for stream in keys.streams:
+                await self.driver.create_group(stream, GROUP)
+
+        await self._each(create)
 
     async def close(self) -> None:
         """Close the connections (idempotent)."""
@@ -239,8 +414,13 @@ class RedisJobQueue:
         """A script's ARGV: the arguments every script takes, then its own."""
         return (*self._common, *args)
 
-    async def _run(self, name: str, *args: Any) -> Any:
-        return await self.driver.eval(script(name), self.keys.all, self.script_args(*args))
+    async def _run(self, name: str, *args: Any, keys: QueueKeys | None = None) -> Any:
+        keys = keys or self.keys
+        return await self.driver.eval(script(name), keys.all, self.script_args(*args))
+
+    async def run_schedules(self, name: str, *args: Any) -> Any:
+        """Run a schedule script: every script's KEYS, then the schedule keys."""
+        return await self.driver.eval(script(name), self.keys.scheduling, self.script_args(*args))
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -254,21 +434,42 @@ class RedisJobQueue:
             calls.append(self.script_args(*flat))
         return calls
 
+    def by_partition(self, ids: Sequence[str]) -> dict[int, list[int]]:
+        """Positions of the ids by the partition each lives in, in order."""
+        groups: dict[int, list[int]] = {}
+        n = self.partition_count
+        for i, job_id in enumerate(ids):
+            groups.setdefault(partition_of(job_id, n), []).append(i)
+        return groups
+
     async def enqueue(self, job: _codec.NewJob) -> bool:
         """Write a validated job; False when its id already had a record (nothing written)."""
         [call] = self.enqueue_calls([job])
-        [code] = await self.driver.eval(script("enqueue"), self.keys.all, call)
+        keys = self.keys if self._n == 1 else self.keys_of(job.id)
+        [code] = await self.driver.eval(script("enqueue"), keys.all, call)
         return bool(code)
 
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
-        """Write many jobs in one round trip; each chunk of them is one atomic enqueue (see
-        `enqueued` for what a failed chunk raises)."""
-        calls = self.enqueue_calls(jobs)
-        return enqueued(jobs, await self.driver.eval_many(script("enqueue"), self.keys.all, calls))
+        """Write many jobs in one round trip per partition; each chunk of them is one atomic
+        enqueue on one partition (see `enqueued` for what a failed chunk raises)."""
+        if self._n == 1:
+            calls = self.enqueue_calls(jobs)
+            replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
+            return enqueued(jobs, replies)
+        groups = list(self.by_partition([job.id for job in jobs]).items())
+
+        async def send(p: int, at: list[int]) -> list[tuple[Sequence[int], Any]]:
+            calls = self.enqueue_calls([jobs[i] for i in at])
+            replies = await self.driver.eval_many(script("enqueue"), self.parts[p].all, calls)
+            starts = range(0, len(at), ENQUEUE_CHUNK)
+            return [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
+
+        sent = await gather([partial(send, p, at) for p, at in groups])
+        return enqueued_chunks(jobs, [chunk for part in sent for chunk in part])
 
     def enqueue_deduped_call(self, job: _codec.NewJob) -> tuple[Any, ...]:
         """enqueue_deduped.lua's ARGV for a validated job with a dedupe key; its KEYS are
-        `keys.deduping`."""
+        its partition's `deduping`."""
         assert job.dedupe is not None
         d = job.dedupe
         return self.script_args(
@@ -280,12 +481,12 @@ class RedisJobQueue:
         """Write a job with a dedupe key unless its key's job stands for it; the id of the
         job that does (this one when it was queued)."""
         call = self.enqueue_deduped_call(job)
-        reply = await self.driver.eval(script("enqueue_deduped"), self.keys.deduping, call)
-        return deduped_id(reply)
+        keys = self.keys_of(job.id).deduping
+        return deduped_id(await self.driver.eval(script("enqueue_deduped"), keys, call))
 
     async def submit(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
         """Write many jobs, those with a dedupe key one script call each (pipelined in one
-        round trip); the ids that stand for them, in order (see `submitted`)."""
+        round trip per partition); the ids that stand for them, in order (see `submitted`)."""
         deduped = [job for job in jobs if job.dedupe is not None]
         if not deduped:
             await self.enqueue_many(jobs)
@@ -293,33 +494,63 @@ class RedisJobQueue:
         plain = [job for job in jobs if job.dedupe is None]
         if plain:
             await self.enqueue_many(plain)
-        calls = [self.enqueue_deduped_call(job) for job in deduped]
-        replies = await self.driver.eval_many(script("enqueue_deduped"), self.keys.deduping, calls)
+        groups = list(self.by_partition([job.id for job in deduped]).items())
+
+        async def send(p: int, at: list[int]) -> list[Any]:
+            calls = [self.enqueue_deduped_call(deduped[i]) for i in at]
+            return await self.driver.eval_many(
+                script("enqueue_deduped"), self.parts[p].deduping, calls
+            )
+
+        sent = await gather([partial(send, p, at) for p, at in groups])
+        replies: list[Any] = [None] * len(deduped)
+        for (_, at), got in zip(groups, sent):
+            for i, reply in zip(at, got):
+                replies[i] = reply
         return submitted(jobs, plain, deduped, replies)
 
     async def cancel(self, job_id: str) -> CancelOutcome:
         """End a job CANCELLED, and tell its pool to stop it when it runs (cancel.lua)."""
-        return cancel_outcome(await self._run("cancel", job_id, CONTROL_TTL_MS))
+        keys = self.keys_of(job_id)
+        return cancel_outcome(await self._run("cancel", job_id, CONTROL_TTL_MS, keys=keys))
 
     async def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts."""
-        return bool(await self._run("retry_dead_letter", job_id))
+        return bool(await self._run("retry_dead_letter", job_id, keys=self.keys_of(job_id)))
 
     # -- working --------------------------------------------------------------------------
 
-    async def start(self, consumer: str, count: int, *, lease_ms: int = 0) -> list[Delivery]:
+    async def start(
+        self, consumer: str, count: int, *, lease_ms: int = 0, partition: int = 0,
+        lowest: int = 4,
+    ) -> list[Delivery]:  # fmt: skip
         """Start up to `count` new jobs, highest priority first. `lease_ms`, the consumer's
         lease, is recorded as each job's own: reclaim takes a job over only once idle past
-        it (0 records none, and the reclaimer's lease applies)."""
-        reply = await self._run("start", consumer, count, lease_ms)
-        return [_delivery(raw, consumer) for raw in reply]
+        it (0 records none, and the reclaimer's lease applies). With many partitions: from
+        `partition`, reading its streams down to the 1-based `lowest` only."""
+        if self._n == 1:
+            reply = await self._run("start", consumer, count, lease_ms)
+            return [_delivery(raw, consumer) for raw in reply]
+        keys = self.parts[partition]
+        reply = await self._run("start", consumer, count, lease_ms, lowest, keys=keys)
+        return [_delivery(raw, consumer, partition) for raw in reply]
+
+    async def ready_level(self, partition: int) -> int:
+        """The best stream (1 critical .. 4 low) of a partition with entries never delivered,
+        0 when none (see ready_level.lua)."""
+        return int(await self._run("ready_level", keys=self.parts[partition]))
+
+    async def wait_ready(self, partition: int, timeout: float) -> bool:
+        """Block until a job is made ready in a partition, or `timeout` seconds pass."""
+        return await self.driver.wait_list(self.parts[partition].ready, timeout)
 
     async def wait_for_jobs(
         self, consumer: str, count: int, block_ms: int, *, lease_ms: int = 0
     ) -> list[Delivery]:
         """Block until a job is made ready (or block_ms passes), then start up to `count`
         (as `start`): start.lua goes out in the same write as the blocking pop, so Redis runs
-        it the moment the pop returns, and waking costs no round trip of its own."""
+        it the moment the pop returns, and waking costs no round trip of its own. One
+        partition only (a worker on many waits for each, see `wait_ready`)."""
         reply = await self.driver.wait_list_then_eval(
             self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
             self.script_args(consumer, count, lease_ms),
@@ -327,20 +558,27 @@ class RedisJobQueue:
         return [_delivery(raw, consumer) for raw in reply]
 
     async def reclaim(
-        self, consumer: str, count: int, lease_ms: int, max_crashes: int, cursors: list[str]
-    ) -> list[Delivery]:
+        self, consumer: str, count: int, lease_ms: int, max_crashes: int, cursors: list[str],
+        *, partition: int = 0,
+    ) -> list[Delivery]:  # fmt: skip
         """Take over and start entries idle past their job's own lease (`lease_ms` for a job
         that recorded none; recorded for the jobs started here); `cursors` (one per stream)
-        is updated in place."""
-        reply = await self._run("reclaim", consumer, count, lease_ms, max_crashes, *cursors)
+        is updated in place. One partition per call."""
+        keys = self.parts[partition]
+        reply = await self._run(
+            "reclaim", consumer, count, lease_ms, max_crashes, *cursors, keys=keys
+        )
         cursors[:] = [str(c) for c in reply[0]]
-        return [_delivery(raw, consumer) for raw in reply[1]]
+        return [_delivery(raw, consumer, partition) for raw in reply[1]]
 
     async def progress(self, d: Delivery, current: object, total: object, message: object) -> bool:
         """Record reported progress; False when the attempt is no longer this consumer's.
         A current or total that is not a number raises TypeError before anything is sent."""
         values = _codec.progress_fields(current, total, message)
-        return bool(await self._run("progress", d.job_id, d.consumer, d.attempt, *values))
+        keys = self.parts[d.partition]
+        return bool(
+            await self._run("progress", d.job_id, d.consumer, d.attempt, *values, keys=keys)
+        )
 
     def _settle_args(self, d: Delivery) -> tuple[Any, ...]:
         return (d.job_id, d.consumer, d.attempt, d.stream + 1, d.entry)
@@ -351,21 +589,40 @@ class RedisJobQueue:
         _settled(code)
 
     async def complete_many(self, done: Sequence[tuple[Delivery, str]]) -> list[int]:
-        """Complete many jobs in one script call; per job 1 recorded, 0 refused as stale."""
-        flat = [part for d, result in done for part in (*self._settle_args(d), result)]
-        return [int(code) for code in await self._run("complete", *flat)]
+        """Complete many jobs in one script call per partition; per job 1 recorded, 0 refused
+        as stale."""
+        if self._n == 1:
+            flat = [part for d, result in done for part in (*self._settle_args(d), result)]
+            return [int(code) for code in await self._run("complete", *flat)]
+        groups: dict[int, list[int]] = {}
+        for i, (d, _) in enumerate(done):
+            groups.setdefault(d.partition, []).append(i)
+
+        async def send(p: int, at: list[int]) -> list[Any]:
+            flat = [x for i in at for x in (*self._settle_args(done[i][0]), done[i][1])]
+            return list(await self._run("complete", *flat, keys=self.parts[p]))
+
+        replies = await gather([partial(send, p, at) for p, at in groups.items()])
+        codes = [0] * len(done)
+        for at, reply in zip(groups.values(), replies):
+            for i, code in zip(at, reply):
+                codes[i] = int(code)
+        return codes
 
     async def fail(self, d: Delivery, error: str) -> None:
         """End the job FAILED without retry (fail.lua)."""
-        _settled(await self._run("fail", *self._settle_args(d), error))
+        keys = self.parts[d.partition]
+        _settled(await self._run("fail", *self._settle_args(d), error, keys=keys))
 
     async def retry(self, d: Delivery, error: str, delay: float) -> None:
         """Park the job in the delayed set for `delay` seconds (retry.lua)."""
-        _settled(await self._run("retry", *self._settle_args(d), error, int(delay * 1000)))
+        args = (*self._settle_args(d), error, int(delay * 1000))
+        _settled(await self._run("retry", *args, keys=self.parts[d.partition]))
 
     async def dead_letter(self, d: Delivery, error: str, reason: str) -> None:
         """Move the job to the dead-letter stream (dead_letter.lua)."""
-        _settled(await self._run("dead_letter", *self._settle_args(d), error, reason))
+        args = (*self._settle_args(d), error, reason)
+        _settled(await self._run("dead_letter", *args, keys=self.parts[d.partition]))
 
     def sync_driver(self) -> SyncDriver:
         """A blocking driver for a thread of this process (lease renewal); once connected,
@@ -374,51 +631,86 @@ class RedisJobQueue:
         return SyncDriver(self.redis_url, cluster=clustered)
 
     def extend_leases(
-        self, driver: SyncDriver, consumer: str, held: Sequence[tuple[str, int, str]]
+        self, driver: SyncDriver, consumer: str, held: Sequence[tuple[str, int, str, int]]
     ) -> list[str]:
-        """Renew (job id, stream, entry) leases from a thread; returns the job ids lost."""
-        flat = [part for job_id, stream, entry in held for part in (stream, entry, job_id)]
-        args = self.script_args(consumer, *flat)
-        return list(driver.eval(script("extend_lease"), self.keys.all, args))
+        """Renew (job id, stream, entry, partition) leases from a thread, one call per
+        partition; returns the job ids lost."""
+        groups: dict[int, list[Any]] = {}
+        for job_id, stream, entry, p in held:
+            groups.setdefault(p, []).extend((stream, entry, job_id))
+        lost: list[str] = []
+        for p, flat in groups.items():
+            args = self.script_args(consumer, *flat)
+            lost += driver.eval(script("extend_lease"), self.parts[p].all, args)
+        return lost
 
     async def release(self, consumer: str, only: Sequence[Delivery] = ()) -> int:
         """Hand back every entry the consumer holds (or `only` those jobs) to the tail of
         their streams; returns how many jobs went back."""
-        pairs = [part for d in only for part in (d.stream + 1, d.entry)]
-        return int(await self._run("release", consumer, *pairs))
+        if self._n == 1:
+            pairs = [part for d in only for part in (d.stream + 1, d.entry)]
+            return int(await self._run("release", consumer, *pairs))
+        groups: dict[int, list[Any]] = {}
+        for d in only:
+            groups.setdefault(d.partition, []).extend((d.stream + 1, d.entry))
+        if only:
+            calls = [
+                partial(self._run, "release", consumer, *pairs, keys=self.parts[p])
+                for p, pairs in groups.items()
+            ]
+            return sum(int(r) for r in await gather(calls))
+        return sum(
+            int(r) for r in await self._each(lambda k, p: self._run("release", consumer, keys=k))
+        )
 
     async def reap_consumers(self) -> int:
         """Remove the consumers of pools with no heartbeat that hold no entry from the
         groups; returns how many were removed (one per group)."""
-        return int(await self._run("reap_consumers"))
+        return sum(
+            int(r) for r in await self._each(lambda k, p: self._run("reap_consumers", keys=k))
+        )
 
     async def purge_dead_letters(self, limit: int) -> tuple[int, int]:
-        """Delete up to `limit` of the oldest dead letters and their records for good;
-        returns (purged, left)."""
-        purged, left = await self._run("purge_dead_letters", limit)
-        return int(purged), int(left)
+        """Delete up to `limit` of the oldest dead letters and their records for good (in
+        total over the partitions, one after another); returns (purged, left)."""
+        purged = left = 0
+        for keys in self.parts:
+            if purged < limit:
+                done, rest = await self._run("purge_dead_letters", limit - purged, keys=keys)
+                purged, left = purged + int(done), left + int(rest)
+            else:  # the limit is reached: only count what is left (metrics.lua reads only)
+                left += int((await self._run("metrics", 0, keys=keys))[2])
+        return purged, left
 
-    async def promote(self, limit: int = 1000) -> float | None:
-        """Queue due delayed jobs; seconds until the next is due (0: more now, None: none)."""
-        reply = int(await self._run("promote", limit))
+    async def promote(self, limit: int = 1000, *, partition: int = 0) -> float | None:
+        """Queue due delayed jobs of a partition; seconds until its next is due (0: more now,
+        None: none)."""
+        reply = int(await self._run("promote", limit, keys=self.parts[partition]))
         return None if reply < 0 else reply / 1000
 
-    async def wait_for_wake(self, timeout: float) -> bool:
-        """Block until a sooner delayed job is submitted, or `timeout` seconds pass."""
-        return await self.driver.wait_list(self.keys.wake, timeout)
+    async def wait_for_wake(self, timeout: float, *, partition: int = 0) -> bool:
+        """Block until a sooner delayed job is submitted to the partition, or `timeout`
+        seconds pass."""
+        return await self.driver.wait_list(self.parts[partition].wake, timeout)
 
-    async def wait_for_cancel(self, pool_id: str, timeout: float) -> str | None:
-        """Block until a running job of this pool is cancelled (its id) or `timeout` passes."""
-        return await self.driver.pop_list(self.keys.control(pool_id), timeout)
+    async def wait_for_cancel(
+        self, pool_id: str, timeout: float, *, partition: int = 0
+    ) -> str | None:
+        """Block until a running job of this pool in `partition` is cancelled (its id) or
+        `timeout` passes."""
+        return await self.driver.pop_list(self.parts[partition].control(pool_id), timeout)
 
     async def heartbeat(self, pool_id: str, ttl: float, record: dict[str, str]) -> None:
-        """Register a worker pool as alive for `ttl` seconds."""
+        """Register a worker pool as alive for `ttl` seconds, in every partition's registry
+        (each partition's reclaim reads its own)."""
         flat = [part for item in record.items() for part in item]
-        await self._run("heartbeat", pool_id, int(ttl * 1000), *flat)
+        await self._each(
+            lambda k, p: self._run("heartbeat", pool_id, int(ttl * 1000), *flat, keys=k)
+        )
 
     async def deregister(self, pool_id: str) -> None:
-        """Remove a worker pool from the registry."""
-        await self._run("deregister", pool_id)
+        """Remove a worker pool from every partition's registry."""
+        await self._each(lambda k, p: self._run("deregister", pool_id, keys=k))
 
     # -- reading --------------------------------------------------------------------------
 
@@ -433,32 +725,57 @@ class RedisJobQueue:
 
     async def record(self, job_id: str) -> dict[str, str]:
         """A job's record with its id ({} when unknown or expired)."""
-        return _codec.with_id(job_id, await self.driver.hgetall(self.keys.job(job_id)))
+        return _codec.with_id(job_id, await self.driver.hgetall(self.keys_of(job_id).job(job_id)))
 
     async def status(self, job_id: str) -> JobStatus | None:
         """A job's status, or None when unknown or expired."""
-        raw = await self.driver.hget(self.keys.job(job_id), "status")
+        raw = await self.driver.hget(self.keys_of(job_id).job(job_id), "status")
         return JobStatus(raw) if raw else None
 
     async def dead_letters(self, limit: int) -> list[JobDefinition]:
-        """The newest dead letters, newest first."""
-        entries = await self.driver.stream_range(self.keys.dead, limit, reverse=True)
+        """The newest dead letters, newest first (over every partition)."""
+        parts = await self._each(lambda k, p: self.driver.stream_range(k.dead, limit, reverse=True))
+        entries = newest_first([e for part in parts for e in part])[:limit]
         return [_codec.dead_letter(entry, fields) for entry, fields in entries]
 
     async def snapshot(self, max_pool_age: float) -> list[Any]:
-        """The raw reply of metrics.lua (see there)."""
-        return list(await self._run("metrics", int(max_pool_age * 1000)))
+        """The raw reply of metrics.lua (see there), summed over the partitions."""
+        age = int(max_pool_age * 1000)
+        return merge_snapshots(await self._each(lambda k, p: self._run("metrics", age, keys=k)))
 
-    async def last_event_id(self) -> str:
-        """The id of the newest event ("0-0" when there is none): follow from there."""
-        newest = await self.driver.stream_range(self.keys.events, 1, reverse=True)
+    async def last_event_id(self, partition: int = 0) -> str:
+        """The id of a partition's newest event ("0-0" when there is none): follow from
+        there."""
+        newest = await self.driver.stream_range(self.parts[partition].events, 1, reverse=True)
         return newest[0][0] if newest else "0-0"
 
     async def read_events(
-        self, last_id: str, count: int = 100, block_ms: int | None = None
+        self, last_id: str, count: int = 100, block_ms: int | None = None, *, partition: int = 0
     ) -> list[tuple[str, dict[str, str]]]:
-        """Events after `last_id` ("$" for only new ones), oldest first."""
-        return await self.driver.read_stream(self.keys.events, last_id, count, block_ms)
+        """A partition's events after `last_id` ("$" for only new ones), oldest first."""
+        return await self.driver.read_stream(self.parts[partition].events, last_id, count, block_ms)
+
+
+def merge_snapshots(snapshots: Sequence[Any]) -> list[Any]:
+    """One metrics.lua reply from one per partition: lengths and counters summed, the oldest
+    undelivered entry's age the greatest; the pools from the first (every pool registers in
+    every partition)."""
+    first = list(snapshots[0])
+    if len(snapshots) == 1:
+        return first
+    streams = [[0, 0, -1] for _ in first[0]]
+    stats: dict[str, int] = {}
+    delayed = dead = 0
+    for snap in snapshots:
+        for total, (length, delivered, age) in zip(streams, snap[0]):
+            total[0] += int(length)
+            total[1] += int(delivered)
+            total[2] = max(total[2], int(age))
+        delayed, dead = delayed + int(snap[1]), dead + int(snap[2])
+        for name, value in _codec.pairs(snap[3]).items():
+            stats[name] = stats.get(name, 0) + int(value)
+    flat = [x for item in stats.items() for x in item]
+    return [streams, delayed, dead, flat, first[4], first[5]]
 
 
 class _GuideCompat:
@@ -470,5 +787,5 @@ class _GuideCompat:
 
     async def hget(self, key: str, field: str) -> str | None:
         if key == self._queue._key("error"):
-            return await self._queue.driver.hget(self._queue.keys.job(field), "error")
+            return await self._queue.driver.hget(self._queue.keys_of(field).job(field), "error")
         return await self._queue.driver.hget(key, field)

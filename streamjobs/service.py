@@ -7,15 +7,17 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import timedelta
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _codec
+from . import _codec, _schedules
 from ._metrics import metrics_from, workers_from
 from ._runner import Handler
+from ._schedules import ScheduleInfo
 from .async_worker import AsyncWorkerPool, Timings
 
 if sys.version_info < (3, 11):
@@ -32,11 +34,22 @@ from .models import (
     JobStatus,
     WorkerInfo,
 )
-from .redis_queue import RedisJobQueue
+from .redis_queue import RedisJobQueue, gather
+
+#: How often `events()` looks at the partitions' streams when there were none (seconds).
+POLL = 0.25
+
+
+def _event_order(entry: str) -> tuple[int, int]:
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class JobService:
-    """Submit jobs, run workers and read back status, results, dead letters and metrics."""
+    """Submit jobs, run workers and read back status, results, dead letters and metrics.
+
+    `partitions=N` splits the queue into N partitions (see `RedisJobQueue`): reads span them
+    all, calls about one job go to its partition, and the workers serve every partition."""
 
     def __init__(
         self,
@@ -48,13 +61,14 @@ class JobService:
         key_prefix: str = "streamjobs:",
         name: str = "default",
         timings: Timings | None = None,
+        partitions: int | None = None,
         trace_parent: str | None = None,
     ) -> None:
         if queue is None:
             if worker_pool is not None:
                 queue = worker_pool.queue
             else:
-                queue = RedisJobQueue(redis_url, key_prefix, name=name)
+                queue = RedisJobQueue(redis_url, key_prefix, name=name, partitions=partitions)
         if worker_pool is None:
             worker_pool = AsyncWorkerPool(queue, timings=timings)
         elif worker_pool.queue is not queue:
@@ -146,6 +160,7 @@ class JobService:
         dedupe_key: str | None = None,
         dedupe_for: float | timedelta | None = None,
         dedupe_mode: DedupeMode | None = None,
+        partition_key: str | None = None,
     ) -> str:
         """Queue a job and return its id; a `job_id` that already has a record enqueues
         nothing. Invalid input raises InvalidJobError, naming the field, and writes nothing.
@@ -155,7 +170,13 @@ class JobService:
         the key's job is not finished, within `dedupe_for` seconds when given), "throttle"
         (one job per key per `dedupe_for` seconds), "debounce" (the job waits `dedupe_for`
         seconds; a submit meanwhile replaces its arguments and pushes its start back by
-        `dedupe_for`: the last submit wins). The check and the write are one atomic step."""
+        `dedupe_for`: the last submit wins). The check and the write are one atomic step.
+
+        With many partitions, jobs sharing a `partition_key` share a partition (a `job_id`
+        decides its own; else a `dedupe_key` picks it; none: jobs are spread evenly); with
+        one, it is ignored."""
+        if partition_key is not None or self._queue.partition_count > 1:
+            job_id = self._queue.place(job_id, partition_key, dedupe_key)
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
@@ -178,10 +199,11 @@ class JobService:
         fails after others were written, PartialSubmitError carries the ids written and not,
         and submitting the same jobs again with the same ids finishes the job safely. A job
         with a `dedupe_key` gets the id of the job that stands for it, as in submit_job."""
-        specs = _codec.new_jobs(jobs, self._queue.max_payload)
+        q = self._queue
+        specs = _codec.new_jobs(jobs, q.max_payload, q.place, q.partition_count > 1)
         if not specs:
             return []
-        if self._queue.observers:
+        if q.observers:
             return await self._submit_observed(specs)
         return await self._queue.submit(specs)
 
@@ -198,6 +220,84 @@ class JobService:
         late result is refused. NOTHING when it is finished or unknown. The answer is true
         unless NOTHING, so `if await svc.cancel_job(job_id):` tells whether it was cancelled."""
         return await self._queue.cancel(job_id)
+
+    # -- schedules ------------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        name: str,
+        handler: str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        priority: JobPriority | int | str = JobPriority.NORMAL,
+        timeout: float | None = 300,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        misfire: str = "coalesce",
+        max_lateness: float | timedelta | None = None,
+        overlap: bool = False,
+    ) -> ScheduleInfo:
+        """Run `handler` periodically: by `cron` (5 fields, or 6 with seconds first, in
+        time zone `tz`) or `every` seconds (ticks at whole multiples since the epoch). Every
+        worker pool of the queue fires it, each tick once, as job `sched:<name>:<tick ms>`.
+        Ticks missed while no pool ran: `misfire` "coalesce" runs the newest one, "skip"
+        none, "all" each (the newest 100; needs `overlap=True`). A run later than
+        `max_lateness` seconds is dropped; with `overlap=False` a tick is skipped while the
+        last run is pending or running. Calling it again with the same name updates the
+        schedule (a paused one stays paused; an unchanged timing keeps its next tick).
+        Invalid input raises InvalidJobError naming the field, writing nothing."""
+        new = _schedules.new_schedule(
+            name, handler, cron=cron, every=every, tz=tz, args=args, kwargs=kwargs,
+            priority=priority, timeout=timeout, max_retries=max_retries,
+            retry_delay=retry_delay, retry_backoff=retry_backoff, misfire=misfire,
+            max_lateness=max_lateness, overlap=overlap, max_payload=self._queue.max_payload,
+        )  # fmt: skip
+        now, _ = _schedules.parse_read(await self._queue.run_schedules("get_schedules", name))
+        await self._queue.run_schedules("schedule", *new.put_args(now))
+        info = await self.get_schedule(new.name)
+        assert info is not None
+        return info
+
+    async def get_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule of this queue by name, with its next five fire times."""
+        _, found = _schedules.parse_read(await self._queue.run_schedules("get_schedules"))
+        return [_schedules.info(name, found[name]) for name in sorted(found)]
+
+    async def get_schedule(self, name: str) -> ScheduleInfo | None:
+        """One schedule, or None when there is none by that name."""
+        _, found = _schedules.parse_read(await self._queue.run_schedules("get_schedules", name))
+        return _schedules.info(name, found[name]) if name in found else None
+
+    async def pause_schedule(self, name: str) -> bool:
+        """Stop a schedule firing until resumed; False when unknown or already paused."""
+        return int(await self._queue.run_schedules("pause_schedule", name)) == 1
+
+    async def resume_schedule(self, name: str) -> bool:
+        """Fire a paused schedule again from its next tick (the ticks it was paused over do
+        not run); False when unknown or not paused."""
+        now, found = _schedules.parse_read(
+            await self._queue.run_schedules("get_schedules", name)
+        )
+        if name not in found:
+            return False
+        first = _schedules.next_after(_schedules.timing_from(found[name]), now)
+        return int(await self._queue.run_schedules("resume_schedule", name, first)) == 1
+
+    async def trigger_schedule(self, name: str) -> str | None:
+        """Queue one run of a schedule now, paused or not; its job id, or None when there
+        is no such schedule. Its next tick stays as it was."""
+        reply = await self._queue.run_schedules("fire_schedule", name, "now", "", "", 0)
+        ids = _schedules.fired(reply)
+        return ids[0] if ids else None
+
+    async def unschedule(self, name: str) -> bool:
+        """Delete a schedule (runs already queued stay); False when there was none."""
+        return int(await self._queue.run_schedules("unschedule", name)) == 1
 
     # -- reading back ---------------------------------------------------------------------
 
@@ -227,11 +327,12 @@ class JobService:
         reading the record again when an event names the job, and at least every second (as
         the sync client does). The stream position is taken before the record is read, so
         no event between the two is missed."""
+        p = self._queue.partition_of(job_id)  # its events are its partition's
         with anyio.fail_after(timeout):
-            last = await self._queue.last_event_id()
+            last = await self._queue.last_event_id(p)
             result = await self._terminal_result(job_id)
             while result is None:
-                events = await self._queue.read_events(last, 500, block_ms=1000)
+                events = await self._queue.read_events(last, 500, block_ms=1000, partition=p)
                 last = events[-1][0] if events else last
                 if not events or any(f.get("job_id") == job_id for _, f in events):
                     result = await self._terminal_result(job_id)
@@ -245,12 +346,37 @@ class JobService:
         return _codec.result(record)
 
     async def events(self, since: str = "$") -> AsyncIterator[dict[str, Any]]:
-        """Follow the events stream ("$": only new events; "0": from the oldest kept)."""
-        last = since if since != "$" else await self._queue.last_event_id()
+        """Follow the events stream ("$": only new events; "0": from the oldest kept). With
+        many partitions, every partition's stream is read in turn (no task group held across
+        a yield): their events come merged in id order per pass, each with its `partition`,
+        within about half a second of happening."""
+        q = self._queue
+        if q.partition_count == 1:
+            last = since if since != "$" else await q.last_event_id()
+            while True:
+                for entry, fields in await q.read_events(last, 100, block_ms=5000):
+                    last = entry
+                    yield {"id": entry, **fields}
+        n = q.partition_count
+        if since == "$":
+            lasts = list(await gather([partial(q.last_event_id, p) for p in range(n)]))
+        else:
+            lasts = [since] * n
         while True:
-            for entry, fields in await self._queue.read_events(last, 100, block_ms=5000):
-                last = entry
-                yield {"id": entry, **fields}
+            reads = await gather(
+                [partial(q.read_events, lasts[p], 100, partition=p) for p in range(n)]
+            )
+            merged = []
+            for p, events in enumerate(reads):
+                if events:
+                    lasts[p] = events[-1][0]
+                merged += [(entry, p, fields) for entry, fields in events]
+            if not merged:
+                await anyio.sleep(POLL)
+                continue
+            merged.sort(key=lambda item: _event_order(item[0]))
+            for entry, p, fields in merged:
+                yield {"id": entry, "partition": p, **fields}
 
     async def get_dead_letters(self, limit: int = 100) -> list[JobDefinition]:
         """The newest dead letters (each with `.error` and `.attempts`), newest first."""

@@ -20,18 +20,24 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from . import _codec
+from . import _codec, _schedules
+from ._keys import QueueKeys
 from ._metrics import metrics_from
+from ._schedules import ScheduleInfo
 from ._scripts import script
 from .async_worker import Timings
 from .errors import JobNotFoundError
 from .models import CancelOutcome, DedupeMode, JobDefinition, JobPriority, JobResult, JobStatus
 from .redis_queue import (
     CONTROL_TTL_MS,
+    ENQUEUE_CHUNK,
     RedisJobQueue,
     cancel_outcome,
     deduped_id,
     enqueued,
+    enqueued_chunks,
+    merge_snapshots,
+    newest_first,
     submitted,
 )
 
@@ -45,7 +51,8 @@ class SyncJobClient:
     """Submit jobs and read back their status, results, dead letters and metrics, blocking.
 
     Takes the same queue settings as `JobService` (`redis_url`, defaulting to `$REDIS_URL`,
-    then `redis://localhost:6379/0`; `key_prefix`; `name`), or a `queue` to copy them from.
+    then `redis://localhost:6379/0`; `key_prefix`; `name`; `partitions`, checked against the
+    count recorded in Redis on first use), or a `queue` to copy them from.
     `timings` must match the workers' for the worker counts in `get_metrics()` (default
     `Timings()`, as `JobService` uses).
     """
@@ -58,10 +65,23 @@ class SyncJobClient:
         key_prefix: str = "streamjobs:",
         name: str = "default",
         timings: Timings | None = None,
+        partitions: int | None = None,
     ) -> None:
-        self._queue = queue or RedisJobQueue(redis_url, key_prefix, name=name)
+        self._queue = queue or RedisJobQueue(
+            redis_url, key_prefix, name=name, partitions=partitions
+        )
         self._timings = timings or Timings()
         self._driver = self._queue.sync_driver()
+        self._agreed = False  # the partition count was checked against Redis
+
+    def _parts(self) -> RedisJobQueue:
+        """The queue, its partition count agreed with Redis (on first use: this client
+        connects lazily); ConfigurationError when it differs from the recorded one."""
+        if not self._agreed:
+            keys, args = self._queue.record_partitions_call()
+            self._queue.adopt_partitions(self._driver.eval(script("record_partitions"), keys, args))
+            self._agreed = True
+        return self._queue
 
     @property
     def queue(self) -> RedisJobQueue:
@@ -81,9 +101,10 @@ class SyncJobClient:
     ) -> None:  # fmt: skip
         self.close()
 
-    def _run(self, name: str, *args: Any) -> Any:
-        """Run one transition script with the queue's common arguments, as the queue does."""
-        keys = self._queue.keys
+    def _run(self, name: str, *args: Any, keys: QueueKeys | None = None) -> Any:
+        """Run one transition script with the queue's common arguments, as the queue does
+        (on partition 0 unless `keys` says which)."""
+        keys = keys or self._parts().keys
         return self._driver.eval(script(name), keys.all, self._queue.script_args(*args))
 
     # -- submitting -----------------------------------------------------------------------
@@ -104,11 +125,15 @@ class SyncJobClient:
         dedupe_key: str | None = None,
         dedupe_for: float | timedelta | None = None,
         dedupe_mode: DedupeMode | None = None,
+        partition_key: str | None = None,
     ) -> str:
         """Queue a job and return its id, exactly as `JobService.submit_job` does: invalid
         input raises InvalidJobError naming the field and writes nothing; a `job_id` that
         already has a record enqueues nothing; with a `dedupe_key`, the id returned is that
-        of the job standing for the key."""
+        of the job standing for the key; `partition_key` as there."""
+        q = self._parts()
+        if partition_key is not None or q.partition_count > 1:
+            job_id = q.place(job_id, partition_key, dedupe_key)
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
@@ -116,16 +141,15 @@ class SyncJobClient:
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
             dedupe_mode=dedupe_mode,
         )  # fmt: skip
-        if self._queue.observers:
+        if q.observers:
             [job_id] = self._submit_observed([job])
             return job_id
         if job.dedupe is not None:
-            call = self._queue.enqueue_deduped_call(job)
-            keys = self._queue.keys.deduping
+            call = q.enqueue_deduped_call(job)
+            keys = q.keys_of(job.id).deduping
             return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
-        keys = self._queue.keys.all
-        [call] = self._queue.enqueue_calls([job])
-        self._driver.eval(script("enqueue"), keys, call)
+        [call] = q.enqueue_calls([job])
+        self._driver.eval(script("enqueue"), q.keys_of(job.id).all, call)
         return job.id
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -133,25 +157,42 @@ class SyncJobClient:
         (`handler` included). All are validated before anything is written. Every job gets
         its id before sending; a failure after some were written raises PartialSubmitError
         with the ids written and not, as `JobService.submit_many` does."""
-        specs = _codec.new_jobs(jobs, self._queue.max_payload)
-        if specs and self._queue.observers:
+        q = self._parts()
+        specs = _codec.new_jobs(jobs, q.max_payload, q.place, q.partition_count > 1)
+        if specs and q.observers:
             return self._submit_observed(specs)
         return self._write(specs)
 
     def _write(self, specs: Sequence[_codec.NewJob]) -> list[str]:
-        """Write jobs, those with a dedupe key one script call each (pipelined); the ids
-        standing for them, in order."""
+        """Write validated jobs: one pipeline of enqueue.lua chunks per partition, and those
+        with a dedupe key one script call each; the ids standing for them, in order."""
+        q = self._parts()
         plain = [job for job in specs if job.dedupe is None]
         if plain:
-            calls = self._queue.enqueue_calls(plain)
-            enqueued(plain, self._driver.eval_many(script("enqueue"), self._queue.keys.all, calls))
+            self._write_plain(q, plain)
         if len(plain) == len(specs):
             return [job.id for job in specs]
         deduped = [job for job in specs if job.dedupe is not None]
-        calls = [self._queue.enqueue_deduped_call(job) for job in deduped]
-        keys = self._queue.keys.deduping
-        replies = self._driver.eval_many(script("enqueue_deduped"), keys, calls)
+        replies: list[Any] = [None] * len(deduped)
+        for p, at in q.by_partition([job.id for job in deduped]).items():
+            calls = [q.enqueue_deduped_call(deduped[i]) for i in at]
+            got = self._driver.eval_many(script("enqueue_deduped"), q.parts[p].deduping, calls)
+            for i, reply in zip(at, got):
+                replies[i] = reply
         return submitted(specs, plain, deduped, replies)
+
+    def _write_plain(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob]) -> None:
+        if q.partition_count == 1:
+            calls = q.enqueue_calls(specs)
+            enqueued(specs, self._driver.eval_many(script("enqueue"), q.keys.all, calls))
+            return
+        chunks: list[tuple[list[int], Any]] = []
+        for p, at in q.by_partition([job.id for job in specs]).items():
+            calls = q.enqueue_calls([specs[i] for i in at])
+            replies = self._driver.eval_many(script("enqueue"), q.parts[p].all, calls)
+            starts = range(0, len(at), ENQUEUE_CHUNK)
+            chunks += [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
+        enqueued_chunks(specs, chunks)
 
     def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
         """Write jobs as the observers see fit (a trace's context added to each, say)."""
@@ -162,27 +203,101 @@ class SyncJobClient:
         """Cancel a job, as `JobService.cancel_job` does: CANCELLED before it started,
         REQUESTED while it runs (it ends CANCELLED, its worker stops it), NOTHING when it is
         finished or unknown; true unless NOTHING."""
-        return cancel_outcome(self._run("cancel", job_id, CONTROL_TTL_MS))
+        keys = self._keys_of(job_id)
+        return cancel_outcome(self._run("cancel", job_id, CONTROL_TTL_MS, keys=keys))
 
     def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts; False when it is not one."""
-        return bool(self._run("retry_dead_letter", job_id))
+        return bool(self._run("retry_dead_letter", job_id, keys=self._keys_of(job_id)))
+
+    def _keys_of(self, job_id: str) -> QueueKeys:
+        return self._parts().keys_of(job_id)
+
+    # -- schedules (the workers fire them) ------------------------------------------------
+
+    def _schedules(self, name: str, *args: Any) -> Any:
+        keys = self._queue.keys.scheduling
+        return self._driver.eval(script(name), keys, self._queue.script_args(*args))
+
+    def schedule(
+        self,
+        name: str,
+        handler: str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        tz: str = "UTC",
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        priority: JobPriority | int | str = JobPriority.NORMAL,
+        timeout: float | None = 300,
+        max_retries: int = 3,
+        retry_delay: float = 1.0,
+        retry_backoff: float = 2.0,
+        misfire: str = "coalesce",
+        max_lateness: float | timedelta | None = None,
+        overlap: bool = False,
+    ) -> ScheduleInfo:
+        """Create or update a schedule, exactly as `JobService.schedule` does; the worker
+        pools serving the queue fire it."""
+        new = _schedules.new_schedule(
+            name, handler, cron=cron, every=every, tz=tz, args=args, kwargs=kwargs,
+            priority=priority, timeout=timeout, max_retries=max_retries,
+            retry_delay=retry_delay, retry_backoff=retry_backoff, misfire=misfire,
+            max_lateness=max_lateness, overlap=overlap, max_payload=self._queue.max_payload,
+        )  # fmt: skip
+        now, _ = _schedules.parse_read(self._schedules("get_schedules", name))
+        self._schedules("schedule", *new.put_args(now))
+        info = self.get_schedule(new.name)
+        assert info is not None
+        return info
+
+    def get_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule of this queue by name, with its next five fire times."""
+        _, found = _schedules.parse_read(self._schedules("get_schedules"))
+        return [_schedules.info(name, found[name]) for name in sorted(found)]
+
+    def get_schedule(self, name: str) -> ScheduleInfo | None:
+        """One schedule, or None when there is none by that name."""
+        _, found = _schedules.parse_read(self._schedules("get_schedules", name))
+        return _schedules.info(name, found[name]) if name in found else None
+
+    def pause_schedule(self, name: str) -> bool:
+        """Stop a schedule firing until resumed; False when unknown or already paused."""
+        return int(self._schedules("pause_schedule", name)) == 1
+
+    def resume_schedule(self, name: str) -> bool:
+        """Fire a paused schedule again from its next tick; False when unknown or not paused."""
+        now, found = _schedules.parse_read(self._schedules("get_schedules", name))
+        if name not in found:
+            return False
+        first = _schedules.next_after(_schedules.timing_from(found[name]), now)
+        return int(self._schedules("resume_schedule", name, first)) == 1
+
+    def trigger_schedule(self, name: str) -> str | None:
+        """Queue one run of a schedule now; its job id, or None when there is none."""
+        ids = _schedules.fired(self._schedules("fire_schedule", name, "now", "", "", 0))
+        return ids[0] if ids else None
+
+    def unschedule(self, name: str) -> bool:
+        """Delete a schedule (runs already queued stay); False when there was none."""
+        return int(self._schedules("unschedule", name)) == 1
 
     # -- reading back ---------------------------------------------------------------------
 
     def get_job_status(self, job_id: str) -> JobStatus | None:
         """The job's status, or None when unknown (or its record expired)."""
-        raw = self._driver.hget(self._queue.keys.job(job_id), "status")
+        raw = self._driver.hget(self._keys_of(job_id).job(job_id), "status")
         return JobStatus(raw) if raw else None
 
     def get_job_result(self, job_id: str) -> JobResult | None:
         """The job's outcome once terminal; None before, or when unknown."""
-        record = _codec.with_id(job_id, self._driver.hgetall(self._queue.keys.job(job_id)))
+        record = _codec.with_id(job_id, self._driver.hgetall(self._keys_of(job_id).job(job_id)))
         return _codec.result(record) if record else None
 
     def get_job(self, job_id: str) -> JobDefinition | None:
         """The job's definition and state, or None when unknown."""
-        record = _codec.with_id(job_id, self._driver.hgetall(self._queue.keys.job(job_id)))
+        record = _codec.with_id(job_id, self._driver.hgetall(self._keys_of(job_id).job(job_id)))
         return _codec.definition(record) if record else None
 
     def wait_for_result(self, job_id: str, timeout: float | None = None) -> JobResult:
@@ -191,9 +306,10 @@ class SyncJobClient:
         or its result expired). Blocks on the events stream (no polling), re-reading the job's
         record when an event names it, and at least every second."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        last = self._last_event_id()  # before the record is read: no event is missed
+        events = self._keys_of(job_id).events  # its events are its partition's
+        last = self._last_event_id(events)  # before the record is read: no event is missed
         while True:
-            record = _codec.with_id(job_id, self._driver.hgetall(self._queue.keys.job(job_id)))
+            record = _codec.with_id(job_id, self._driver.hgetall(self._keys_of(job_id).job(job_id)))
             if not record:
                 raise JobNotFoundError(job_id)
             result = _codec.result(record)
@@ -202,19 +318,19 @@ class SyncJobClient:
             left = _RECHECK if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout:g}s")
-            last = self._wait_event(job_id, last, min(left, _RECHECK))
+            last = self._wait_event(events, job_id, last, min(left, _RECHECK))
 
-    def _last_event_id(self) -> str:
-        newest = self._driver.stream_range(self._queue.keys.events, 1, reverse=True)
+    def _last_event_id(self, events: str) -> str:
+        newest = self._driver.stream_range(events, 1, reverse=True)
         return newest[0][0] if newest else "0-0"
 
-    def _wait_event(self, job_id: str, last: str, wait: float) -> str:
+    def _wait_event(self, stream: str, job_id: str, last: str, wait: float) -> str:
         """Follow the events stream for up to `wait` seconds, returning early once an event
         names the job; returns the last event id read."""
         until = time.monotonic() + wait
         while (left := until - time.monotonic()) > 0:
             block_ms = max(1, int(left * 1000))
-            events = self._driver.read_stream(self._queue.keys.events, last, 500, block_ms)
+            events = self._driver.read_stream(stream, last, 500, block_ms)
             if not events:
                 break
             last = events[-1][0]
@@ -224,11 +340,16 @@ class SyncJobClient:
 
     def get_dead_letters(self, limit: int = 100) -> list[JobDefinition]:
         """The newest dead letters (each with `.error` and `.attempts`), newest first."""
-        entries = self._driver.stream_range(self._queue.keys.dead, limit, reverse=True)
-        return [_codec.dead_letter(entry, fields) for entry, fields in entries]
+        q = self._parts()
+        entries = [
+            e for keys in q.parts for e in self._driver.stream_range(keys.dead, limit, reverse=True)
+        ]
+        newest = newest_first(entries)[:limit]
+        return [_codec.dead_letter(entry, fields) for entry, fields in newest]
 
     def get_metrics(self) -> dict[str, Any]:
         """Queue depth by state and priority, lifetime counters, and worker counts: the same
         shape as `JobService.get_metrics()`."""
         ttl_ms = int(self._timings.registry_ttl * 1000)
-        return metrics_from(list(self._run("metrics", ttl_ms)), self._timings)
+        snaps = [self._run("metrics", ttl_ms, keys=keys) for keys in self._parts().parts]
+        return metrics_from(merge_snapshots(snaps), self._timings)

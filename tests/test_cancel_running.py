@@ -292,7 +292,7 @@ async def test_the_sync_client_and_the_cli_say_what_cancelling_did(
 async def test_a_pool_that_never_hears_of_the_cancel_still_stops_the_job_by_its_lease(
     svc: JobService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def deaf(pool_id: str, timeout: float) -> None:  # its control list never answers
+    async def deaf(pool_id: str, timeout: float, *, partition: int = 0) -> None:  # never answers
         await anyio.sleep(timeout)
 
     monkeypatch.setattr(svc.queue, "wait_for_cancel", deaf)

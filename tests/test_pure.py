@@ -38,8 +38,9 @@ def cluster_slot(key: str) -> int:
 @pytest.mark.parametrize("prefix,name", [("streamjobs:", "default"), ("myapp:jobs:", "media")])
 def test_every_key_of_a_queue_maps_to_one_cluster_slot(prefix: str, name: str) -> None:
     keys = QueueKeys(prefix, name)
-    every = [*keys.all, keys.job("abc123"), keys.pool("host-1-aa"), keys.control("host-1-aa"),
-             keys.dedupe_prefix, keys.dedupe("sync-user-42")]
+    every = [*keys.scheduling, keys.job("abc123"), keys.pool("host-1-aa"),
+             keys.control("host-1-aa"), keys.dedupe_prefix, keys.dedupe("sync-user-42")]
+    every.append(f"{keys.schedule_keys[1]}nightly-backup")  # a schedule's hash
     assert len({cluster_slot(k) for k in every}) == 1
     assert all(k.startswith(f"{prefix}{{{name}}}:") for k in every)
 

@@ -1,8 +1,9 @@
 """The `streamjobs` command: worker processes and the operator's inspection tools.
 
 `streamjobs worker MODULE:ATTR` runs an app's handlers; `info`, `workers`, `jobs show`,
-`events`, `dead-letters` and `submit` inspect and steer a queue. Every failure an operator can
-fix prints one line on stderr and exits 1; usage errors print one line too and exit 2.
+`events`, `dead-letters`, `schedules` and `submit` inspect and steer a queue. Every failure an
+operator can fix prints one line on stderr and exits 1; usage errors print one line too and
+exit 2.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import anyio
 
 from ..errors import StreamJobsError
 from ..service import JobService
-from . import _dead, _inspect, _logs, _parser, _prom, _submit
+from . import _dead, _inspect, _logs, _parser, _prom, _sched, _submit
 from ._app import load_service, worker_service
 from ._common import CliError, open_service
 from ._supervisor import Supervisor, child_argv
@@ -39,12 +40,17 @@ COMMANDS: dict[str, Command] = {
         _dead.retry_all(svc, o.json) if o.all else _dead.retry_one(svc, o.job_id, o.json)
     ),
     "dead-letters purge": lambda svc, o: _dead.purge(svc, o.json),
+    "schedules list": lambda svc, o: _sched.list_schedules(svc, o.json),
+    "schedules pause": lambda svc, o: _sched.pause(svc, o.name, o.json),
+    "schedules resume": lambda svc, o: _sched.resume(svc, o.name, o.json),
+    "schedules trigger": lambda svc, o: _sched.trigger(svc, o.name, o.json),
+    "schedules remove": lambda svc, o: _sched.remove(svc, o.name, o.json),
     "submit": _submit.submit,
 }
 
 
 async def _run_command(opts: argparse.Namespace) -> int:
-    async with open_service(opts.redis_url, opts.queue, opts.key_prefix) as svc:
+    async with open_service(opts.redis_url, opts.queue, opts.key_prefix, opts.partitions) as svc:
         return await COMMANDS[opts.command](svc, opts)
 
 
@@ -72,7 +78,9 @@ def _check_backend(backend: str, driver: str | None) -> None:
 def _child_args(opts: argparse.Namespace) -> list[str]:
     """The options a supervised child gets: the supervisor's own, one process each."""
     args = [opts.app, "--log-level", opts.log_level, "--log-format", opts.log_format]
-    for flag in ("concurrency", "redis_url", "queue", "lease", "grace", "backend", "driver"):
+    flags = ("concurrency", "redis_url", "queue", "partitions", "lease", "grace", "backend",
+             "driver")  # fmt: skip
+    for flag in flags:
         value = getattr(opts, flag)
         if value is not None:
             args += [f"--{flag.replace('_', '-')}", str(value)]
@@ -80,7 +88,8 @@ def _child_args(opts: argparse.Namespace) -> list[str]:
 
 
 async def _reachable(svc: JobService) -> None:
-    async with open_service(svc.queue.redis_url, svc.queue.keys.name, svc.queue.keys.key_prefix):
+    q = svc.queue
+    async with open_service(q.redis_url, q.keys.name, q.keys.key_prefix, q.partitions):
         pass
 
 
@@ -88,7 +97,7 @@ def _run_worker(opts: argparse.Namespace) -> int:
     _check_worker_options(opts)
     _logs.configure(opts.log_level, opts.log_format)
     app = load_service(opts.app)
-    svc = worker_service(app, opts.redis_url, opts.queue, opts.lease, opts.driver)
+    svc = worker_service(app, opts.redis_url, opts.queue, opts.lease, opts.driver, opts.partitions)
     if opts.processes > 1:
         anyio.run(_reachable, svc)  # a wrong URL fails here, once, not in every child
         supervisor = Supervisor(child_argv(_child_args(opts)), opts.processes, burst=opts.burst)
@@ -124,7 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_worker(opts)
         if opts.command == "metrics":
             return _prom.serve_metrics(
-                opts.redis_url, opts.queue, opts.key_prefix, opts.host, opts.port
+                opts.redis_url,
+                opts.queue,
+                opts.key_prefix,
+                opts.host,
+                opts.port,
+                opts.partitions,
             )
         if not _confirmed(opts):
             return 1

@@ -60,9 +60,11 @@ async def connect(queue: RedisJobQueue, within: float | None = CONNECT_TIMEOUT) 
 
 
 @asynccontextmanager
-async def open_service(url: str | None, name: str, key_prefix: str) -> AsyncIterator[JobService]:
+async def open_service(
+    url: str | None, name: str, key_prefix: str, partitions: int | None = None
+) -> AsyncIterator[JobService]:
     """A connected service on one queue, for commands that inspect or submit (no workers)."""
-    queue = RedisJobQueue(url, key_prefix, name=name)
+    queue = RedisJobQueue(url, key_prefix, name=name, partitions=partitions)
     await connect(queue)
     try:
         yield JobService(queue=queue, timings=Timings())

@@ -11,7 +11,7 @@ import anyio
 
 from .._metrics import metrics_from, workers_from
 from ..models import JobPriority, WorkerInfo
-from ..redis_queue import RedisJobQueue
+from ..redis_queue import RedisJobQueue, newest_first
 from ..service import JobService
 from . import _render
 from ._common import CliError, console, print_json
@@ -23,11 +23,14 @@ PAGE = 1000
 TOTALS = ("completed", "failed", "cancelled", "retried", "dead_lettered")
 
 
-async def _scan_events(queue: RedisJobQueue, after: str, pages: int = 20) -> list[Any]:
-    """Events after the entry id `after`, oldest first, at most `pages` pages (XREAD)."""
+async def _scan_events(
+    queue: RedisJobQueue, after: str, pages: int = 20, partition: int = 0
+) -> list[Any]:
+    """A partition's events after the entry id `after`, oldest first, at most `pages` pages
+    (XREAD)."""
     found: list[Any] = []
     for _ in range(pages):
-        page = await queue.read_events(after, PAGE)
+        page = await queue.read_events(after, PAGE, partition=partition)
         found.extend(page)
         if len(page) < PAGE:
             break
@@ -36,8 +39,12 @@ async def _scan_events(queue: RedisJobQueue, after: str, pages: int = 20) -> lis
 
 
 async def recent_outcomes(queue: RedisJobQueue, now_ms: int) -> dict[str, int]:
-    """job.completed and job.failed events in the last WINDOW_S seconds (server clock)."""
-    events = await _scan_events(queue, f"{now_ms - WINDOW_S * 1000}-0")
+    """job.completed and job.failed events in the last WINDOW_S seconds (server clock), in
+    every partition."""
+    after = f"{now_ms - WINDOW_S * 1000}-0"
+    events = [
+        e for p in range(queue.partition_count) for e in await _scan_events(queue, after, 20, p)
+    ]
     kinds = [fields.get("type") for _, fields in events]
     return {"completed": kinds.count("job.completed"), "failed": kinds.count("job.failed")}
 
@@ -66,6 +73,7 @@ async def collect_info(svc: JobService) -> dict[str, Any]:
     q = metrics["queue"]
     return {
         "queue": svc.queue.keys.name,
+        "partitions": svc.queue.partition_count,
         "pending": q["by_priority"], "pending_total": q["pending"], "running": q["running"],
         "scheduled": q["scheduled"], "retrying": q["retrying"], "dead_letters": q["dead_letter"],
         "last_minute": await recent_outcomes(svc.queue, now_ms),
@@ -139,7 +147,7 @@ async def show_job(svc: JobService, job_id: str, as_json: bool) -> int:
     if not record:
         where = svc.queue.keys.name
         raise CliError(f"no job {job_id!r} on queue {where!r} (unknown, or its record expired)")
-    events = await _scan_events(svc.queue, "0-0", pages=10)
+    events = await _scan_events(svc.queue, "0-0", 10, svc.queue.partition_of(job_id))
     view = job_view(record, [(e, f) for e, f in events if f.get("job_id") == job_id])
     if as_json:
         print_json(view)
@@ -152,6 +160,8 @@ async def events(svc: JobService, count: int, follow: bool, as_json: bool) -> in
     """`streamjobs events`: the newest `count` events, then (`--follow`) new ones as they come,
     until SIGINT or SIGTERM."""
     queue = svc.queue
+    if queue.partition_count > 1:
+        return await _events_of_partitions(svc, count, follow, as_json)
     newest = []
     if count > 0:
         newest = await queue.driver.stream_range(queue.keys.events, count, reverse=True)
@@ -166,6 +176,27 @@ async def events(svc: JobService, count: int, follow: bool, as_json: bool) -> in
             for entry, fields in await queue.read_events(last, 100, block_ms=1000):
                 last = entry
                 _render.event_line(entry, fields, as_json)
+    return 0
+
+
+async def _events_of_partitions(svc: JobService, count: int, follow: bool, as_json: bool) -> int:
+    """`events` on a partitioned queue: the newest `count` over every partition, then
+    (`--follow`) every partition's new events, merged (`JobService.events`)."""
+    queue = svc.queue
+    newest: list[Any] = []
+    for keys in queue.parts if count > 0 else ():
+        newest += await queue.driver.stream_range(keys.events, count, reverse=True)
+    shown = newest_first(newest)[:count]
+    for entry, fields in reversed(shown):
+        _render.event_line(entry, fields, as_json)
+    if not follow:
+        return 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_on_signal, tg.cancel_scope)
+        async for event in svc.events(shown[0][0] if shown else "$"):
+            entry = event.pop("id")
+            event.pop("partition", None)
+            _render.event_line(entry, event, as_json)
     return 0
 
 

@@ -29,6 +29,9 @@ def _connection() -> _Parser:
     )
     p.add_argument("--queue", default="default", help="queue name (default: default)")
     p.add_argument("--key-prefix", default="streamjobs:", help="key prefix (default: streamjobs:)")
+    p.add_argument("--partitions", type=int, default=None, metavar="N",
+                   help="the queue's partition count (default: the count recorded in Redis, "
+                   "else 1); a count other than the recorded one is refused")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
     return p
 
@@ -54,6 +57,9 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     p.add_argument("--redis-url", default=None, help="Redis to use instead of the app's")
     p.add_argument("--queue", default=None, help="queue name instead of the app's")
+    p.add_argument("--partitions", type=int, default=None, metavar="N",
+                   help="partition count instead of the app's (default: the app's, else the "
+                   "count recorded in Redis)")  # fmt: skip
     p.add_argument("--burst", action="store_true",
                    help="exit 0 once nothing is pending, running or waiting to retry "
                    "(jobs scheduled for later are not waited for)")  # fmt: skip
@@ -128,6 +134,23 @@ def _dead_letters(sub: argparse._SubParsersAction[_Parser]) -> None:
     purge.set_defaults(command="dead-letters purge")
 
 
+def _schedules(sub: argparse._SubParsersAction[_Parser]) -> None:
+    conn = _connection()
+    p = sub.add_parser("schedules", help="list, pause, resume, trigger or remove schedules")
+    actions = p.add_subparsers(required=True)
+    actions.add_parser("list", parents=[conn], help="every schedule with its next five fire "
+                       "times").set_defaults(command="schedules list")  # fmt: skip
+    for action, text in (
+        ("pause", "stop a schedule firing until resumed"),
+        ("resume", "fire a paused schedule again from its next tick"),
+        ("trigger", "queue one run of a schedule now"),
+        ("remove", "delete a schedule (runs already queued stay)"),
+    ):
+        one = actions.add_parser(action, parents=[conn], help=text)
+        one.add_argument("name", metavar="NAME")
+        one.set_defaults(command=f"schedules {action}")
+
+
 def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("submit", parents=[_connection()], help="queue a job")
     p.add_argument("handler", metavar="HANDLER")
@@ -144,6 +167,8 @@ def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="the dedupe window in seconds (needed by throttle and debounce)")
     p.add_argument("--dedupe-mode", default=None, choices=("until_done", "throttle", "debounce"),
                    help="until_done (default), throttle or debounce")  # fmt: skip
+    p.add_argument("--partition-key", default=None,
+                   help="jobs with the same key share a partition (not with --job-id)")  # fmt: skip
     p.set_defaults(command="submit")
 
 
@@ -163,6 +188,6 @@ def build() -> argparse.ArgumentParser:
         prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add in (_worker, _inspection, _dead_letters, _submit, _metrics):
+    for add in (_worker, _inspection, _dead_letters, _schedules, _submit, _metrics):
         add(sub)
     return parser

@@ -19,13 +19,17 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def serve_metrics(redis_url: str | None, queue: str, key_prefix: str, host: str, port: int) -> int:
-    """Serve until a signal; an unreachable Redis or a port in use is one line, exit 1."""
+def serve_metrics(
+    redis_url: str | None, queue: str, key_prefix: str, host: str, port: int,
+    partitions: int | None = None,
+) -> int:  # fmt: skip
+    """Serve until a signal; an unreachable Redis or a port in use is one line, exit 1. A
+    partitioned queue's gauges sum its partitions."""
     try:
         from ..prometheus import queue_metrics_server
     except ConfigurationError as exc:
         raise CliError(str(exc)) from None
-    client = SyncJobClient(redis_url, key_prefix=key_prefix, name=queue)
+    client = SyncJobClient(redis_url, key_prefix=key_prefix, name=queue, partitions=partitions)
     try:
         try:
             client.get_metrics()  # a wrong URL fails here, once, not at every scrape

@@ -1,18 +1,21 @@
 --[[ start: take up to `count` new jobs for a consumer, highest priority first, and mark them
 RUNNING. Invariant: a lower stream is read only when every higher one had nothing new.
 ARGV 4 consumer (pool id), 5 count, 6 the consumer's lease (ms), recorded in each job started
-(`lease`) as that job's own: 0 records none.
+(`lease`) as that job's own: 0 records none; 7 (optional, default 4) the lowest-priority stream
+to read: a worker reading many partitions reads each only down to the best priority waiting
+in any of them (see ready_level.lua).
 Returns a list of {stream index, entry id, flat job record}.
-When every stream was read and no new entry is left, the ready tokens are stale (each stood
+When every stream was read (to its end) and no new entry is left, the ready tokens are stale (each stood
 for an entry now delivered): they are cleared, so that idle readers block until the next.
 Events: job.started per job; job.dead_letter for entries that are not jobs of ours.
 ]]
 local owner, count, lease_ms = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local lowest = tonumber(ARGV[7]) or 4
 local now = now_ms()
 local started = {}
 
-local drained = true  -- every stream was read to its end
-for index = 1, 4 do
+local drained = lowest == 4  -- every stream was read to its end
+for index = 1, lowest do
   local want = count - #started
   if want <= 0 then return started end
   local reply = redis.call('XREADGROUP', 'GROUP', GROUP, owner, 'COUNT', want,

@@ -10,6 +10,8 @@
    RUNNING job of that consumer, is fresher than the lease allows, and its pool heartbeats.
 4. The delayed set holds only future entries (promoters given `promote_slack` seconds).
 5. The metrics' counters and gauges agree with the records.
+6. On a partitioned queue, all of the above in every partition, and each job's record, entry
+   and delayed member in its own partition only.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import orjson
 import redis
 
 from streamjobs import JobService, RedisJobQueue
-from streamjobs._keys import QueueKeys
+from streamjobs._keys import QueueKeys, partition_of
 
 TERMINAL = {"COMPLETED", "FAILED", "DEAD_LETTER", "CANCELLED"}
 QUEUED = {"PENDING", "SCHEDULED", "RETRYING"}
@@ -44,6 +46,12 @@ class Report:
 
     def status(self, job_id: str) -> str | None:
         return self.records.get(job_id, {}).get("status")
+
+
+def partitions(client: redis.Redis, keys: QueueKeys) -> list[QueueKeys]:
+    """The keys of every partition of the queue `keys` names, by its recorded count."""
+    n = int(client.get(f"{keys.key_prefix}{keys.name}:partitions") or 1)
+    return [QueueKeys.partition(keys.key_prefix, keys.name, p, n) for p in range(n)]
 
 
 def _records(client: redis.Redis, keys: QueueKeys) -> dict[str, dict[str, str]]:
@@ -75,16 +83,33 @@ def _ledger_map(ledger: redis.Redis, name: str) -> dict[str, int]:
 class _Checker:
     def __init__(self, client: redis.Redis, ledger: redis.Redis, keys: QueueKeys) -> None:
         self.client, self.keys = client, keys
+        self.parts = partitions(client, keys)
+        n = len(self.parts)
         self.problems: list[str] = []
-        self.records = _records(client, keys)
+        self.records: dict[str, dict[str, str]] = {}
         self.runs = _ledger_map(ledger, "runs")
         self.top_attempt = _ledger_map(ledger, "attempt")
         self.entries: dict[str, list[tuple[int, str]]] = {}
-        for index, stream in enumerate(keys.streams):
-            for entry, fields in client.xrange(stream):
-                self.entries.setdefault(fields.get("id", ""), []).append((index, entry))
-        self.delayed = dict(client.zrange(keys.delayed, 0, -1, withscores=True))
-        self.dead = client.xrange(keys.dead)
+        self.delayed: dict[str, float] = {}
+        self.dead: list[Any] = []
+        for p, part in enumerate(self.parts):
+            found = _records(client, part)
+            for job_id in found:
+                if partition_of(job_id, n) != p:
+                    self.fail(f"{job_id}: record in partition {p}, not its own")
+            self.records.update(found)
+            for index, stream in enumerate(part.streams):
+                for entry, fields in client.xrange(stream):
+                    job_id = fields.get("id", "")
+                    if job_id and partition_of(job_id, n) != p:
+                        self.fail(f"{job_id}: stream entry in partition {p}, not its own")
+                    self.entries.setdefault(job_id, []).append((index, entry))
+            delayed = dict(client.zrange(part.delayed, 0, -1, withscores=True))
+            for job_id in delayed:
+                if partition_of(job_id, n) != p:
+                    self.fail(f"{job_id}: delayed in partition {p}, not its own")
+            self.delayed.update(delayed)
+            self.dead += client.xrange(part.dead)
         self.dead_ids = Counter(f.get("id", "") for _, f in self.dead)
         sec, usec = client.time()
         self.now_ms = sec * 1000 + usec // 1000
@@ -130,9 +155,13 @@ class _Checker:
 
     def pending_lists(self, lease: float) -> None:
         """Every delivered, unacknowledged entry is a live lease of a RUNNING job."""
+        for p, part in enumerate(self.parts):
+            self._pending_list(p, part, lease)
+
+    def _pending_list(self, p: int, part: QueueKeys, lease: float) -> None:
         fresh = self.now_ms - 3000  # heartbeat 0.5 s: three missed beats
-        live = set(self.client.zrangebyscore(self.keys.workers, fresh, "+inf"))
-        for index, stream in enumerate(self.keys.streams):
+        live = set(self.client.zrangebyscore(part.workers, fresh, "+inf"))
+        for index, stream in enumerate(part.streams):
             try:
                 pending = self.client.xpending_range(stream, "workers", "-", "+", 10_000)
             except redis.ResponseError:
@@ -142,7 +171,11 @@ class _Checker:
                 if idle > lease * 2000 or owner not in live:
                     self.fail(f"{stream} {entry}: pending for {owner} (live={owner in live}), "
                               f"idle {idle} ms with a {lease:g} s lease")  # fmt: skip
-                ids = [i for i, es in self.entries.items() if (index, entry) in es]
+                n = len(self.parts)
+                ids = [
+                    i for i, es in self.entries.items()
+                    if (index, entry) in es and partition_of(i, n) == p
+                ]  # fmt: skip
                 record = self.records.get(ids[0], {}) if ids else {}
                 if record.get("status") != "RUNNING" or record.get("owner") != owner:
                     self.fail(f"{stream} {entry}: pending for {owner}, record {record}")
