@@ -51,17 +51,27 @@ T = TypeVar("T")
 
 
 async def gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-    """Run calls concurrently in a task group (one per partition); their results in order."""
+    """Run calls concurrently in a task group (one per partition); their results in order.
+    When Redis fails some, the others still finish, and the first failure is raised as
+    itself, as with one partition: callers that back off on a StreamJobsError (a worker's
+    loops, through a failover that takes down the primary of a few partitions) never meet
+    an exception group."""
     if len(calls) == 1:
         return [await calls[0]()]
     results: list[Any] = [None] * len(calls)
+    failures: list[StreamJobsError] = []
 
     async def one(i: int) -> None:
-        results[i] = await calls[i]()
+        try:
+            results[i] = await calls[i]()
+        except StreamJobsError as exc:
+            failures.append(exc)
 
     async with anyio.create_task_group() as tg:
         for i in range(len(calls)):
             tg.start_soon(one, i)
+    if failures:
+        raise failures[0]
     return results
 
 
