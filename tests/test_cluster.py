@@ -26,7 +26,7 @@ from streamjobs import (
     JobStatus,
     RedisJobQueue,
 )
-from streamjobs._keys import QueueKeys
+from streamjobs._keys import QueueKeys, partition_of
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._cluster import RedisCluster
@@ -205,3 +205,30 @@ async def test_a_user_and_password_in_the_url_apply_to_every_node_of_the_cluster
             with node.client() as admin:
                 admin.acl_setuser("default", enabled=True, nopass=True, commands=["+@all"],
                                   keys=["*"], channels=["*"])  # fmt: skip
+
+
+async def test_six_partitions_spread_over_the_three_primaries_and_run_every_job_once(
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+) -> None:
+    url = redis_cluster.url
+    queue = RedisJobQueue(url, name=queue_name, driver=combo[1], partitions=6)
+    owners = {redis_cluster.primary_of(part.streams[0]).port for part in queue.parts}
+    assert len(owners) == 3, "every primary serves some of the partitions"
+    service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+    handlers = Handlers()
+    handlers.register(service)
+    async with service:
+        await service.start_workers(4)
+        specs = [{"handler": "ok", "args": [n], "priority": PRIORITIES[n % 4]} for n in range(60)]
+        ids = await service.submit_many(specs)
+        ids.append(await service.submit_job("ok", [60], priority="critical"))
+        with anyio.fail_after(30):
+            results = [await service.wait_for_result(job_id) for job_id in ids]
+        await service.stop_workers()
+        metrics = await service.get_metrics()
+    assert {partition_of(job_id, 6) for job_id in ids} == set(range(6))
+    assert [r.result for r in results] == list(range(61))
+    assert all(handlers.runs[job_id] == 1 for job_id in ids)
+    assert metrics["queue"]["completed"] == 61
+    info = cli_info(url, queue_name)
+    assert (info["topology"], info["totals"]["completed"]) == ("Redis Cluster (3 primaries)", 61)
