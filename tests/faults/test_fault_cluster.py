@@ -29,19 +29,13 @@ from tests._redis import RedisProcess
 from tests.faults._harness import KEYS, LEASE, QUEUE, RESP, Combo, Workers, submit, wait_until, work
 from tests.faults._invariants import TERMINAL, check_invariants
 
-VIAS = (RESP, Combo("coredis", "trio"))
+TRIO = Combo("coredis", "trio")
 
 
-@pytest.fixture(params=VIAS, ids=[v.id for v in VIAS])
-def via(request: pytest.FixtureRequest) -> Combo:
-    """The driver and event loop of the scenario's workers and submitters."""
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture(params=[1, 6], ids=["1-partition", "6-partitions"])
-def partitions(request: pytest.FixtureRequest) -> int:
-    """The queue's partition count."""
-    return request.param  # type: ignore[no-any-return]
+def cases(*pairs: tuple[Combo, int]) -> pytest.MarkDecorator:
+    """Parametrize a scenario's `via` (driver and event loop) and `partitions`."""
+    ids = [f"{via.id}-{n}-partition{'s' if n > 1 else ''}" for via, n in pairs]
+    return pytest.mark.parametrize(("via", "partitions"), pairs, ids=ids)
 
 
 def ledger_url(ledger: redis.Redis) -> str:
@@ -104,6 +98,7 @@ class Queue:
 
 @pytest.fixture
 def queue(faulty_cluster: RedisCluster, partitions: int) -> Iterator[Queue]:
+    """The suite's queue on the test's cluster, with the scenario's partition count."""
     q = Queue(faulty_cluster, partitions)
     try:
         yield q
@@ -111,6 +106,7 @@ def queue(faulty_cluster: RedisCluster, partitions: int) -> Iterator[Queue]:
         q.client.close()
 
 
+@cases((RESP, 6), (TRIO, 1))
 def test_a_worker_killed_mid_job_on_a_cluster_has_its_jobs_taken_back_and_completed(
     faulty_cluster: RedisCluster, queue: Queue, ledger: redis.Redis, tmp_path: Path, via: Combo
 ) -> None:
@@ -141,7 +137,12 @@ def test_a_worker_killed_mid_job_on_a_cluster_has_its_jobs_taken_back_and_comple
         workers.close()
 
 
-@pytest.mark.parametrize("how", ["cluster-failover", "primary-killed"])
+@pytest.mark.parametrize(
+    ("how", "via", "partitions"),
+    [("cluster-failover", RESP, 6), ("cluster-failover", TRIO, 1), ("primary-killed", RESP, 1),
+     ("primary-killed", TRIO, 1), ("primary-killed", RESP, 6), ("primary-killed", TRIO, 6)],
+    ids=lambda v: v.id if isinstance(v, Combo) else str(v),
+)  # fmt: skip
 def test_workers_and_submitters_ride_through_a_failover_and_every_job_completes(
     faulty_cluster: RedisCluster, queue: Queue, ledger: redis.Redis, tmp_path: Path,
     via: Combo, how: str,
