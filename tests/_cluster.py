@@ -41,12 +41,33 @@ class ClusterUnavailable(RuntimeError):
     """This redis-server cannot run a cluster (too old, or cluster support left out)."""
 
 
-class RedisCluster:
-    """`primaries` primaries, each with `replicas` replicas, on loopback."""
+class TlsNode(RedisProcess):
+    """A cluster node that speaks TLS only (clients, replication and the cluster bus)."""
 
-    def __init__(self, directory: Path, primaries: int = 3, replicas: int = 0) -> None:
+    def __init__(self, directory: Path, *args: str, port: int, ca: Path) -> None:
+        super().__init__(directory, *args, port=port)
+        self.ca = ca
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5, ssl=True,
+                           ssl_ca_certs=str(self.ca))  # fmt: skip
+
+
+class RedisCluster:
+    """`primaries` primaries, each with `replicas` replicas, on loopback. With `tls` (a
+    server certificate, its key and the CA that signed it), every node speaks TLS only."""
+
+    def __init__(
+        self, directory: Path, primaries: int = 3, replicas: int = 0,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:  # fmt: skip
         self.dir = directory
         self.primaries, self.replicas = primaries, replicas
+        self.tls = tls
         self.nodes: list[RedisProcess] = []
 
     @property
@@ -54,18 +75,24 @@ class RedisCluster:
         """A URL of the first node (any node serves the whole cluster)."""
         return self.nodes[0].url
 
+    def _node(self, port: int) -> RedisProcess:
+        args = ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--cluster-replica-validity-factor", "0", "--repl-diskless-sync", "yes",
+                "--repl-diskless-sync-delay", "0"]  # fmt: skip
+        if self.tls is None:
+            return RedisProcess(self.dir / str(port), *args, port=port)
+        cert, key, ca = self.tls
+        args += ["--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+                 "--tls-replication", "yes", "--tls-cert-file", str(cert), "--tls-key-file",
+                 str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]  # fmt: skip
+        return TlsNode(self.dir / str(port), *args, port=port, ca=ca)
+
     def start(self, timeout: float = 30.0) -> RedisCluster:
         """Start every node, join them, and wait until the cluster serves every slot."""
         count = self.primaries * (1 + self.replicas)
         for _ in range(count):
-            port = cluster_port()
-            node = RedisProcess(
-                self.dir / str(port), "--cluster-enabled", "yes",
-                "--cluster-config-file", f"nodes-{port}.conf",
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                "--cluster-replica-validity-factor", "0", "--repl-diskless-sync", "yes",
-                "--repl-diskless-sync-delay", "0", port=port,
-            )  # fmt: skip
+            node = self._node(cluster_port())
             self.nodes.append(node)
             try:
                 node.start()
@@ -74,9 +101,10 @@ class RedisCluster:
                 raise ClusterUnavailable(msg) from exc
         cli = redis_binary("redis-cli").path
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        tls = [] if self.tls is None else ["--tls", "--cacert", str(self.tls[2])]
         done = subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas),
-             "--cluster-yes"],
+            [cli, *tls, "--cluster", "create", *addresses, "--cluster-replicas",
+             str(self.replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         if done.returncode != 0:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ from streamjobs import (
 from streamjobs._keys import QueueKeys, partition_of
 from streamjobs.sync import SyncJobClient
 from tests import _combos
-from tests._cluster import RedisCluster
+from tests._cluster import ClusterUnavailable, RedisCluster
 from tests.conftest import FAST
+from tests.test_urls import make_ca, server_cert
 
 combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
 
@@ -72,6 +74,24 @@ class Handlers:
     async def doomed(self, job: JobDefinition, progress: Any) -> None:
         self.runs[job.id] += 1
         raise RuntimeError("always fails")
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-primary cluster whose nodes speak TLS only, to clients and to each other."""
+    certs = tmp_path_factory.mktemp("certs")
+    ca = make_ca(certs, "ca")
+    cert, key = server_cert(certs)
+    cluster = RedisCluster(tmp_path_factory.mktemp("tls-cluster"), tls=(cert, key, ca))
+    try:
+        cluster.start()
+    except ClusterUnavailable as exc:
+        cluster.stop()
+        pytest.skip(f"no TLS Redis Cluster here: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 def cli_info(url: str, name: str) -> dict[str, Any]:
@@ -232,3 +252,22 @@ async def test_six_partitions_spread_over_the_three_primaries_and_run_every_job_
     assert metrics["queue"]["completed"] == 61
     info = cli_info(url, queue_name)
     assert (info["topology"], info["totals"]["completed"]) == ("Redis Cluster (3 primaries)", 61)
+
+
+async def test_a_rediss_url_with_its_ca_reaches_every_node_of_a_tls_cluster(
+    tls_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+) -> None:
+    """The URL's TLS options (here the CA) apply to the nodes the client finds by itself."""
+    url = url_away_from(tls_cluster, queue_name)
+    assert url.startswith("rediss://")
+    queue = RedisJobQueue(url, name=queue_name, driver=combo[1])
+    service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+    Handlers().register(service)
+    async with service:
+        assert queue.topology == "Redis Cluster (3 primaries)"
+        await service.start_workers(1)
+        job_id = await service.submit_job("ok", ["secret"])
+        with anyio.fail_after(10):
+            assert (await service.wait_for_result(job_id)).result == "secret"
+    with SyncJobClient(url, name=queue_name) as client:
+        assert client.get_job_status(job_id) == JobStatus.COMPLETED
