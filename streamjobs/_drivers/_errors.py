@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ssl
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from redis import exceptions as rex
 
@@ -14,6 +16,7 @@ from ..errors import (
     RedisUnavailableError,
     StreamJobsError,
 )
+from ._pipeline import ReplyLost
 
 
 class MissingGroupError(StreamJobsError):
@@ -118,3 +121,13 @@ def translate(exc: Exception) -> StreamJobsError:
     if "maxmemory" in text:  # "OOM command not allowed when used memory > 'maxmemory'"
         return QueueFullError(f"Redis is out of memory, nothing was written: {text}")
     return StreamJobsError(f"Redis error: {text}")
+
+
+def lost_replies(replies: Sequence[Any]) -> list[Any]:
+    """A cluster pipeline's replies, where a connection that failed while its replies were
+    read is a `ReplyLost` (redis-py files the failure in each unread call's place, as if
+    Redis had refused the call, when the call may have run)."""
+    return [
+        ReplyLost(translate(r)) if isinstance(r, (rex.ConnectionError, rex.TimeoutError)) else r
+        for r in replies
+    ]

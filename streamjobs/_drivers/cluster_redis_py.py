@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from .._scripts import Script
 from ..errors import RedisUnavailableError
 from . import COMMAND_DEADLINE
-from ._errors import translate
+from ._errors import lost_replies, translate
 from ._pipeline import ReloadingCalls
 
 Entry = tuple[str, dict[str, str]]
@@ -91,7 +91,7 @@ class RedisPyClusterDriver:
                 pipe = self._client.pipeline(transaction=False)
                 for i in todo:
                     pipe.execute_command(*command, len(keys), *keys, *calls[i])
-                return await pipe.execute(raise_on_error=False)
+                return lost_replies(await pipe.execute(raise_on_error=False))
 
         async def load() -> None:
             command[:] = ["EVAL", script.source]

@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 from .._scripts import Script
 from ..errors import RedisAuthError, StreamJobsError
-from ._errors import translate
+from ._errors import lost_replies, translate
 from ._pipeline import ReloadingCalls
 
 Entry = tuple[str, dict[str, str]]
@@ -110,6 +110,8 @@ class SyncDriver:
                     for i in books.todo:
                         pipe.execute_command(*command, len(keys), *keys, *calls[i])
                     replies = pipe.execute(raise_on_error=False)
+                if self.cluster:  # see `lost_replies`
+                    replies = lost_replies(replies)
             except StreamJobsError as exc:  # redis-py cannot tell which replies came
                 books.lose(exc)
                 break
