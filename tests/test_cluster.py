@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from redis import exceptions as rex
 
 from streamjobs import (
     AsyncWorkerPool,
@@ -27,7 +28,10 @@ from streamjobs import (
     JobStatus,
     RedisJobQueue,
 )
+from streamjobs._drivers._errors import lost_replies
+from streamjobs._drivers._pipeline import ReplyLost
 from streamjobs._keys import QueueKeys, partition_of
+from streamjobs.errors import RedisUnavailableError
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._cluster import ClusterUnavailable, RedisCluster
@@ -271,3 +275,13 @@ async def test_a_rediss_url_with_its_ca_reaches_every_node_of_a_tls_cluster(
             assert (await service.wait_for_result(job_id)).result == "secret"
     with SyncJobClient(url, name=queue_name) as client:
         assert client.get_job_status(job_id) == JobStatus.COMPLETED
+
+
+def test_a_cluster_pipeline_call_whose_connection_failed_is_a_lost_reply_not_a_refusal() -> None:
+    """redis-py puts a connection's failure in the place of each reply it could not read:
+    those calls may have run, so a bulk submit must report their ids as unknown."""
+    noscript = rex.NoScriptError("No matching script")
+    replies = lost_replies([[1], rex.ConnectionError("reset by peer"), noscript])
+    assert replies[0] == [1] and replies[2] is noscript
+    assert isinstance(replies[1], ReplyLost)
+    assert isinstance(replies[1].error, RedisUnavailableError)
