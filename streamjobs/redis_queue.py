@@ -242,7 +242,11 @@ class RedisJobQueue:
     `partitions` splits the queue into that many partitions (1 to 1024), each under a hash
     tag of its own, so that a Redis Cluster spreads one queue over its primaries. None uses
     the count recorded in Redis (1 when none is); a count other than the recorded one is
-    refused at `connect()`. Every worker pool serves every partition."""
+    refused at `connect()`. Every worker pool serves every partition.
+
+    `redis_url` may name a single Redis or any node of a Redis Cluster: `connect()` asks the
+    server once (INFO) and serves a cluster through a cluster client (see `open_driver`),
+    whatever `driver` names; `topology` then says which it is."""
 
     def __init__(
         self,
