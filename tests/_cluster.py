@@ -173,6 +173,33 @@ class RedisCluster:
         with replica.client() as client:
             client.execute_command("CLUSTER", "FAILOVER")
 
+    def node_id(self, node: RedisProcess) -> str:
+        with node.client() as client:
+            return str(client.execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+
+    def migrate_slot(self, slot: int, source: RedisProcess, target: RedisProcess) -> int:
+        """Move one slot and its keys from `source` to `target` as `redis-cli --cluster
+        reshard` does (IMPORTING, MIGRATING, MIGRATE in batches, then the new owner told to
+        every primary): clients meet ASK and TRYAGAIN meanwhile, MOVED after. Returns how
+        many keys moved."""
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        moved = 0
+        with source.client() as src, target.client() as dst:
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
+            for _ in range(10_000):
+                keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 20)  # type: ignore[no-untyped-call]
+                if not keys:
+                    break
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)  # type: ignore[no-untyped-call]
+                moved += len(keys)
+                time.sleep(0.01)  # jobs go on between batches, meeting ASK and TRYAGAIN
+            for node in (target, source, *(n for n in self.live() if n not in (source, target))):
+                with node.client() as client:
+                    if self.role(node) == "master":
+                        client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+        return moved
+
     def kill(self, node: RedisProcess) -> None:
         """SIGKILL one node."""
         node.kill()

@@ -30,12 +30,12 @@ from streamjobs import (
 )
 from streamjobs._drivers._errors import lost_replies
 from streamjobs._drivers._pipeline import ReplyLost
-from streamjobs._keys import QueueKeys, partition_of
-from streamjobs.errors import RedisUnavailableError
+from streamjobs._keys import QueueKeys, key_slot, partition_of
+from streamjobs.errors import RedisNotReadyError, RedisUnavailableError
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._cluster import ClusterUnavailable, RedisCluster
-from tests.conftest import FAST
+from tests.conftest import FAST, start_cluster
 from tests.test_urls import make_ca, server_cert
 
 combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
@@ -64,6 +64,7 @@ class Handlers:
         service.register_handler("ok", self.ok)
         service.register_handler("flaky", self.flaky)
         service.register_handler("doomed", self.doomed)
+        service.register_handler("nap", self.nap)
 
     async def ok(self, job: JobDefinition, progress: Any) -> Any:
         self.runs[job.id] += 1
@@ -74,6 +75,11 @@ class Handlers:
         if job.attempts < 2:
             raise RuntimeError("first attempt fails")
         return "second time lucky"
+
+    async def nap(self, job: JobDefinition, progress: Any) -> Any:
+        self.runs[job.id] += 1
+        await anyio.sleep(0.01)
+        return job.args[0]
 
     async def doomed(self, job: JobDefinition, progress: Any) -> None:
         self.runs[job.id] += 1
@@ -285,3 +291,56 @@ def test_a_cluster_pipeline_call_whose_connection_failed_is_a_lost_reply_not_a_r
     assert replies[0] == [1] and replies[2] is noscript
     assert isinstance(replies[1], ReplyLost)
     assert isinstance(replies[1].error, RedisUnavailableError)
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A 3-primary cluster of the test's own, whose slots it may move."""
+    cluster = start_cluster(tmp_path / "cluster", replicas=0)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_jobs_flow_on_while_the_queues_slot_moves_to_another_primary(
+    own_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+) -> None:
+    """Live resharding: keys move in batches (clients meet ASK and TRYAGAIN, scripts whose
+    keys are split between the nodes are refused), then the slot's new owner answers MOVED.
+    Every job completes, once."""
+    keys = QueueKeys(name=queue_name)
+    source = own_cluster.primary_of(keys.streams[0])
+    target = own_cluster.other_than(source)
+    queue = RedisJobQueue(own_cluster.url, name=queue_name, driver=combo[1])
+    service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+    handlers = Handlers()
+    handlers.register(service)
+    ids: list[str] = []
+    async with service:
+        await service.start_workers(4)
+        ids += await service.submit_many([{"handler": "nap", "args": [n]} for n in range(300)])
+
+        async def submit_meanwhile() -> None:
+            for n in range(300, 400, 10):
+                specs = [{"handler": "nap", "args": [m]} for m in range(n, n + 10)]
+                for _ in range(100):  # a bulk submit refused mid-move is made again, whole
+                    try:
+                        ids.extend(await service.submit_many(specs))
+                        break
+                    except RedisNotReadyError:
+                        await anyio.sleep(0.05)
+                await anyio.sleep(0.02)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit_meanwhile)
+            moved = await anyio.to_thread.run_sync(
+                own_cluster.migrate_slot, key_slot(keys.streams[0]), source, target
+            )
+        with anyio.fail_after(30):
+            results = [await service.wait_for_result(job_id) for job_id in ids]
+        await service.stop_workers()
+    assert moved > 50, "too few keys moved for the move to prove anything"
+    assert own_cluster.primary_of(keys.streams[0]) is target
+    assert sorted(r.result for r in results) == list(range(400))
+    assert all(handlers.runs[job_id] == 1 for job_id in ids)
