@@ -7,10 +7,12 @@ Every cluster here is 3 primaries (and for the failovers, a replica each) on loo
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +40,27 @@ from tests._cluster import ClusterUnavailable, RedisCluster
 from tests.conftest import FAST, start_cluster
 from tests.test_urls import make_ca, server_cert
 
-combo, anyio_backend = _combos.combo, _combos.anyio_backend  # fixtures: every loop and driver
+#: Each loop with the drivers it gives a cluster: redis-py's cluster client on asyncio (the
+#: default, whatever driver is named but coredis), coredis' on asyncio when named, and on trio.
+CLUSTER_COMBOS = [("asyncio", None), ("asyncio", "coredis"), ("trio", "coredis")]
+
+
+@pytest.fixture(params=CLUSTER_COMBOS, ids=["asyncio-default", "asyncio-coredis", "trio-coredis"])
+def combo(request: pytest.FixtureRequest) -> tuple[str, str | None]:
+    """(event loop, driver name) for this run of the test."""
+    return tuple(request.param)  # type: ignore[return-value]
+
+
+@pytest.fixture
+def anyio_backend(combo: tuple[str, str | None]) -> Iterator[str]:
+    """The combo's event loop (coredis' unstarted connections collected after, as in
+    tests/_combos.py)."""
+    yield combo[0]
+    if combo[1] == "coredis":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+
 
 pytestmark = pytest.mark.anyio
 
@@ -115,7 +137,7 @@ def cli_info(url: str, name: str) -> dict[str, Any]:
 
 
 async def test_a_queue_on_any_node_of_a_cluster_runs_every_job_once(
-    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str | None]
 ) -> None:
     url = url_away_from(redis_cluster, queue_name)
     queue = RedisJobQueue(url, name=queue_name, driver=combo[1])
@@ -152,10 +174,12 @@ async def test_a_queue_on_any_node_of_a_cluster_runs_every_job_once(
     assert info["totals"]["completed"] == 41
 
 
+@pytest.mark.parametrize(
+    ("anyio_backend", "driver"), _combos.COMBOS, ids=[f"{a}-{d}" for a, d in _combos.COMBOS]
+)
 async def test_any_driver_named_serves_a_cluster_through_a_cluster_client(
-    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+    redis_cluster: RedisCluster, queue_name: str, driver: str
 ) -> None:
-    driver = combo[1]
     url = url_away_from(redis_cluster, queue_name)
     async with JobService(queue=RedisJobQueue(url, name=queue_name, driver=driver)) as svc:
         job_id = await svc.submit_job("ok", [1])
@@ -166,7 +190,7 @@ async def test_any_driver_named_serves_a_cluster_through_a_cluster_client(
 
 
 async def test_on_a_cluster_a_long_job_keeps_its_lease_and_a_running_job_can_be_cancelled(
-    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str | None]
 ) -> None:
     """Lease renewal (a thread on the sync driver) and the canceller (a blocking pop) both
     find the cluster: a job three leases long runs once, a cancelled one stops at once."""
@@ -208,7 +232,7 @@ async def test_on_a_cluster_a_long_job_keeps_its_lease_and_a_running_job_can_be_
 
 
 async def test_a_user_and_password_in_the_url_apply_to_every_node_of_the_cluster(
-    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str | None]
 ) -> None:
     """The default user may read but neither write nor run scripts: only the URL's user can
     run the queue, on whichever node its calls land."""
@@ -238,7 +262,7 @@ async def test_a_user_and_password_in_the_url_apply_to_every_node_of_the_cluster
 
 
 async def test_six_partitions_spread_over_the_three_primaries_and_run_every_job_once(
-    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str | None]
 ) -> None:
     url = redis_cluster.url
     queue = RedisJobQueue(url, name=queue_name, driver=combo[1], partitions=6)
@@ -265,7 +289,7 @@ async def test_six_partitions_spread_over_the_three_primaries_and_run_every_job_
 
 
 async def test_a_rediss_url_with_its_ca_reaches_every_node_of_a_tls_cluster(
-    tls_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+    tls_cluster: RedisCluster, queue_name: str, combo: tuple[str, str | None]
 ) -> None:
     """The URL's TLS options (here the CA) apply to the nodes the client finds by itself."""
     url = url_away_from(tls_cluster, queue_name)
@@ -304,7 +328,7 @@ def own_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
 
 
 async def test_jobs_flow_on_while_the_queues_slot_moves_to_another_primary(
-    own_cluster: RedisCluster, queue_name: str, combo: tuple[str, str]
+    own_cluster: RedisCluster, queue_name: str, combo: tuple[str, str | None]
 ) -> None:
     """Live resharding: keys move in batches (clients meet ASK and TRYAGAIN, scripts whose
     keys are split between the nodes are refused), then the slot's new owner answers MOVED.

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -30,12 +31,22 @@ from tests.faults._harness import KEYS, LEASE, QUEUE, RESP, Combo, Workers, subm
 from tests.faults._invariants import TERMINAL, check_invariants
 
 TRIO = Combo("coredis", "trio")
+#: coredis leaves the memory streams of a connection it built but never started unclosed (see
+#: tests/conftest.py): with a node dead, a submitter on coredis builds such connections, whose
+#: warnings fire whenever the collector runs, during the test. Ignored for coredis alone.
+COREDIS_LEFTOVERS = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def _param(*values: Any, via: Combo, id: str) -> Any:
+    marks = (COREDIS_LEFTOVERS,) if via.driver == "coredis" else ()
+    return pytest.param(*values, marks=marks, id=id)
 
 
 def cases(*pairs: tuple[Combo, int]) -> pytest.MarkDecorator:
     """Parametrize a scenario's `via` (driver and event loop) and `partitions`."""
-    ids = [f"{via.id}-{n}-partition{'s' if n > 1 else ''}" for via, n in pairs]
-    return pytest.mark.parametrize(("via", "partitions"), pairs, ids=ids)
+    params = [_param(via, n, via=via, id=f"{via.id}-{n}-partition{'s' if n > 1 else ''}")
+              for via, n in pairs]  # fmt: skip
+    return pytest.mark.parametrize(("via", "partitions"), params)
 
 
 def ledger_url(ledger: redis.Redis) -> str:
@@ -139,9 +150,10 @@ def test_a_worker_killed_mid_job_on_a_cluster_has_its_jobs_taken_back_and_comple
 
 @pytest.mark.parametrize(
     ("how", "via", "partitions"),
-    [("cluster-failover", RESP, 6), ("cluster-failover", TRIO, 1), ("primary-killed", RESP, 1),
-     ("primary-killed", TRIO, 1), ("primary-killed", RESP, 6), ("primary-killed", TRIO, 6)],
-    ids=lambda v: v.id if isinstance(v, Combo) else str(v),
+    [_param(how, via, n, via=via, id=f"{how}-{via.id}-{n}")
+     for how, via, n in [("cluster-failover", RESP, 6), ("cluster-failover", TRIO, 1),
+                         ("primary-killed", RESP, 1), ("primary-killed", TRIO, 1),
+                         ("primary-killed", RESP, 6), ("primary-killed", TRIO, 6)]],
 )  # fmt: skip
 def test_workers_and_submitters_ride_through_a_failover_and_every_job_completes(
     faulty_cluster: RedisCluster, queue: Queue, ledger: redis.Redis, tmp_path: Path,
