@@ -56,7 +56,9 @@ class JobNotFoundError(StreamJobsError, LookupError):
     """No record exists for the job id: it was never submitted, or its result expired."""
 
     def __init__(self, job_id: str) -> None:
-        super().__init__(f"job {job_id!r} not found: it was never submitted, or its result expired")
+        super().__init__(
+            f"job {job_id!r} not found: it was never submitted, or its result expired"
+        )
         self.job_id = job_id
 
 

@@ -9,7 +9,6 @@ from typing import Any, Protocol
 
 log = logging.getLogger("streamjobs.events")
 
-
 class EventBus(Protocol):
     """Anything with `publish(event_type, payload)`, async or plain."""
 

@@ -280,7 +280,9 @@ class JobService:
     async def resume_schedule(self, name: str) -> bool:
         """Fire a paused schedule again from its next tick (the ticks it was paused over do
         not run); False when unknown or not paused."""
-        now, found = _schedules.parse_read(await self._queue.run_schedules("get_schedules", name))
+        now, found = _schedules.parse_read(
+            await self._queue.run_schedules("get_schedules", name)
+        )
         if name not in found:
             return False
         first = _schedules.next_after(_schedules.timing_from(found[name]), now)

@@ -46,9 +46,7 @@ class RedisPyDriver:
 
     def __init__(self, url: str) -> None:
         options: dict[str, Any] = {
-            "decode_responses": True,
-            "encoding_errors": "replace",
-            "health_check_interval": 30,
+            "decode_responses": True, "encoding_errors": "replace", "health_check_interval": 30,
         }
         if not url.startswith("unix://"):  # a unix socket has no keepalive (redis-py refuses it)
             options["socket_keepalive"] = True

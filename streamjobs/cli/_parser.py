@@ -161,17 +161,10 @@ def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--max-retries", type=int, default=3, help="retries after the first attempt")
     p.add_argument("--delay", type=float, default=None, help="run no sooner than this (seconds)")
     p.add_argument("--job-id", default=None, help="an id of your own: submitting is idempotent")
-    p.add_argument(
-        "--dedupe-key",
-        default=None,
-        help="queue nothing while this key's job stands for it; prints its id",
-    )
-    p.add_argument(
-        "--dedupe-for",
-        type=float,
-        default=None,
-        help="the dedupe window in seconds (needed by throttle and debounce)",
-    )
+    p.add_argument("--dedupe-key", default=None,
+                   help="queue nothing while this key's job stands for it; prints its id")
+    p.add_argument("--dedupe-for", type=float, default=None,
+                   help="the dedupe window in seconds (needed by throttle and debounce)")
     p.add_argument("--dedupe-mode", default=None, choices=("until_done", "throttle", "debounce"),
                    help="until_done (default), throttle or debounce")  # fmt: skip
     p.add_argument("--partition-key", default=None,
