@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install lint typecheck test demo worker bench faults
+.PHONY: help install lint typecheck test demo worker bench faults web screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ demo: $(STAMP) ## the main job end to end on a throwaway redis-server (or REDIS_
 
 worker: $(STAMP) ## the example app's worker on REDIS_URL (or a throwaway redis-server)
 	$(PY) examples/run_worker.py
+
+web: $(STAMP) ## the dashboard of REDIS_URL's default queue on http://127.0.0.1:8080
+	$(VENV)/bin/streamjobs web
+
+screenshots: $(STAMP) ## the browser tests, saving each page's screenshot in docs/dashboard
+	STREAMJOBS_SCREENSHOTS=docs/dashboard $(PY) -m pytest -q tests/test_web.py
 
 BENCH_VENV := .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed

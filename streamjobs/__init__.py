@@ -18,6 +18,7 @@ from .errors import (
     RedisNotReadyError,
     RedisUnavailableError,
     RedisVersionError,
+    ReplicationError,
     StreamJobsError,
 )
 from .models import (
@@ -57,6 +58,7 @@ __all__ = [
     "RedisNotReadyError",
     "RedisUnavailableError",
     "RedisVersionError",
+    "ReplicationError",
     "ScheduleInfo",
     "StreamJobsError",
     "Timings",

@@ -190,6 +190,16 @@ class QueueKeys:
         """KEYS for the schedule scripts: every script's, then `schedule_keys`."""
         return (*self.all, *self.schedule_keys)
 
+    @property
+    def dashboard_minutes(self) -> str:
+        """Hash the dashboard samples completed/failed counters into, one field per minute."""
+        return f"{self.base}dashboard:minutes"
+
+    @property
+    def dashboard_secret(self) -> str:
+        """The secret the dashboard processes of this queue sign their CSRF tokens with."""
+        return f"{self.base}dashboard:secret"
+
     def job(self, job_id: str) -> str:
         """The record hash of one job."""
         return f"{self.job_prefix}{job_id}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from enum import Enum
 
@@ -44,16 +45,19 @@ class Outcome:
     error: str
     delay: float = 0.0
     reason: str = ""
+    traceback: str = ""  # where the handler raised, for the record (not the events)
 
 
-def after_error(policy: RetryPolicy, attempts: int, error: str, *, permanent: bool) -> Outcome:
+def after_error(
+    policy: RetryPolicy, attempts: int, error: str, *, permanent: bool, traceback: str = ""
+) -> Outcome:
     """Decide what an attempt that raised becomes: attempts counts this one (1 = first run)."""
     if permanent:
-        return Outcome(Verdict.FAILED, error)
+        return Outcome(Verdict.FAILED, error, traceback=traceback)
     retry = attempts  # the first retry follows the first attempt
     if retry > policy.max_retries:
-        return Outcome(Verdict.DEAD_LETTER, error, reason="retries exhausted")
-    return Outcome(Verdict.RETRY, error, policy.delay_for(retry))
+        return Outcome(Verdict.DEAD_LETTER, error, reason="retries exhausted", traceback=traceback)
+    return Outcome(Verdict.RETRY, error, policy.delay_for(retry), traceback=traceback)
 
 
 def reconnect_delay(failures: int, jitter: float = 1.0) -> float:
@@ -61,6 +65,17 @@ def reconnect_delay(failures: int, jitter: float = 1.0) -> float:
     0.1 s, doubling, at most 5 s; `jitter` (0 to 1, random) takes up to half of it off, so
     that the pools of a fleet do not all come back to a recovering Redis at once."""
     return min(0.05 * 2.0 ** min(failures, 10), 5.0) * (0.5 + 0.5 * jitter)
+
+
+#: Characters of a traceback a job record keeps (its end, where the error was raised).
+MAX_TRACEBACK = 8_000
+
+
+def trace(exc: BaseException) -> str:
+    """The traceback of what a handler raised, as Python prints it, cut to its last
+    MAX_TRACEBACK characters: kept in the job's record for whoever looks into the failure."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return text if len(text) <= MAX_TRACEBACK else "...\n" + text[-MAX_TRACEBACK:]
 
 
 def describe(exc: BaseException) -> str:

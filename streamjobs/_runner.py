@@ -16,7 +16,7 @@ import anyio
 import anyio.from_thread
 
 from ._codec import dumps
-from ._outcome import Outcome, RetryPolicy, Verdict, after_error, describe
+from ._outcome import Outcome, RetryPolicy, Verdict, after_error, describe, trace
 from ._threads import HandlerThreads, OnStart
 from .errors import JobFailed
 from .models import JobDefinition
@@ -107,6 +107,12 @@ def timed_out(d: Delivery) -> Outcome:
     return after_error(_policy(d.job), int(d.attempt), error, permanent=False)
 
 
+def _raised(d: Delivery, job: JobDefinition, exc: BaseException, *, permanent: bool) -> Outcome:
+    """The outcome of an attempt whose handler raised, with where it raised."""
+    return after_error(_policy(job), int(d.attempt), describe(exc), permanent=permanent,
+                       traceback=trace(exc))  # fmt: skip
+
+
 async def execute(
     d: Delivery, handler: Handler | None, progress: ProgressCallback, threads: HandlerThreads,
     on_start: OnStart,
@@ -125,13 +131,13 @@ async def execute(
     try:
         result = await _call(d, handler, progress, threads, on_start)
     except JobFailed as exc:
-        return after_error(_policy(job), int(d.attempt), describe(exc), permanent=True)
+        return _raised(d, job, exc, permanent=True)
     except Exception as exc:
-        return after_error(_policy(job), int(d.attempt), describe(exc), permanent=False)
+        return _raised(d, job, exc, permanent=False)
     except BaseException as exc:
         if cancelled_by_caller(exc):
             raise  # the pool's timeout, stop or cancel: the caller decides the outcome
-        return after_error(_policy(job), int(d.attempt), describe(exc), permanent=False)
+        return _raised(d, job, exc, permanent=False)
     try:
         return Completed(dumps(result))
     except TypeError as exc:

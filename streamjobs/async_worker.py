@@ -600,16 +600,16 @@ class AsyncWorkerPool:
         """Record an unsuccessful attempt (retry, FAILED or dead letter); True once done."""
         error = outcome.error
         if outcome.verdict is Verdict.RETRY:
-            await self.queue.retry(d, error, outcome.delay)
+            await self.queue.retry(d, error, outcome.delay, outcome.traceback)
             log.info("job %s failed (%s); retry in %.3gs", d.job_id, error, outcome.delay)
             payload = _event(d, status="RETRYING", error=error, delay=outcome.delay)
             self._publisher.emit("job.retrying", payload)
             return True
         if outcome.verdict is Verdict.FAILED:
-            await self.queue.fail(d, error)
+            await self.queue.fail(d, error, outcome.traceback)
             log.info("job %s failed for good: %s", d.job_id, error)
         else:
-            await self.queue.dead_letter(d, error, outcome.reason)
+            await self.queue.dead_letter(d, error, outcome.reason, outcome.traceback)
             log.warning("job %s dead-lettered (%s): %s", d.job_id, outcome.reason, error)
         status = outcome.verdict.name
         self._publisher.emit("job.failed", _event(d, status=status, error=error))

@@ -24,6 +24,7 @@ import anyio
 from . import _codec
 from ._drivers import Driver, open_driver
 from ._drivers._pipeline import ReplyLost
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT, wait_for
 from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, MAX_PARTITIONS, QueueKeys, partition_of, partitions_key
 from ._observe import default_observers
@@ -33,6 +34,7 @@ from .errors import (
     InvalidJobError,
     PartialSubmitError,
     RedisVersionError,
+    ReplicationError,
     StreamJobsError,
 )
 from .models import CancelOutcome, JobDefinition, JobStatus
@@ -217,6 +219,28 @@ def enqueued_chunks(
     raise PartialSubmitError(ids, written, refused, unknown, error) from error
 
 
+def enqueued_replicated(jobs: Sequence[_codec.NewJob], exc: ReplicationError) -> Exception:
+    """The error for a bulk submit whose WAIT fell short: every chunk written, the shortfall
+    naming their jobs; some chunk refused or lost, PartialSubmitError (caused by the
+    shortfall) naming written, refused and unknown ids as `enqueued` does."""
+    replies = exc.reply if isinstance(exc.reply, list) else []
+    try:
+        enqueued(jobs, replies)
+    except PartialSubmitError as partial:
+        partial.__cause__ = exc.for_jobs(partial.written)
+        return partial
+    except StreamJobsError as error:  # nothing written after all
+        return error
+    return exc.for_jobs([job.id for job in jobs])
+
+
+def replicated_anyway(name: str, exc: ReplicationError) -> Any:
+    """A worker's change that too few replicas acknowledged: it stands on the primary, so
+    its reply is used; the shortfall is logged."""
+    log.warning("%s: %s", name, exc)
+    return exc.reply
+
+
 def _delivery(raw: Sequence[Any], consumer: str, partition: int = 0) -> Delivery:
     record = _codec.pairs(raw[2])
     try:
@@ -244,9 +268,17 @@ class RedisJobQueue:
     the count recorded in Redis (1 when none is); a count other than the recorded one is
     refused at `connect()`. Every worker pool serves every partition.
 
-    `redis_url` may name a single Redis or any node of a Redis Cluster: `connect()` asks the
-    server once (INFO) and serves a cluster through a cluster client (see `open_driver`),
-    whatever `driver` names; `topology` then says which it is."""
+    `redis_url` may be `redis+sentinel://host:port[,host:port...]/service[/db]`: the
+    primary is found through the sentinels, and again after a failover (see
+    `_drivers.sentinel`). `wait_replicas=N` makes every state change return only once N
+    replicas acknowledged it (Redis WAIT, up to `wait_timeout` seconds), else raise
+    ReplicationError: the change stands on the primary but may be lost in a failover.
+    A worker's own changes are never raised for; their shortfall is logged.
+
+    `redis_url` may also name any node of a Redis Cluster: `connect()` asks the server once
+    (INFO) and serves a cluster through a cluster client (see `open_driver`), whatever
+    `driver` names; `topology` then says which it is.
+    """
 
     def __init__(
         self,
@@ -260,6 +292,8 @@ class RedisJobQueue:
         max_payload: int = _codec.DEFAULT_MAX_PAYLOAD,
         driver: str | None = None,
         partitions: int | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if "{" in key_prefix or "}" in key_prefix or "{" in name or "}" in name:
             raise ConfigurationError("key_prefix and name must not contain '{' or '}'")
@@ -279,6 +313,9 @@ class RedisJobQueue:
         self.max_payload = max_payload
         self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
         self.driver_name = driver
+        #: WAIT after every state change (None: `wait_replicas=0`, no WAIT); see `_replicas`.
+        self.wait = wait_for(wait_replicas, wait_timeout)
+        self.wait_replicas, self.wait_timeout = wait_replicas, wait_timeout
         self._driver: Driver | None = None
         #: Redis' maxmemory-policy as read at connect (None when Redis would not say).
         self.maxmemory_policy: str | None = None
@@ -381,12 +418,16 @@ class RedisJobQueue:
         (recording it when none is) and create the consumer groups."""
         if self._driver is not None:
             return
-        driver = self._driver = await open_driver(self.redis_url, self.driver_name)
+        driver = self._driver = await open_driver(self.redis_url, self.driver_name, self.wait)
         try:
             check_version(await driver.server_version())
             self.topology = getattr(driver, "topology", "Redis")
             keys, args = self.record_partitions_call()
-            self.adopt_partitions(await driver.eval(script("record_partitions"), keys, args))
+            try:
+                recorded = await driver.eval(script("record_partitions"), keys, args)
+            except ReplicationError as exc:  # the count stands on the primary: use it
+                recorded = replicated_anyway("record_partitions", exc)
+            self.adopt_partitions(recorded)
             await self.ensure_groups()
             self.maxmemory_policy = await self._read_maxmemory_policy()
         except BaseException:
@@ -429,6 +470,19 @@ class RedisJobQueue:
         return (*self._common, *args)
 
     async def _run(self, name: str, *args: Any, keys: QueueKeys | None = None) -> Any:
+        """Run a worker's transition (on partition 0 unless `keys` names another). A
+        replication shortfall (`wait_replicas`) is logged, not raised: the change stands on
+        the primary, and a worker that took it for a failure would lose track of a job it
+        started or settled."""
+        keys = keys or self.keys
+        try:
+            return await self.driver.eval(script(name), keys.all, self.script_args(*args))
+        except ReplicationError as exc:
+            return replicated_anyway(name, exc)
+
+    async def _run_strict(self, name: str, *args: Any, keys: QueueKeys | None = None) -> Any:
+        """Run a caller's transition (cancel, retry a dead letter, purge): a replication
+        shortfall is raised to the caller."""
         keys = keys or self.keys
         return await self.driver.eval(script(name), keys.all, self.script_args(*args))
 
@@ -457,24 +511,36 @@ class RedisJobQueue:
         return groups
 
     async def enqueue(self, job: _codec.NewJob) -> bool:
-        """Write a validated job; False when its id already had a record (nothing written)."""
+        """Write a validated job; False when its id already had a record (nothing written).
+        A replication shortfall raises ReplicationError naming the job (it was written)."""
         [call] = self.enqueue_calls([job])
         keys = self.keys if self._n == 1 else self.keys_of(job.id)
-        [code] = await self.driver.eval(script("enqueue"), keys.all, call)
+        try:
+            [code] = await self.driver.eval(script("enqueue"), keys.all, call)
+        except ReplicationError as exc:
+            raise exc.for_jobs([job.id]) from None
         return bool(code)
 
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
         """Write many jobs in one round trip per partition; each chunk of them is one atomic
-        enqueue on one partition (see `enqueued` for what a failed chunk raises)."""
+        enqueue on one partition (see `enqueued` for what a failed chunk raises, and
+        `enqueued_replicated` for a replication shortfall)."""
         if self._n == 1:
             calls = self.enqueue_calls(jobs)
-            replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
+            try:
+                replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated(jobs, exc) from None
             return enqueued(jobs, replies)
         groups = list(self.by_partition([job.id for job in jobs]).items())
 
         async def send(p: int, at: list[int]) -> list[tuple[Sequence[int], Any]]:
-            calls = self.enqueue_calls([jobs[i] for i in at])
-            replies = await self.driver.eval_many(script("enqueue"), self.parts[p].all, calls)
+            part = [jobs[i] for i in at]
+            calls = self.enqueue_calls(part)
+            try:
+                replies = await self.driver.eval_many(script("enqueue"), self.parts[p].all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated(part, exc) from None
             starts = range(0, len(at), ENQUEUE_CHUNK)
             return [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
 
@@ -496,7 +562,11 @@ class RedisJobQueue:
         job that does (this one when it was queued)."""
         call = self.enqueue_deduped_call(job)
         keys = self.keys_of(job.id).deduping
-        return deduped_id(await self.driver.eval(script("enqueue_deduped"), keys, call))
+        try:
+            reply = await self.driver.eval(script("enqueue_deduped"), keys, call)
+        except ReplicationError as exc:
+            raise exc.for_jobs([deduped_id(exc.reply)]) from None
+        return deduped_id(reply)
 
     async def submit(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
         """Write many jobs, those with a dedupe key one script call each (pipelined in one
@@ -512,9 +582,12 @@ class RedisJobQueue:
 
         async def send(p: int, at: list[int]) -> list[Any]:
             calls = [self.enqueue_deduped_call(deduped[i]) for i in at]
-            return await self.driver.eval_many(
-                script("enqueue_deduped"), self.parts[p].deduping, calls
-            )
+            try:
+                return await self.driver.eval_many(
+                    script("enqueue_deduped"), self.parts[p].deduping, calls
+                )
+            except ReplicationError as exc:  # each job, or the one standing for it, is written
+                raise exc.for_jobs([job.id for job in jobs]) from None
 
         sent = await gather([partial(send, p, at) for p, at in groups])
         replies: list[Any] = [None] * len(deduped)
@@ -526,11 +599,12 @@ class RedisJobQueue:
     async def cancel(self, job_id: str) -> CancelOutcome:
         """End a job CANCELLED, and tell its pool to stop it when it runs (cancel.lua)."""
         keys = self.keys_of(job_id)
-        return cancel_outcome(await self._run("cancel", job_id, CONTROL_TTL_MS, keys=keys))
+        return cancel_outcome(await self._run_strict("cancel", job_id, CONTROL_TTL_MS, keys=keys))
 
     async def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts."""
-        return bool(await self._run("retry_dead_letter", job_id, keys=self.keys_of(job_id)))
+        keys = self.keys_of(job_id)
+        return bool(await self._run_strict("retry_dead_letter", job_id, keys=keys))
 
     # -- working --------------------------------------------------------------------------
 
@@ -565,10 +639,13 @@ class RedisJobQueue:
         (as `start`): start.lua goes out in the same write as the blocking pop, so Redis runs
         it the moment the pop returns, and waking costs no round trip of its own. One
         partition only (a worker on many waits for each, see `wait_ready`)."""
-        reply = await self.driver.wait_list_then_eval(
-            self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
-            self.script_args(consumer, count, lease_ms),
-        )  # fmt: skip
+        try:
+            reply = await self.driver.wait_list_then_eval(
+                self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
+                self.script_args(consumer, count, lease_ms),
+            )  # fmt: skip
+        except ReplicationError as exc:
+            reply = replicated_anyway("start", exc)
         return [_delivery(raw, consumer) for raw in reply]
 
     async def reclaim(
@@ -623,26 +700,26 @@ class RedisJobQueue:
                 codes[i] = int(code)
         return codes
 
-    async def fail(self, d: Delivery, error: str) -> None:
+    async def fail(self, d: Delivery, error: str, traceback: str = "") -> None:
         """End the job FAILED without retry (fail.lua)."""
         keys = self.parts[d.partition]
-        _settled(await self._run("fail", *self._settle_args(d), error, keys=keys))
+        _settled(await self._run("fail", *self._settle_args(d), error, traceback, keys=keys))
 
-    async def retry(self, d: Delivery, error: str, delay: float) -> None:
+    async def retry(self, d: Delivery, error: str, delay: float, traceback: str = "") -> None:
         """Park the job in the delayed set for `delay` seconds (retry.lua)."""
-        args = (*self._settle_args(d), error, int(delay * 1000))
+        args = (*self._settle_args(d), error, int(delay * 1000), traceback)
         _settled(await self._run("retry", *args, keys=self.parts[d.partition]))
 
-    async def dead_letter(self, d: Delivery, error: str, reason: str) -> None:
+    async def dead_letter(self, d: Delivery, error: str, reason: str, traceback: str = "") -> None:
         """Move the job to the dead-letter stream (dead_letter.lua)."""
-        args = (*self._settle_args(d), error, reason)
+        args = (*self._settle_args(d), error, reason, traceback)
         _settled(await self._run("dead_letter", *args, keys=self.parts[d.partition]))
 
     def sync_driver(self) -> SyncDriver:
         """A blocking driver for a thread of this process (lease renewal); once connected,
         the queue knows whether it is on a cluster, and the driver need not ask again."""
         clustered = None if self.topology is None else self.topology.startswith("Redis Cluster")
-        return SyncDriver(self.redis_url, cluster=clustered)
+        return SyncDriver(self.redis_url, self.wait, cluster=clustered)
 
     def extend_leases(
         self, driver: SyncDriver, consumer: str, held: Sequence[tuple[str, int, str, int]]
@@ -655,7 +732,10 @@ class RedisJobQueue:
         lost: list[str] = []
         for p, flat in groups.items():
             args = self.script_args(consumer, *flat)
-            lost += driver.eval(script("extend_lease"), self.parts[p].all, args)
+            try:
+                lost += driver.eval(script("extend_lease"), self.parts[p].all, args)
+            except ReplicationError as exc:
+                lost += replicated_anyway("extend_lease", exc)
         return lost
 
     async def release(self, consumer: str, only: Sequence[Delivery] = ()) -> int:
@@ -690,7 +770,7 @@ class RedisJobQueue:
         purged = left = 0
         for keys in self.parts:
             if purged < limit:
-                done, rest = await self._run("purge_dead_letters", limit - purged, keys=keys)
+                done, rest = await self._run_strict("purge_dead_letters", limit - purged, keys=keys)
                 purged, left = purged + int(done), left + int(rest)
             else:  # the limit is reached: only count what is left (metrics.lua reads only)
                 left += int((await self._run("metrics", 0, keys=keys))[2])

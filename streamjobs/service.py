@@ -15,6 +15,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec, _schedules
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._metrics import metrics_from, workers_from
 from ._runner import Handler
 from ._schedules import ScheduleInfo
@@ -63,12 +64,17 @@ class JobService:
         timings: Timings | None = None,
         partitions: int | None = None,
         trace_parent: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if queue is None:
             if worker_pool is not None:
                 queue = worker_pool.queue
             else:
-                queue = RedisJobQueue(redis_url, key_prefix, name=name, partitions=partitions)
+                queue = RedisJobQueue(
+                    redis_url, key_prefix, name=name, partitions=partitions,
+                    wait_replicas=wait_replicas, wait_timeout=wait_timeout,
+                )  # fmt: skip
         if worker_pool is None:
             worker_pool = AsyncWorkerPool(queue, timings=timings)
         elif worker_pool.queue is not queue:

@@ -21,12 +21,13 @@ from types import TracebackType
 from typing import Any
 
 from . import _codec, _schedules
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._keys import QueueKeys
 from ._metrics import metrics_from
 from ._schedules import ScheduleInfo
 from ._scripts import script
 from .async_worker import Timings
-from .errors import JobNotFoundError
+from .errors import JobNotFoundError, ReplicationError
 from .models import CancelOutcome, DedupeMode, JobDefinition, JobPriority, JobResult, JobStatus
 from .redis_queue import (
     CONTROL_TTL_MS,
@@ -36,8 +37,10 @@ from .redis_queue import (
     deduped_id,
     enqueued,
     enqueued_chunks,
+    enqueued_replicated,
     merge_snapshots,
     newest_first,
+    replicated_anyway,
     submitted,
 )
 
@@ -54,7 +57,9 @@ class SyncJobClient:
     then `redis://localhost:6379/0`; `key_prefix`; `name`; `partitions`, checked against the
     count recorded in Redis on first use), or a `queue` to copy them from.
     `timings` must match the workers' for the worker counts in `get_metrics()` (default
-    `Timings()`, as `JobService` uses).
+    `Timings()`, as `JobService` uses). `wait_replicas` / `wait_timeout`: as on
+    `RedisJobQueue`, each change returns once that many replicas hold it, else
+    ReplicationError.
     """
 
     def __init__(
@@ -66,9 +71,12 @@ class SyncJobClient:
         name: str = "default",
         timings: Timings | None = None,
         partitions: int | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         self._queue = queue or RedisJobQueue(
-            redis_url, key_prefix, name=name, partitions=partitions
+            redis_url, key_prefix, name=name, partitions=partitions, wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
         )
         self._timings = timings or Timings()
         self._driver = self._queue.sync_driver()
@@ -79,7 +87,11 @@ class SyncJobClient:
         connects lazily); ConfigurationError when it differs from the recorded one."""
         if not self._agreed:
             keys, args = self._queue.record_partitions_call()
-            self._queue.adopt_partitions(self._driver.eval(script("record_partitions"), keys, args))
+            try:
+                recorded = self._driver.eval(script("record_partitions"), keys, args)
+            except ReplicationError as exc:  # the count stands on the primary: use it
+                recorded = replicated_anyway("record_partitions", exc)
+            self._queue.adopt_partitions(recorded)
             self._agreed = True
         return self._queue
 
@@ -147,9 +159,15 @@ class SyncJobClient:
         if job.dedupe is not None:
             call = q.enqueue_deduped_call(job)
             keys = q.keys_of(job.id).deduping
-            return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
+            try:
+                return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
+            except ReplicationError as exc:
+                raise exc.for_jobs([deduped_id(exc.reply)]) from None
         [call] = q.enqueue_calls([job])
-        self._driver.eval(script("enqueue"), q.keys_of(job.id).all, call)
+        try:
+            self._driver.eval(script("enqueue"), q.keys_of(job.id).all, call)
+        except ReplicationError as exc:
+            raise exc.for_jobs([job.id]) from None
         return job.id
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -176,20 +194,33 @@ class SyncJobClient:
         replies: list[Any] = [None] * len(deduped)
         for p, at in q.by_partition([job.id for job in deduped]).items():
             calls = [q.enqueue_deduped_call(deduped[i]) for i in at]
-            got = self._driver.eval_many(script("enqueue_deduped"), q.parts[p].deduping, calls)
+            keys = q.parts[p].deduping
+            try:
+                got = self._driver.eval_many(script("enqueue_deduped"), keys, calls)
+            except ReplicationError as exc:  # each job, or the one standing for it, is written
+                raise exc.for_jobs([job.id for job in specs]) from None
             for i, reply in zip(at, got):
                 replies[i] = reply
         return submitted(specs, plain, deduped, replies)
 
     def _write_plain(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob]) -> None:
+        """Write jobs without a dedupe key: one pipeline of enqueue.lua chunks per partition
+        (a replication shortfall names the jobs written, see `enqueued_replicated`)."""
         if q.partition_count == 1:
             calls = q.enqueue_calls(specs)
-            enqueued(specs, self._driver.eval_many(script("enqueue"), q.keys.all, calls))
+            try:
+                replies = self._driver.eval_many(script("enqueue"), q.keys.all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated(specs, exc) from None
+            enqueued(specs, replies)
             return
         chunks: list[tuple[list[int], Any]] = []
         for p, at in q.by_partition([job.id for job in specs]).items():
             calls = q.enqueue_calls([specs[i] for i in at])
-            replies = self._driver.eval_many(script("enqueue"), q.parts[p].all, calls)
+            try:
+                replies = self._driver.eval_many(script("enqueue"), q.parts[p].all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated([specs[i] for i in at], exc) from None
             starts = range(0, len(at), ENQUEUE_CHUNK)
             chunks += [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
         enqueued_chunks(specs, chunks)

@@ -190,3 +190,25 @@ def test_the_payload_limit_counts_encoded_bytes_not_characters() -> None:
     with pytest.raises(InvalidJobError, match=r"payload is 600\d{3} bytes, over the 524288-byte"):
         new_job("echo", ("é" * 300_000,))
     assert new_job("echo", ("é" * 200_000,)).id  # 400 000 bytes: within the limit
+
+
+def test_a_traceback_keeps_where_the_error_was_raised_within_its_cap() -> None:
+    from streamjobs._outcome import MAX_TRACEBACK, trace
+
+    def deep(n: int, message: str) -> None:
+        if n == 0:
+            raise ValueError(message)
+        deep(n - 1, message)
+
+    try:
+        deep(3, "at the bottom")
+    except ValueError as exc:
+        short = trace(exc)
+    assert short.startswith("Traceback") and "in deep" in short
+    assert short.endswith("ValueError: at the bottom\n")
+    try:
+        deep(3, "long " * 5000 + "end")
+    except ValueError as exc:
+        long = trace(exc)
+    assert len(long) <= MAX_TRACEBACK + 4 and long.startswith("...\n")
+    assert long.endswith("long end\n")

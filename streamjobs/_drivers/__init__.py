@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from .._scripts import Script
 from ..errors import ConfigurationError, RedisAuthError
+from ._replicas import CLUSTER_WAIT, Wait
+from .sentinel import is_sentinel
 
 Entry = tuple[str, dict[str, str]]
 
@@ -117,15 +119,19 @@ def library_pinned() -> Iterator[None]:
         sniffio.current_async_library_cvar.reset(token)
 
 
-def connect(url: str, name: str | None = None) -> Driver:
+def connect(url: str, name: str | None = None, wait: Wait | None = None) -> Driver:
     """The async driver named `name`, or the one for the running event loop: our own RESP
     connection under asyncio (the fastest), coredis under trio. Every driver takes `redis://`,
-    `rediss://` (TLS, `ssl_*` query options) and `unix://` URLs. The driver connects lazily."""
+    `rediss://` (TLS, `ssl_*` query options) and `unix://` URLs; `redis+sentinel://` goes to
+    redis-py under asyncio (see `sentinel`). `wait`: WAIT after every script (see
+    `_replicas`). The driver connects lazily."""
     library = running_library()
     if name is None:
         name = "coredis" if library == "trio" else "resp"
+        if is_sentinel(url) and name == "resp":
+            name = "redis-py"
     if name == "coredis":
-        return _coredis(url)
+        return _coredis(url, wait)
     if name in ("resp", "redis-py"):
         if library == "trio":
             raise ConfigurationError(
@@ -133,16 +139,21 @@ def connect(url: str, name: str | None = None) -> Driver:
                 f"(or leave driver unset), from the trio extra: {_TRIO_EXTRA}"
             )
         if name == "resp":
+            if is_sentinel(url):
+                raise ConfigurationError(
+                    "driver='resp' does not follow sentinels: a redis+sentinel:// URL needs "
+                    "driver='redis-py' (asyncio) or 'coredis' (asyncio or trio), or no driver"
+                )
             from .resp import RespDriver
 
-            return RespDriver(url)
+            return RespDriver(url, wait)
         from .redis_py import RedisPyDriver
 
-        return RedisPyDriver(url)
+        return RedisPyDriver(url, wait)
     raise ConfigurationError(f"driver={name!r} is not one of {', '.join(DRIVERS)} (or None)")
 
 
-async def open_driver(url: str, name: str | None = None) -> Driver:
+async def open_driver(url: str, name: str | None = None, wait: Wait | None = None) -> Driver:
     """The driver for `url`, asking the server once whether it is a node of a Redis Cluster
     (`INFO server`'s `redis_mode`: the section managed Redis allows where it refuses others).
 
@@ -152,10 +163,11 @@ async def open_driver(url: str, name: str | None = None) -> Driver:
     for "coredis". A cluster client rather than an error for "resp": it follows MOVED and ASK
     and rebuilds its map of the slots after a failover, which our RESP connection does not,
     and one setting (a CLI's `--driver`) then serves a single Redis and a cluster alike. The
-    URL's username, password and TLS options apply to every node."""
-    driver = connect(url, name)
-    if url.startswith("unix://"):
-        return driver  # a cluster's nodes speak TCP to each other: a socket path is one server
+    URL's username, password and TLS options apply to every node. `wait` (WAIT after every
+    script) is refused on a cluster with a ConfigurationError, for now."""
+    driver = connect(url, name, wait)
+    if url.startswith("unix://") or is_sentinel(url):
+        return driver  # a socket path is one server; sentinels watch primaries, not a cluster
     try:
         clustered = (await driver.info("server")).get("redis_mode") == "cluster"
     except RedisAuthError:  # INFO refused: a server that hides this much is served as one
@@ -166,6 +178,8 @@ async def open_driver(url: str, name: str | None = None) -> Driver:
     if not clustered:
         return driver
     await driver.aclose()
+    if wait is not None:
+        raise ConfigurationError(CLUSTER_WAIT)
     if running_library() == "trio" or name == "coredis":
         from .cluster_coredis import CoredisClusterDriver
 
@@ -175,7 +189,7 @@ async def open_driver(url: str, name: str | None = None) -> Driver:
     return RedisPyClusterDriver(url)
 
 
-def _coredis(url: str) -> Driver:
+def _coredis(url: str, wait: Wait | None) -> Driver:
     try:
         from .coredis_driver import CoredisDriver
     except ImportError as exc:
@@ -184,4 +198,4 @@ def _coredis(url: str) -> Driver:
         raise ConfigurationError(
             f"the coredis driver (used under trio) needs the trio extra: {_TRIO_EXTRA}"
         ) from exc
-    return CoredisDriver(url)
+    return CoredisDriver(url, wait)

@@ -75,12 +75,13 @@ def error_code(exc: Exception) -> str:
 
 
 def _unreachable(exc: Exception) -> bool:
-    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`); or a cluster
-    client that reached no node at all (redis-py's `RedisClusterException`: "Redis Cluster
-    cannot be connected", no node to send to while its map of the slots is rebuilt)."""
+    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`); no primary
+    found behind the sentinels (yet: a failover under way); or a cluster client that reached
+    no node at all (redis-py's `RedisClusterException`: "Redis Cluster cannot be connected",
+    no node to send to while its map of the slots is rebuilt)."""
     return isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError,
                             rex.RedisClusterException, *_coredis("ConnectionError"),
-                            ))  # fmt: skip
+                            *_coredis("SentinelError")))  # fmt: skip
 
 
 def _with_tls_cause(exc: Exception, text: str) -> str:

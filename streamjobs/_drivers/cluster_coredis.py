@@ -54,6 +54,8 @@ class CoredisClusterDriver(CoredisDriver):
             decode_responses=True, retry_policy=NoRetryPolicy(),
             max_connections=MAX_CONNECTIONS_PER_NODE, max_connections_per_node=True, **tls,
         )  # fmt: skip
+        self._wait = None  # WAIT is refused on a cluster (see `open_driver`)
+        self._contexts = [self._client]
         self._stack: AsyncExitStack | None = None
         self._opening = anyio.Lock()
         self.primaries = 0

@@ -19,9 +19,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .._scripts import Script
-from ..errors import RedisAuthError, StreamJobsError
+from ..errors import ConfigurationError, RedisAuthError, StreamJobsError
 from ._errors import lost_replies, translate
 from ._pipeline import ReloadingCalls
+from ._replicas import CLUSTER_WAIT, READ_ONLY, Wait, check_written
+from .sentinel import is_sentinel
 
 Entry = tuple[str, dict[str, str]]
 
@@ -53,17 +55,19 @@ def is_cluster(url: str) -> bool:
 class SyncDriver:
     """Carries streamjobs' commands over a thread-safe redis-py connection pool."""
 
-    def __init__(self, url: str, *, cluster: bool | None = None) -> None:
+    def __init__(self, url: str, wait: Wait | None = None, *, cluster: bool | None = None) -> None:
         """`cluster`: whether `url` names a node of a Redis Cluster; None asks the server on
         the first command (nothing connects before)."""
-        self._url = url
-        self.cluster = cluster
+        self._url, self._wait = url, wait
+        self.cluster = False if is_sentinel(url) else cluster
+        self._sentinel: Any = None
         self._built: Any = None
         self._building = threading.Lock()
 
     @property
     def _client(self) -> Any:
-        """redis-py's client for the URL: `RedisCluster` on a cluster, else `Redis`."""
+        """redis-py's client for the URL: `RedisCluster` on a cluster, else `Redis` (through
+        the sentinels for a `redis+sentinel://` URL)."""
         if self._built is None:
             with self._building:
                 if self._built is None:
@@ -74,9 +78,16 @@ class SyncDriver:
         options: dict[str, Any] = {
             "decode_responses": True, "encoding_errors": "replace", "socket_timeout": 10,
         }  # fmt: skip
+        if is_sentinel(self._url):
+            from .sentinel import redis_py_sync
+
+            self._sentinel, client = redis_py_sync(self._url, **options)
+            return client
         if self.cluster is None:
             self.cluster = is_cluster(self._url)
         if self.cluster:  # no retries: a script whose reply was lost is not sent again
+            if self._wait is not None:
+                raise ConfigurationError(CLUSTER_WAIT)
             return redis.RedisCluster.from_url(self._url, retry=Retry(NoBackoff(), 0), **options)
         return redis.Redis.from_url(self._url, **options)
 
@@ -89,12 +100,32 @@ class SyncDriver:
         return self._client.evalsha(script.sha, len(keys), *keys, *args)
 
     def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script by SHA, loading it once if the server does not know it."""
+        """Run a script by SHA, loading it once if the server does not know it; with
+        `wait`, WAIT follows it on the same connection (see `_replicas`)."""
+        if self._wait is not None and script.name not in READ_ONLY:
+            return self._eval_waiting(self._wait, script, keys, args)
         with _translated():
             try:
                 return self._client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
             except rex.NoScriptError:
                 return self._source(script, keys, args)
+
+    def _eval_waiting(
+        self, wait: Wait, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """The script then WAIT, in one write on one connection (again after NOSCRIPT)."""
+        for _ in range(2):
+            with _translated(), self._client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.wait(wait.replicas, wait.timeout_ms)
+                reply, acknowledged = pipe.execute(raise_on_error=False)
+            if not isinstance(reply, rex.NoScriptError):
+                break
+            with _translated():
+                self._client.script_load(script.source)
+        if isinstance(reply, Exception):
+            raise translate(reply) from reply
+        return wait.check(acknowledged, reply)
 
     def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
@@ -104,12 +135,17 @@ class SyncDriver:
         outcome in its place, as the async drivers give it (see `Driver.eval_many`)."""
         books = ReloadingCalls(len(calls), rex.NoScriptError)
         command = ["EVALSHA", script.sha]
+        wait, acknowledged = self._wait, None
         while books.todo:
             try:
                 with _translated(), self._client.pipeline(transaction=False) as pipe:
                     for i in books.todo:
                         pipe.execute_command(*command, len(keys), *keys, *calls[i])
-                    replies = pipe.execute(raise_on_error=False)
+                    if wait is not None:
+                        pipe.wait(wait.replicas, wait.timeout_ms)
+                        *replies, acknowledged = pipe.execute(raise_on_error=False)
+                    else:
+                        replies = pipe.execute(raise_on_error=False)
                 if self.cluster:  # see `lost_replies`
                     replies = lost_replies(replies)
             except StreamJobsError as exc:  # redis-py cannot tell which replies came
@@ -125,7 +161,10 @@ class SyncDriver:
                     self._client.script_load(script.source)
             except StreamJobsError as exc:
                 books.refuse(exc)
-        return books.outcomes(translate)
+        outcomes = books.outcomes(translate)
+        if wait is not None and acknowledged is not None:
+            check_written(wait, acknowledged, outcomes)
+        return outcomes
 
     def read_stream(self, key: str, last_id: str, count: int, block_ms: int | None) -> list[Entry]:
         """XREAD entries after `last_id` (blocking up to block_ms when given)."""
@@ -152,6 +191,9 @@ class SyncDriver:
             return dict(self._client.hgetall(key))
 
     def close(self) -> None:
-        """Close every connection of the pool."""
+        """Close every connection of the pool (and of the sentinels, if any)."""
         if self._built is not None:
             self._built.close()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                sentinel.close()

@@ -33,7 +33,14 @@ def _connection() -> _Parser:
                    help="the queue's partition count (default: the count recorded in Redis, "
                    "else 1); a count other than the recorded one is refused")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    _wait_replicas(p)
     return p
+
+
+def _wait_replicas(p: argparse.ArgumentParser, default: str = "0 (no wait)") -> None:
+    p.add_argument("--wait-replicas", type=int, default=None, metavar="N",
+                   help="each change returns once N replicas hold it (WAIT), else fails "
+                   f"(default: {default})")  # fmt: skip
 
 
 def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -81,6 +88,7 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--driver", default=None, choices=DRIVERS,
                    help="Redis client (default: the app's, else resp on asyncio, coredis on "
                    "trio)")  # fmt: skip
+    _wait_replicas(p, "the app's")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve this process's job counters and histograms to Prometheus at "
                    "/metrics on this port (needs the prometheus extra; one process)")  # fmt: skip
@@ -182,12 +190,24 @@ def _metrics(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(command="metrics")
 
 
+def _web(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser("web", parents=[_connection()], help="serve the web dashboard",
+                       description="Serve the queue's dashboard (needs the web extra). Every "
+                       "number is read from Redis, so any number of dashboards agree.")  # fmt: skip
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument("--read-only", action="store_true", help="refuse every action (403)")
+    p.add_argument("--basic-auth", metavar="USER:PASS", default=None,
+                   help="ask for these credentials on every page")  # fmt: skip
+    p.set_defaults(command="web")
+
+
 def build() -> argparse.ArgumentParser:
     """The `streamjobs` parser."""
     parser = _Parser(
         prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add in (_worker, _inspection, _dead_letters, _schedules, _submit, _metrics):
+    for add in (_worker, _inspection, _dead_letters, _schedules, _submit, _metrics, _web):
         add(sub)
     return parser

@@ -1,6 +1,7 @@
 --[[ retry: a failed attempt waits out its backoff in the delayed set, then runs again.
 Invariant: the entry is acknowledged in the same step that parks the job in the delayed set.
-ARGV 4 job id, 5 consumer, 6 attempt, 7 stream index, 8 entry id, 9 error, 10 delay (ms).
+ARGV 4 job id, 5 consumer, 6 attempt, 7 stream index, 8 entry id, 9 error, 10 delay (ms),
+11 traceback ('' = none; kept in the record only, not in the event).
 Returns 1 when recorded (or already recorded by this attempt), 0 when refused as stale.
 Events: job.retrying with the error and the delay.
 ]]
@@ -12,7 +13,8 @@ if check ~= 'ok' then return check == 'done' and 1 or 0 end
 local now = now_ms()
 local due = now + delay_ms
 drop_entry(STREAMS[index], entry)
-redis.call('HSET', key, 'status', 'RETRYING', 'error', error, 'retry_at', due)
+redis.call('HSET', key, 'status', 'RETRYING', 'error', error, 'retry_at', due,
+           'traceback', ARGV[11] or '')
 wake_if_first(due)
 redis.call('ZADD', DELAYED, due, job_id)
 redis.call('HINCRBY', STATS, 'retrying', 1)
