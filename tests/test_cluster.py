@@ -33,7 +33,7 @@ from streamjobs import (
 from streamjobs._drivers._errors import lost_replies
 from streamjobs._drivers._pipeline import ReplyLost
 from streamjobs._keys import QueueKeys, key_slot, partition_of
-from streamjobs.errors import RedisNotReadyError, RedisUnavailableError
+from streamjobs.errors import ConfigurationError, RedisNotReadyError, RedisUnavailableError
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._cluster import ClusterUnavailable, RedisCluster
@@ -368,3 +368,13 @@ async def test_jobs_flow_on_while_the_queues_slot_moves_to_another_primary(
     assert own_cluster.primary_of(keys.streams[0]) is target
     assert sorted(r.result for r in results) == list(range(400))
     assert all(handlers.runs[job_id] == 1 for job_id in ids)
+
+
+async def test_wait_replicas_on_a_cluster_is_refused_with_a_clear_error(
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str | None]
+) -> None:
+    queue = RedisJobQueue(redis_cluster.url, name=queue_name, driver=combo[1], wait_replicas=1)
+    with pytest.raises(ConfigurationError, match="wait_replicas is not supported on a Redis"):
+        await queue.connect()
+    with pytest.raises(ConfigurationError, match="wait_replicas"):
+        queue.sync_driver().hget(queue.keys.job("x"), "status")
