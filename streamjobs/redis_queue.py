@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -157,6 +157,17 @@ def submitted(
         ids = [job.id for job in jobs]
         raise PartialSubmitError(ids, list(standing), refused, unknown, error) from error
     return [standing[job.id] for job in jobs]
+
+
+def dependent_codes(reply: Sequence[Any]) -> list[bool]:
+    """enqueue_dependent.lua's reply as one bool per job (False: its id was taken);
+    InvalidJobError for a dependency without a record (nothing was written)."""
+    if str(reply[0]) == "unknown":
+        raise InvalidJobError(
+            "depends_on",
+            f"no job {reply[1]!s} (never submitted, or its result expired); nothing was written",
+        )
+    return [bool(code) for code in reply[1]]
 
 
 def cancel_outcome(reply: Any) -> CancelOutcome:
@@ -373,13 +384,27 @@ class RedisJobQueue:
         return self.keys if n == 1 else self.parts[partition_of(job_id, n)]
 
     def place(
-        self, job_id: str | None, partition_key: object = None, dedupe_key: object = None
-    ) -> str | None:
+        self, job_id: str | None, partition_key: object = None, dedupe_key: object = None,
+        depends_on: object = None,
+    ) -> str | None:  # fmt: skip
         """The id a new job gets: its own (`job_id`), else, with many partitions, a fresh one
         carrying its partition (`<p>.<random>`): `partition_key`'s (CRC-32 modulo the count),
         else `dedupe_key`'s (so every submit of one dedupe key meets in one partition), else
         the next in turn. None: the codec makes one (one partition). InvalidJobError for a bad
-        `partition_key`, or one given with a `job_id` (which decides alone)."""
+        `partition_key`, or one given with a `job_id` (which decides alone). A job with
+        `depends_on` joins its first dependency's partition (see `flow_partition`)."""
+        if depends_on and self.partition_count > 1 and job_id is None:
+            first = (
+                next(iter(depends_on), None)
+                if isinstance(depends_on, Iterable) and not isinstance(depends_on, str)
+                else None
+            )
+            if isinstance(first, str):
+                if partition_key is not None:
+                    raise InvalidJobError(
+                        "partition_key", "cannot go with depends_on: a dependent job lives in "
+                        "its dependencies' partition")  # fmt: skip
+                return f"{self.partition_of(first)}.{_codec.fresh_id()}"
         if partition_key is None and job_id is None and isinstance(dedupe_key, str) and dedupe_key:
             partition_key = dedupe_key if self.partition_count > 1 else None
         if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
@@ -568,9 +593,92 @@ class RedisJobQueue:
             raise exc.for_jobs([deduped_id(exc.reply)]) from None
         return deduped_id(reply)
 
+    # -- dependencies (enqueue_dependent.lua) ---------------------------------------------
+
+    def flow_partition(self, jobs: Sequence[_codec.NewJob]) -> QueueKeys:
+        """The keys of the one partition that jobs written by one enqueue_dependent call,
+        and every job they depend on, live in: a script touches one partition only, and a
+        dependency's settle releases its dependents in the same script. InvalidJobError
+        when they span partitions."""
+        n = self.partition_count
+        if n == 1:
+            return self.keys
+        p = partition_of(jobs[0].id, n)
+        for job in jobs:
+            for job_id in (job.id, *job.depends_on):
+                if partition_of(job_id, n) != p:
+                    raise InvalidJobError(
+                        "depends_on",
+                        f"job {job.id!r} and its dependencies span partitions ({job_id!r} "
+                        f"lives in partition {partition_of(job_id, n)}, not {p}): on a "
+                        "partitioned queue a job and its dependencies share a partition",
+                    )  # fmt: skip
+        return self.parts[p]
+
+    def enqueue_dependent_call(self, jobs: Sequence[_codec.NewJob]) -> tuple[Any, ...]:
+        """enqueue_dependent.lua's ARGV for validated jobs (those without dependencies
+        are queued at once), in order: a job may depend on jobs before it."""
+        flat: list[Any] = []
+        for job in jobs:
+            deps = job.depends_on
+            flat += (job.id, int(job.priority), job.delay_ms, job.on_dependency_failure,
+                     len(deps), *deps, len(job.fields), *job.fields)  # fmt: skip
+        return self.script_args(*flat)
+
+    def flow_jobs(
+        self, steps: Sequence[object], after: Sequence[Sequence[int]]
+    ) -> list[_codec.NewJob]:
+        """Validated jobs of a chain or a group: step i (a mapping of submit_job's keywords,
+        as submit_many takes) depends on the steps at `after[i]`, and on its own
+        `depends_on` when given. Each step gets an id before anything is written (its own
+        `job_id` kept); with many partitions all share one: a given job_id's, else the first
+        step's `partition_key`'s, else the next in turn. Raises InvalidJobError naming the
+        step (`jobs[2].timeout: ...`)."""
+        specs: list[dict[str, Any]] = []
+        for i, step in enumerate(steps):
+            if not isinstance(step, Mapping):
+                raise InvalidJobError(f"jobs[{i}]", "must be a dict of submit_job keywords")
+            if step.get("dedupe_key") is not None:
+                raise InvalidJobError(f"jobs[{i}].dedupe_key", "cannot be used in a chain or group")
+            own = step.get("depends_on")
+            if own is not None and (isinstance(own, (str, bytes)) or not isinstance(own, Iterable)):
+                raise InvalidJobError(f"jobs[{i}].depends_on", "must be a list of job ids")
+            specs.append(dict(step))
+        n = self.partition_count
+        prefix = ""
+        if n > 1:
+            given = next((s["job_id"] for s in specs if isinstance(s.get("job_id"), str)), None)
+            key = specs[0].get("partition_key") if specs and given is None else None
+            placed = given or self.place(None, key)
+            assert placed is not None
+            prefix = f"{partition_of(placed, n)}."
+        for spec in specs:
+            spec.pop("partition_key", None)
+            if spec.get("job_id") is None:
+                spec["job_id"] = prefix + _codec.fresh_id()
+        for spec, before in zip(specs, after):
+            deps = [specs[j]["job_id"] for j in before] + list(spec.get("depends_on") or ())
+            if deps:
+                spec["depends_on"] = deps
+        return _codec.new_jobs(specs, self.max_payload)
+
+    async def enqueue_dependent(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
+        """Write jobs with their dependency edges in one script call, all or nothing: per
+        job True written, False its id was taken; InvalidJobError naming a dependency that
+        has no record (nothing written)."""
+        keys = self.flow_partition(jobs)
+        reply = await self.driver.eval(
+            script("enqueue_dependent"), keys.all, self.enqueue_dependent_call(jobs)
+        )
+        return dependent_codes(reply)
+
     async def submit(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
         """Write many jobs, those with a dedupe key one script call each (pipelined in one
-        round trip per partition); the ids that stand for them, in order (see `submitted`)."""
+        round trip per partition), those with dependencies after the others, one
+        enqueue_dependent call per partition; the ids that stand for them, in order (see
+        `submitted`)."""
+        if any(job.depends_on for job in jobs):
+            return await self._submit_dependent(jobs)
         deduped = [job for job in jobs if job.dedupe is not None]
         if not deduped:
             await self.enqueue_many(jobs)
@@ -595,6 +703,20 @@ class RedisJobQueue:
             for i, reply in zip(at, got):
                 replies[i] = reply
         return submitted(jobs, plain, deduped, replies)
+
+    async def _submit_dependent(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
+        """`submit` for jobs some of which depend on others: the rest first, then the
+        dependent ones (which may depend on those) per partition, each partition's in one
+        call, in their order."""
+        rest = [job for job in jobs if not job.depends_on]
+        standing = dict(zip([job.id for job in rest], await self.submit(rest) if rest else []))
+        waiting = [job for job in jobs if job.depends_on]
+        by_part = self.by_partition([job.id for job in waiting])
+        groups = [[waiting[i] for i in at] for at in by_part.values()]
+        for group in groups:
+            self.flow_partition(group)  # every check before the first write
+        await gather([partial(self.enqueue_dependent, group) for group in groups])
+        return [standing.get(job.id, job.id) for job in jobs]
 
     async def cancel(self, job_id: str) -> CancelOutcome:
         """End a job CANCELLED, and tell its pool to stop it when it runs (cancel.lua)."""

@@ -28,13 +28,22 @@ from ._schedules import ScheduleInfo
 from ._scripts import script
 from .async_worker import Timings
 from .errors import JobNotFoundError, ReplicationError
-from .models import CancelOutcome, DedupeMode, JobDefinition, JobPriority, JobResult, JobStatus
+from .models import (
+    CancelOutcome,
+    DedupeMode,
+    DependencyFailure,
+    JobDefinition,
+    JobPriority,
+    JobResult,
+    JobStatus,
+)
 from .redis_queue import (
     CONTROL_TTL_MS,
     ENQUEUE_CHUNK,
     RedisJobQueue,
     cancel_outcome,
     deduped_id,
+    dependent_codes,
     enqueued,
     enqueued_chunks,
     enqueued_replicated,
@@ -138,24 +147,31 @@ class SyncJobClient:
         dedupe_for: float | timedelta | None = None,
         dedupe_mode: DedupeMode | None = None,
         partition_key: str | None = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyFailure | None = None,
     ) -> str:
         """Queue a job and return its id, exactly as `JobService.submit_job` does: invalid
         input raises InvalidJobError naming the field and writes nothing; a `job_id` that
         already has a record enqueues nothing; with a `dedupe_key`, the id returned is that
-        of the job standing for the key; `partition_key` as there."""
+        of the job standing for the key; `partition_key`, `depends_on` and
+        `on_dependency_failure` as there."""
         q = self._parts()
         if partition_key is not None or q.partition_count > 1:
-            job_id = q.place(job_id, partition_key, dedupe_key)
+            job_id = q.place(job_id, partition_key, dedupe_key, depends_on)
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
-            dedupe_mode=dedupe_mode,
+            dedupe_mode=dedupe_mode, depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
         )  # fmt: skip
         if q.observers:
             [job_id] = self._submit_observed([job])
             return job_id
+        if job.depends_on:
+            self._write_dependent([job])
+            return job.id
         if job.dedupe is not None:
             call = q.enqueue_deduped_call(job)
             keys = q.keys_of(job.id).deduping
@@ -181,10 +197,58 @@ class SyncJobClient:
             return self._submit_observed(specs)
         return self._write(specs)
 
+    def submit_chain(self, steps: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Queue jobs that run one after another, as `JobService.submit_chain` does; the
+        ids, in order, written in one script call."""
+        steps = list(steps)
+        after = [[i - 1] if i else [] for i in range(len(steps))]
+        return self._write_flow(self._parts().flow_jobs(steps, after))
+
+    def submit_group(
+        self, jobs: Iterable[Mapping[str, Any]], then: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Queue jobs that run in parallel and `then` once all completed, as
+        `JobService.submit_group` does; the ids, `then`'s last."""
+        steps: list[Any] = list(jobs)
+        after: list[list[int]] = [[] for _ in steps]
+        if then is not None:
+            after.append(list(range(len(steps))))
+            steps.append(then)
+        return self._write_flow(self._parts().flow_jobs(steps, after))
+
+    def _write_flow(self, jobs: list[_codec.NewJob]) -> list[str]:
+        if not jobs:
+            return []
+        if self._queue.observers:
+            with self._queue.observers.submitting(jobs) as observed:
+                self._write_dependent(observed)
+        else:
+            self._write_dependent(jobs)
+        return [job.id for job in jobs]
+
+    def _write_dependent(self, jobs: Sequence[_codec.NewJob]) -> None:
+        """One enqueue_dependent.lua call for jobs of one partition, all or nothing."""
+        q = self._parts()
+        keys = q.flow_partition(jobs)
+        dependent_codes(self._driver.eval(script("enqueue_dependent"), keys.all,
+                                          q.enqueue_dependent_call(jobs)))  # fmt: skip
+
     def _write(self, specs: Sequence[_codec.NewJob]) -> list[str]:
         """Write validated jobs: one pipeline of enqueue.lua chunks per partition, and those
-        with a dedupe key one script call each; the ids standing for them, in order."""
+        with a dedupe key one script call each, those with dependencies last (one call per
+        partition); the ids standing for them, in order."""
         q = self._parts()
+        if any(job.depends_on for job in specs):
+            rest = [job for job in specs if not job.depends_on]
+            standing = dict(zip([job.id for job in rest], self._write(rest) if rest else []))
+            waiting = [job for job in specs if job.depends_on]
+            parts = q.by_partition([job.id for job in waiting]).values()
+            groups = [[waiting[i] for i in at] for at in parts]
+            for group in groups:
+                q.flow_partition(group)
+            for group in groups:
+                self._write_dependent(group)
+            return [standing.get(job.id, job.id) for job in specs]
         plain = [job for job in specs if job.dedupe is None]
         if plain:
             self._write_plain(q, plain)

@@ -1,6 +1,6 @@
 --[[ cancel: end a job CANCELLED, whatever it is doing short of being finished.
-A job that has not started (pending, scheduled or waiting to retry) leaves its stream or the
-delayed set. A RUNNING job is settled here too: its entry is acknowledged and deleted, its
+A job that has not started (waiting for its dependencies, pending, scheduled or waiting to
+retry) leaves its stream or the delayed set. A RUNNING job is settled here too: its entry is acknowledged and deleted, its
 owner cleared, and its id pushed to its pool's control list (<pool prefix><pool id>:control),
 which that pool blocks on: the pool cancels the handler's scope the moment it pops the id.
 Invariant: a cancelled job leaves its stream or the delayed set in the same step. With the
@@ -10,14 +10,17 @@ pool's lease renewal reports the job lost should the control push never reach it
 ARGV 4 job id, 5 the control list's lifetime (ms): a pool that died leaves none behind.
 Returns 1 when cancelled before it started, 2 when cancelled while running (its pool told),
 0 when already terminal, -1 when unknown.
-Events: job.cancelled with `from` (the status it left).
+Events: job.cancelled with `from` (the status it left); for the jobs that waited for it,
+as release_dependents (cancelled too, unless on_dep_fail is 'run').
 ]]
 local job_id, control_ttl_ms = ARGV[4], tonumber(ARGV[5])
 local key = JOB_PREFIX .. job_id
-local s = redis.call('HMGET', key, 'status', 'entry', 'priority', 'owner')
+local s = redis.call('HMGET', key, 'status', 'entry', 'priority', 'owner', 'dependents')
 if not s[1] then return -1 end
 local code = 1
-if s[1] == 'PENDING' then
+if s[1] == 'WAITING' then  -- it is in no stream: its dependencies skip it once settled
+  redis.call('HINCRBY', STATS, 'waiting', -1)
+elseif s[1] == 'PENDING' then
   drop_entry(stream_of(s[3]), s[2])
 elseif s[1] == 'SCHEDULED' or s[1] == 'RETRYING' then
   redis.call('ZREM', DELAYED, job_id)
@@ -38,4 +41,5 @@ local now = now_ms()
 finish(key, 'CANCELLED', now)
 redis.call('HINCRBY', STATS, 'cancelled', 1)
 emit('job.cancelled', job_id, now, {'from', s[1], 'worker', s[4] or ''})
+if s[5] then signal_ready(release_dependents(job_id, 'CANCELLED', nil, now)) end
 return code
