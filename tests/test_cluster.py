@@ -378,3 +378,26 @@ async def test_wait_replicas_on_a_cluster_is_refused_with_a_clear_error(
         await queue.connect()
     with pytest.raises(ConfigurationError, match="wait_replicas"):
         queue.sync_driver().hget(queue.keys.job("x"), "status")
+
+
+async def test_a_job_waiting_on_another_runs_after_it_on_a_cluster_with_partitions(
+    redis_cluster: RedisCluster, queue_name: str, combo: tuple[str, str | None]
+) -> None:
+    """A dependency is released by the script that completes it, in its own partition's
+    slot: on a cluster, as on one node, the dependent runs after, once."""
+    queue = RedisJobQueue(redis_cluster.url, name=queue_name, driver=combo[1], partitions=6)
+    service = JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST))
+    handlers = Handlers()
+    handlers.register(service)
+    async with service:
+        await service.start_workers(2)
+        first = await service.submit_job("nap", ["first"])
+        then = await service.submit_job("ok", ["then"], depends_on=[first])
+        chain = await service.submit_chain([{"handler": "ok", "args": [n]} for n in range(3)])
+        with anyio.fail_after(20):
+            done = [await service.wait_for_result(job_id) for job_id in [first, then, *chain]]
+        await service.stop_workers()
+    assert [r.result for r in done] == ["first", "then", 0, 1, 2]
+    assert done[1].started_at is not None and done[0].finished_at is not None
+    assert done[1].started_at >= done[0].finished_at
+    assert all(handlers.runs[r.job_id] == 1 for r in done)
