@@ -82,6 +82,7 @@ async def collect_info(svc: JobService) -> dict[str, Any]:
         "workers": metrics["workers"],
         "pools": pools(workers_from(snapshot, timings), now_ms / 1000),
         "maxmemory_policy": svc.queue.maxmemory_policy,
+        "topology": svc.queue.topology,
     }  # fmt: skip
 
 
