@@ -401,3 +401,22 @@ async def test_a_job_waiting_on_another_runs_after_it_on_a_cluster_with_partitio
     assert done[1].started_at is not None and done[0].finished_at is not None
     assert done[1].started_at >= done[0].finished_at
     assert all(handlers.runs[r.job_id] == 1 for r in done)
+
+
+def test_the_dashboard_shows_a_partitioned_queue_on_a_cluster(
+    redis_cluster: RedisCluster, queue_name: str
+) -> None:
+    """The dashboard reads a queue whose six partitions sit on three primaries: its own reads
+    go through a cluster client, one partition (one slot) at a time."""
+    pytest.importorskip("uvicorn", reason="the web extra is not installed")
+    from tests._web import get, serving
+
+    with SyncJobClient(redis_cluster.url, name=queue_name, partitions=6) as client:
+        ids = [client.submit_job("ingest", args=(n,), priority="high") for n in range(12)]
+    with serving(redis_cluster.url, queue_name) as base:
+        status, page, _ = get(f"{base}/jobs?status=pending")
+        assert status == 200
+        assert all(job_id in page for job_id in ids)  # every partition, every primary
+        status, page, _ = get(f"{base}/jobs/{ids[-1]}")
+        assert status == 200 and "ingest" in page
+        assert get(f"{base}/")[0] == 200

@@ -588,3 +588,18 @@ def test_a_failovers_errors_become_the_errors_workers_back_off_on() -> None:
     ]
     for error in not_ready:
         assert isinstance(translate(error), RedisNotReadyError), error
+
+
+def test_the_dashboard_reads_a_queue_through_a_sentinel_url(
+    cluster: Topology, queue_name: str
+) -> None:
+    """The dashboard's own reads follow the primary the sentinels name, as the queue does."""
+    pytest.importorskip("uvicorn", reason="the web extra is not installed")
+    from tests._web import get, serving
+
+    with SyncJobClient(cluster.url(), name=queue_name) as client:
+        job_id = client.submit_job("square", args=(3,), priority="critical")
+    with serving(cluster.url(), queue_name) as base:
+        status, page, _ = get(f"{base}/jobs?status=pending")
+        assert status == 200 and job_id in page
+        assert get(f"{base}/jobs/{job_id}")[0] == 200

@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .._drivers.sentinel import is_sentinel, redis_py_async
 from .._metrics import metrics_from, workers_from
 from ..async_worker import Timings
 from ..errors import ConfigurationError
@@ -49,7 +50,8 @@ class _State:
         self.timings = self.svc.worker_pool.timings
         self.secret = secret or ""
         self.user_of = user_of
-        self.client: Redis | None = None
+        self.client: Any = None
+        self._also_close: list[Any] = []  # what the client leans on (a sentinel manager)
         self.reader: Reader | None = None
         self._lock = anyio.Lock()
 
@@ -64,7 +66,7 @@ class _State:
         """Connect, and adopt the queue's CSRF secret (proposing one when none is kept): one
         key, in the first partition, for every partition count."""
         await self.queue.connect()
-        self.client = Redis.from_url(self.queue.redis_url, decode_responses=True)
+        self.client, self._also_close = _reader_client(self.queue)
         self.reader = Reader(self.queue, self.client)
         if not self.secret:
             proposed = secrets.token_hex(32)
@@ -77,6 +79,9 @@ class _State:
         client, self.client, self.reader = self.client, None, None
         if client is not None:
             await client.aclose()
+        also, self._also_close = self._also_close, []
+        for other in also:
+            await other.aclose()
         if self.owned:
             await self.queue.close()
 
@@ -85,6 +90,23 @@ class _State:
         if self.reader is None:
             raise ConfigurationError("the dashboard is not started (its lifespan did not run)")
         return self.reader
+
+
+def _reader_client(queue: RedisJobQueue) -> tuple[Any, list[Any]]:
+    """The dashboard's own client for its reads, for the Redis the queue found at connect: a
+    cluster client on a cluster, the primary the sentinels name behind a sentinel URL, else
+    one connection pool (every read names keys of one partition, so none crosses slots);
+    with what else must be closed after it."""
+    url = queue.redis_url
+    if (queue.topology or "").startswith("Redis Cluster"):
+        from redis.asyncio.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, decode_responses=True), []
+    if is_sentinel(url):
+        manager, client, blocking = redis_py_async(url, max_connections=16, socket_timeout=15.0,
+                                                   decode_responses=True)  # fmt: skip
+        return client, [blocking, manager]
+    return Redis.from_url(url, decode_responses=True), []
 
 
 def _queue_of(target: str | RedisJobQueue | JobService | None, key_prefix: str,
