@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from bisect import bisect_left
 from collections import Counter as Counter_
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -29,8 +30,8 @@ if TYPE_CHECKING:
     from .service import JobService
 
 try:
-    from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, make_wsgi_app
-    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, make_wsgi_app
+    from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - the extra is missing
     raise ConfigurationError(
@@ -139,6 +140,39 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 MAX_HANDLERS = 100
 
 
+class _Tally:
+    """A histogram family kept in plain lists: one event loop observes it, a scrape reads it.
+    prometheus_client's Histogram takes a lock and walks its buckets per observation, which a
+    busy worker pays per job; a bisect and two increments here cost a fraction of that."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+        self.name, self.documentation, self.labels = name, documentation, list(labels)
+        self.series: dict[tuple[str, ...], list[float]] = {}  # buckets..., +Inf, sum
+
+    def child(self, key: tuple[str, ...]) -> list[float]:
+        """The counts of one label set (made on first use)."""
+        found = self.series.get(key)
+        if found is None:
+            found = self.series[key] = [0.0] * (len(BUCKETS) + 2)
+        return found
+
+    def family(self) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labels)
+        for key, counts in list(self.series.items()):
+            cumulative, running = [], 0.0
+            for bound, count in zip((*map(str, BUCKETS), "+Inf"), counts):
+                running += count
+                cumulative.append((bound, running))
+            family.add_metric(list(key), cumulative, counts[-1])
+        return family
+
+
+def _count(counts: list[float], value: float) -> None:
+    """Count `value` in a tally's series: its bucket, and the sum."""
+    counts[bisect_left(BUCKETS, value)] += 1
+    counts[-1] += value
+
+
 class _Attempt:
     def __init__(self, metrics: WorkerMetrics, queue: str, handler: str) -> None:
         self._metrics, self._queue, self._handler = metrics, queue, handler
@@ -152,10 +186,10 @@ class _Attempt:
             return
         finished, duration = self._metrics.finished(self._queue, self._handler, outcome)
         finished.inc()
-        duration.observe(time.perf_counter() - self._began)
+        _count(duration, time.perf_counter() - self._began)
 
 
-class WorkerMetrics:
+class WorkerMetrics(Collector):
     """Counters and histograms of the jobs this process submits and runs, in `registry`
     (prometheus_client's default one unless given). Handler names past `max_handlers`
     distinct ones fold into "other", so that a label's values stay bounded."""
@@ -169,8 +203,7 @@ class WorkerMetrics:
         self.registry = registry
         self._handlers: set[str] = set()
         self._children: dict[tuple[str, str, str], Any] = {}
-        self._waits: dict[tuple[str, str, str], Any] = {}
-        self._outcomes: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._outcomes: dict[tuple[str, str, str], tuple[Any, list[float]]] = {}
         self._max_handlers = max_handlers
         self.enqueued_total = Counter(
             "streamjobs_jobs_enqueued", "Jobs submitted by this process",
@@ -184,15 +217,23 @@ class WorkerMetrics:
             "streamjobs_jobs_reclaimed", "Jobs this process took over from workers whose "
             "lease lapsed", ["queue"], registry=registry,
         )  # fmt: skip
-        self.duration = Histogram(
+        self.duration = _Tally(
             "streamjobs_job_duration_seconds", "How long attempts ran, by how they ended",
-            ["queue", "handler", "outcome"], buckets=BUCKETS, registry=registry,
+            ["queue", "handler", "outcome"],
         )  # fmt: skip
-        self.wait = Histogram(
+        self.wait = _Tally(
             "streamjobs_job_wait_seconds", "How long jobs waited to start, from when they "
             "became runnable (submitted, or due)", ["queue", "handler", "priority"],
-            buckets=BUCKETS, registry=registry,
         )  # fmt: skip
+        registry.register(self)  # the two histograms, read at each scrape
+
+    def describe(self) -> Iterable[Any]:
+        return [self.duration.family(), self.wait.family()]
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        """The histograms as they are now."""
+        yield self.duration.family()
+        yield self.wait.family()
 
     def observe(self, svc: JobService) -> WorkerMetrics:
         """Count the jobs `svc` submits and its workers run; returns self."""
@@ -224,21 +265,18 @@ class WorkerMetrics:
         runnable = int(d.entry.split("-", 1)[0] or 0)  # the entry's id: when it was queued
         if started and runnable and d.job is not None:
             key = (queue, handler, d.job.priority.name.lower())
-            child = self._waits.get(key)
-            if child is None:
-                child = self._waits[key] = self.wait.labels(*key)
-            child.observe(max(0.0, (started - runnable) / 1000))
+            _count(self.wait.child(key), max(0.0, (started - runnable) / 1000))
         return _Attempt(self, queue, handler)
 
-    def finished(self, queue: str, handler: str, outcome: str) -> tuple[Any, Any]:
-        """The counter and histogram children of one label set (looked up once: `labels()`
-        takes a lock and builds a key every call, which a busy worker would pay per job)."""
+    def finished(self, queue: str, handler: str, outcome: str) -> tuple[Any, list[float]]:
+        """The counter child and the histogram series of one label set (looked up once:
+        `labels()` takes a lock and builds a key every call, which a worker would pay per
+        job)."""
         key = (queue, handler, outcome)
         found = self._outcomes.get(key)
         if found is None:
-            found = self._outcomes[key] = (
-                self.finished_total.labels(*key), self.duration.labels(*key)
-            )
+            found = (self.finished_total.labels(*key), self.duration.child(key))
+            self._outcomes[key] = found
         return found
 
     def reclaimed(self, queue: str, count: int) -> None:
