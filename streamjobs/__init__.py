@@ -29,6 +29,7 @@ from .models import (
     JobProgress,
     JobResult,
     JobStatus,
+    LimitInfo,
     WorkerInfo,
 )
 from .redis_queue import RedisJobQueue
@@ -50,6 +51,7 @@ __all__ = [
     "JobResult",
     "JobService",
     "JobStatus",
+    "LimitInfo",
     "PartialSubmitError",
     "QueueFullError",
     "RedisAuthError",

@@ -205,6 +205,7 @@ def new_job(
     dedupe_key: object = None,
     dedupe_for: object = None,
     dedupe_mode: object = None,
+    limit_key: object = None,
 ) -> NewJob:
     """Validate a submission and encode its record; raises InvalidJobError naming the field."""
     deduped = (
@@ -233,7 +234,16 @@ def new_job(
         fields += ("args", args_json)
     if kwargs_json != "{}":
         fields += ("kwargs", kwargs_json)
+    if limit_key is not None:
+        fields += ("limit_key", check_limit_key(limit_key))
     return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped)
+
+
+def check_limit_key(key: object) -> str:
+    """A job's `limit_key` as given; InvalidJobError unless a non-empty str without spaces."""
+    if not isinstance(key, str) or not _HANDLER.match(key):
+        raise InvalidJobError("limit_key", f"{key!r} must be a non-empty name without spaces")
+    return key
 
 
 #: Submissions mostly repeat a handful of handlers and option sets: each is checked and
@@ -290,6 +300,8 @@ def new_jobs(
             if place is not None and (every or "partition_key" in spec):
                 spec = dict(spec)
                 key = spec.pop("partition_key", None)
+                if spec.get("limit_key") is not None and spec.get("job_id") is None:
+                    key = spec["limit_key"]  # a limit holds in one partition: its key's
                 spec["job_id"] = place(spec.get("job_id"), key, spec.get("dedupe_key"))
             jobs.append(new_job(**spec, max_payload=max_payload))
         except InvalidJobError as exc:
@@ -300,7 +312,7 @@ def new_jobs(
 _SUBMIT_KEYWORDS = frozenset(
     {"handler", "args", "kwargs", "priority", "timeout", "max_retries", "retry_delay",
      "retry_backoff", "job_id", "delay", "dedupe_key", "dedupe_for", "dedupe_mode",
-     "partition_key"}
+     "partition_key", "limit_key"}
 )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from . import _codec
+from . import _codec, _limits
 from ._drivers import Driver, connect
 from ._drivers._pipeline import ReplyLost
 from ._drivers.redis_sync import SyncDriver
@@ -35,7 +35,7 @@ from .errors import (
     RedisVersionError,
     StreamJobsError,
 )
-from .models import CancelOutcome, JobDefinition, JobStatus
+from .models import CancelOutcome, JobDefinition, JobStatus, LimitInfo
 
 DEFAULT_URL = "redis://localhost:6379/0"
 #: Jobs per enqueue.lua call in a bulk submit: calls stay short, so Redis never stalls long.
@@ -513,6 +513,24 @@ class RedisJobQueue:
     async def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts."""
         return bool(await self._run("retry_dead_letter", job_id, keys=self.keys_of(job_id)))
+
+    # -- limits ---------------------------------------------------------------------------
+
+    async def set_limit(self, key: str, concurrency: int | None, rate: str | None) -> None:
+        """Set a limit key's limit in every partition (see `_limits.limit_args`): jobs with
+        an explicit limit key all live in its partition, so that one enforces it."""
+        args = _limits.limit_args(key, concurrency, rate)
+        await self._each(lambda k, p: self._run("set_limit", *args, keys=k))
+
+    async def remove_limit(self, key: str) -> bool:
+        """Drop a limit key's limit everywhere, its parked jobs queued again; False when it
+        had none."""
+        name = _limits.check_key(key)
+        return any(await self._each(lambda k, p: self._run("remove_limit", name, keys=k)))
+
+    async def get_limits(self) -> list[LimitInfo]:
+        """Every limit with its running and waiting jobs, by key."""
+        return _limits.limits_from(await self._each(lambda k, p: self._run("get_limits", keys=k)))
 
     # -- working --------------------------------------------------------------------------
 

@@ -20,14 +20,22 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from . import _codec, _schedules
+from . import _codec, _limits, _schedules
 from ._keys import QueueKeys
 from ._metrics import metrics_from
 from ._schedules import ScheduleInfo
 from ._scripts import script
 from .async_worker import Timings
 from .errors import JobNotFoundError
-from .models import CancelOutcome, DedupeMode, JobDefinition, JobPriority, JobResult, JobStatus
+from .models import (
+    CancelOutcome,
+    DedupeMode,
+    JobDefinition,
+    JobPriority,
+    JobResult,
+    JobStatus,
+    LimitInfo,
+)
 from .redis_queue import (
     CONTROL_TTL_MS,
     ENQUEUE_CHUNK,
@@ -126,12 +134,15 @@ class SyncJobClient:
         dedupe_for: float | timedelta | None = None,
         dedupe_mode: DedupeMode | None = None,
         partition_key: str | None = None,
+        limit_key: str | None = None,
     ) -> str:
         """Queue a job and return its id, exactly as `JobService.submit_job` does: invalid
         input raises InvalidJobError naming the field and writes nothing; a `job_id` that
         already has a record enqueues nothing; with a `dedupe_key`, the id returned is that
-        of the job standing for the key; `partition_key` as there."""
+        of the job standing for the key; `partition_key` and `limit_key` as there."""
         q = self._parts()
+        if limit_key is not None and job_id is None:
+            partition_key = limit_key  # a limit holds in one partition: its key's
         if partition_key is not None or q.partition_count > 1:
             job_id = q.place(job_id, partition_key, dedupe_key)
         job = _codec.new_job(
@@ -139,7 +150,7 @@ class SyncJobClient:
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
-            dedupe_mode=dedupe_mode,
+            dedupe_mode=dedupe_mode, limit_key=limit_key,
         )  # fmt: skip
         if q.observers:
             [job_id] = self._submit_observed([job])
@@ -198,6 +209,24 @@ class SyncJobClient:
         """Write jobs as the observers see fit (a trace's context added to each, say)."""
         with self._queue.observers.submitting(specs) as observed:
             return self._write(observed)
+
+    def set_limit(
+        self, key: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> None:
+        """Set a limit key's limit, as `JobService.set_limit` does (in every partition)."""
+        q = self._parts()
+        args = _limits.limit_args(key, concurrency, rate)
+        for keys in q.parts:
+            self._run("set_limit", *args, keys=keys)
+
+    def remove_limit(self, key: str) -> bool:
+        """Drop a key's limit, its waiting jobs queued again; False when it had none."""
+        name = _limits.check_key(key)
+        return any([bool(self._run("remove_limit", name, keys=k)) for k in self._parts().parts])
+
+    def get_limits(self) -> list[LimitInfo]:
+        """Every limit set, with its running and waiting jobs, as `JobService.get_limits`."""
+        return _limits.limits_from([self._run("get_limits", keys=k) for k in self._parts().parts])
 
     def cancel_job(self, job_id: str) -> CancelOutcome:
         """Cancel a job, as `JobService.cancel_job` does: CANCELLED before it started,

@@ -14,10 +14,13 @@ Events: job.cancelled with `from` (the status it left).
 ]]
 local job_id, control_ttl_ms = ARGV[4], tonumber(ARGV[5])
 local key = JOB_PREFIX .. job_id
-local s = redis.call('HMGET', key, 'status', 'entry', 'priority', 'owner')
+local s = redis.call('HMGET', key, 'status', 'entry', 'priority', 'owner', 'parked')
 if not s[1] then return -1 end
 local code = 1
-if s[1] == 'PENDING' then
+if s[1] == 'PENDING' and s[5] then  -- parked under its limit key, out of the streams
+  redis.call('LREM', limit_name(s[5], 'waiting'), 1, job_id)
+  redis.call('HDEL', key, 'parked')
+elseif s[1] == 'PENDING' then
   drop_entry(stream_of(s[3]), s[2])
 elseif s[1] == 'SCHEDULED' or s[1] == 'RETRYING' then
   redis.call('ZREM', DELAYED, job_id)
@@ -25,6 +28,7 @@ elseif s[1] == 'SCHEDULED' or s[1] == 'RETRYING' then
 elseif s[1] == 'RUNNING' then
   drop_entry(stream_of(s[3]), s[2])
   redis.call('HDEL', key, 'owner', 'lease')
+  limit_release(key, job_id)
   if s[4] then
     local control = POOL_PREFIX .. s[4] .. ':control'
     redis.call('RPUSH', control, job_id)

@@ -14,6 +14,7 @@ local now = now_ms()
 drop_entry(STREAMS[index], entry)
 redis.call('HSET', key, 'error', error, 'traceback', ARGV[10] or '')
 finish(key, 'FAILED', now)
+limit_release(key, job_id)
 redis.call('HINCRBY', STATS, 'failed', 1)
 emit('job.failed', job_id, now, {'status', 'FAILED', 'error', error, 'attempt', attempt})
 return 1

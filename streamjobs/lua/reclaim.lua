@@ -56,6 +56,7 @@ local function take_over(index, entry, fields, job_id, s, lease)
       bury(key, job_id, 'its worker was lost ' .. crashes .. ' times while running it',
            'worker lost', now)
       redis.call('HDEL', key, 'owner', 'lease')  -- its attempt is over: a late word is stale
+      limit_release(key, job_id)
       return
     end
     redis.call('HSET', key, 'status', 'PENDING')
