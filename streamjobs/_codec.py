@@ -54,6 +54,7 @@ class NewJob(NamedTuple):
     delay_ms: int
     fields: tuple[str, ...]
     dedupe: Dedupe | None = None
+    limit_key: str | None = None  # a tenant: queued fairly by enqueue_fair.lua
 
 
 #: Deduplication modes: the first job stands until it is done, or for the window whatever it
@@ -235,7 +236,9 @@ def new_job(
     if kwargs_json != "{}":
         fields += ("kwargs", kwargs_json)
     if limit_key is not None:
-        fields += ("limit_key", check_limit_key(limit_key))
+        tenant = check_limit_key(limit_key)
+        fields += ("limit_key", tenant)
+        return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped, tenant)
     return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped)
 
 

@@ -40,6 +40,8 @@ from .models import CancelOutcome, JobDefinition, JobStatus, LimitInfo
 DEFAULT_URL = "redis://localhost:6379/0"
 #: Jobs per enqueue.lua call in a bulk submit: calls stay short, so Redis never stalls long.
 ENQUEUE_CHUNK = 200
+#: The script that submits jobs, by whether they carry a limit key (queued fairly).
+ENQUEUE = {False: "enqueue", True: "enqueue_fair"}
 MIN_REDIS = (6, 2)
 #: How long a pool's control list outlives its last push (ms): a live pool pops at once, and
 #: one that died leaves nothing behind for long.
@@ -420,13 +422,20 @@ class RedisJobQueue:
 
     # -- submitting -----------------------------------------------------------------------
 
-    def enqueue_calls(self, jobs: Sequence[_codec.NewJob]) -> list[tuple[Any, ...]]:
-        """enqueue.lua's ARGV for validated jobs, ENQUEUE_CHUNK jobs per call."""
+    def enqueue_calls(
+        self, jobs: Sequence[_codec.NewJob], fair: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """enqueue.lua's ARGV for validated jobs, ENQUEUE_CHUNK jobs per call; with `fair`,
+        enqueue_fair.lua's (jobs with a limit key: the key after the delay)."""
         calls = []
         for start in range(0, len(jobs), ENQUEUE_CHUNK):
             flat: list[Any] = []
             for job in jobs[start : start + ENQUEUE_CHUNK]:
-                flat += (job.id, int(job.priority), job.delay_ms, len(job.fields), *job.fields)
+                if fair:
+                    flat += (job.id, int(job.priority), job.delay_ms, job.limit_key)
+                    flat += (len(job.fields), *job.fields)
+                else:
+                    flat += (job.id, int(job.priority), job.delay_ms, len(job.fields), *job.fields)
             calls.append(self.script_args(*flat))
         return calls
 
@@ -440,23 +449,38 @@ class RedisJobQueue:
 
     async def enqueue(self, job: _codec.NewJob) -> bool:
         """Write a validated job; False when its id already had a record (nothing written)."""
-        [call] = self.enqueue_calls([job])
+        fair = job.limit_key is not None
+        [call] = self.enqueue_calls([job], fair)
         keys = self.keys if self._n == 1 else self.keys_of(job.id)
-        [code] = await self.driver.eval(script("enqueue"), keys.all, call)
+        [code] = await self.driver.eval(script(ENQUEUE[fair]), keys.all, call)
         return bool(code)
 
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
         """Write many jobs in one round trip per partition; each chunk of them is one atomic
-        enqueue on one partition (see `enqueued` for what a failed chunk raises)."""
+        enqueue on one partition (see `enqueued` for what a failed chunk raises). Jobs with a
+        limit key go in chunks of their own, queued fairly (enqueue_fair.lua)."""
+        keyed = [i for i, job in enumerate(jobs) if job.limit_key is not None]
+        if not keyed:
+            return await self._enqueue_many(jobs, False)
+        plain = [i for i, job in enumerate(jobs) if job.limit_key is None]
+        codes = [False] * len(jobs)
+        for at, fair in ((plain, False), (keyed, True)):
+            if at:
+                for i, code in zip(at, await self._enqueue_many([jobs[i] for i in at], fair)):
+                    codes[i] = code
+        return codes
+
+    async def _enqueue_many(self, jobs: Sequence[_codec.NewJob], fair: bool) -> list[bool]:
+        name = ENQUEUE[fair]
         if self._n == 1:
-            calls = self.enqueue_calls(jobs)
-            replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
+            calls = self.enqueue_calls(jobs, fair)
+            replies = await self.driver.eval_many(script(name), self.keys.all, calls)
             return enqueued(jobs, replies)
         groups = list(self.by_partition([job.id for job in jobs]).items())
 
         async def send(p: int, at: list[int]) -> list[tuple[Sequence[int], Any]]:
-            calls = self.enqueue_calls([jobs[i] for i in at])
-            replies = await self.driver.eval_many(script("enqueue"), self.parts[p].all, calls)
+            calls = self.enqueue_calls([jobs[i] for i in at], fair)
+            replies = await self.driver.eval_many(script(name), self.parts[p].all, calls)
             starts = range(0, len(at), ENQUEUE_CHUNK)
             return [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
 

@@ -38,6 +38,7 @@ from .models import (
 )
 from .redis_queue import (
     CONTROL_TTL_MS,
+    ENQUEUE,
     ENQUEUE_CHUNK,
     RedisJobQueue,
     cancel_outcome,
@@ -159,8 +160,9 @@ class SyncJobClient:
             call = q.enqueue_deduped_call(job)
             keys = q.keys_of(job.id).deduping
             return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
-        [call] = q.enqueue_calls([job])
-        self._driver.eval(script("enqueue"), q.keys_of(job.id).all, call)
+        fair = job.limit_key is not None
+        [call] = q.enqueue_calls([job], fair)
+        self._driver.eval(script(ENQUEUE[fair]), q.keys_of(job.id).all, call)
         return job.id
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -193,14 +195,23 @@ class SyncJobClient:
         return submitted(specs, plain, deduped, replies)
 
     def _write_plain(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob]) -> None:
+        keyed = [job for job in specs if job.limit_key is not None]
+        if keyed:  # queued fairly, in chunks of their own (as the queue does)
+            self._write_chunks(q, keyed, True)
+            specs = [job for job in specs if job.limit_key is None]
+        if specs:
+            self._write_chunks(q, specs, False)
+
+    def _write_chunks(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob], fair: bool) -> None:
+        name = ENQUEUE[fair]
         if q.partition_count == 1:
-            calls = q.enqueue_calls(specs)
-            enqueued(specs, self._driver.eval_many(script("enqueue"), q.keys.all, calls))
+            calls = q.enqueue_calls(specs, fair)
+            enqueued(specs, self._driver.eval_many(script(name), q.keys.all, calls))
             return
         chunks: list[tuple[list[int], Any]] = []
         for p, at in q.by_partition([job.id for job in specs]).items():
-            calls = q.enqueue_calls([specs[i] for i in at])
-            replies = self._driver.eval_many(script("enqueue"), q.parts[p].all, calls)
+            calls = q.enqueue_calls([specs[i] for i in at], fair)
+            replies = self._driver.eval_many(script(name), q.parts[p].all, calls)
             starts = range(0, len(at), ENQUEUE_CHUNK)
             chunks += [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
         enqueued_chunks(specs, chunks)

@@ -223,3 +223,45 @@ async def test_a_worker_killed_holding_a_slot_gives_it_back_after_recovery(
     assert ran == [held, after]
     [info] = await svc.get_limits()
     assert (info.running, info.waiting) == (0, 0)
+
+
+async def test_a_tenant_with_10_jobs_finishes_while_one_with_5000_still_has_thousands_queued(
+    svc: JobService,
+) -> None:
+    done = {"big": 0, "small": 0}
+    big_when_small_done: list[int] = []
+
+    async def work(job: JobDefinition, progress: Any) -> None:
+        tenant = job.args[0]
+        done[tenant] += 1
+        if tenant == "small" and done["small"] == 10:
+            big_when_small_done.append(done["big"])
+
+    svc.register_handler("work", work)
+    big = await svc.submit_many([{"handler": "work", "args": ["big"], "limit_key": "big"}] * 5000)
+    small = [await svc.submit_job("work", args=["small"], limit_key="small") for _ in range(10)]
+    await svc.start_workers(4)
+    await wait_all(svc, small, 20)
+    assert big_when_small_done and big_when_small_done[0] <= 1000  # >= 4,000 still queued
+    await wait_all(svc, big[-1:], 60)
+    assert done == {"big": 5000, "small": 10}
+
+
+async def test_priority_comes_before_turns_and_plain_jobs_stay_first_in_first_out(
+    svc: JobService,
+) -> None:
+    order: list[str] = []
+    svc.register_handler("work", lambda job, progress: order.append(job.args[0]))
+    jobs: list[dict[str, Any]] = [
+        *({"handler": "work", "args": [f"a{n}"], "limit_key": "a"} for n in range(20)),
+        *({"handler": "work", "args": [f"p{n}"]} for n in range(5)),
+        {"handler": "work", "args": ["b0"], "limit_key": "b"},
+        {"handler": "work", "args": ["urgent"], "limit_key": "c", "priority": "high"},
+    ]
+    ids = await svc.submit_many(jobs)
+    await svc.start_workers(1)
+    await wait_all(svc, ids, 20)
+    assert order[0] == "urgent"
+    assert [x for x in order if x.startswith("p")] == [f"p{n}" for n in range(5)]
+    assert [x for x in order if x.startswith("a")] == [f"a{n}" for n in range(20)]
+    assert order.index("b0") < order.index("a12")  # b's one job did not wait for all of a's

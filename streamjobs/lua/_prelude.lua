@@ -334,6 +334,45 @@ local function limit_resume(lkey, now)
   return moved
 end
 
+-- Fair service: a job submitted with a limit_key (a tenant) enters its priority stream only
+-- while its key has fewer than FAIR_AHEAD jobs there not yet started (FAIR: hash of
+-- "<priority>:<key>" -> that count); the rest wait in line in the key's list
+-- (<base>fair:<priority>:<key>), out of the streams. Each time one of its jobs leaves the
+-- stream (starts, is parked or cancelled), the next in its line takes its place at the tail:
+-- keys with work take turns in the stream, however many jobs each has waiting.
+local FAIR = LIMIT_BASE .. 'fair'
+local FAIR_AHEAD = 8
+local fair_state = {fed = 0}
+
+-- Queue a keyed job fairly (see FAIR): into its stream when its key has room there, else at
+-- the tail of its key's line. Its record is written already.
+local function fair_queue(key, job_id, priority, lkey)
+  local slot = priority .. ':' .. lkey
+  if tonumber(redis.call('HGET', FAIR, slot) or 0) < FAIR_AHEAD then
+    redis.call('HINCRBY', FAIR, slot, 1)
+    push(key, job_id, priority)
+    redis.call('HSET', key, 'fair', 'stream')
+    return true
+  end
+  redis.call('RPUSH', FAIR .. ':' .. slot, job_id)
+  redis.call('HSET', key, 'status', 'PENDING', 'fair', 'line')
+  redis.call('HDEL', key, 'entry')
+  return false
+end
+
+-- A keyed job counted in its stream left it (started, parked or cancelled): the next job in
+-- its key's line takes its place at the tail of the stream.
+local function fair_left(key, priority, lkey)
+  local slot = priority .. ':' .. lkey
+  redis.call('HDEL', key, 'fair')
+  if redis.call('HINCRBY', FAIR, slot, -1) <= 0 then redis.call('HDEL', FAIR, slot) end
+  local nxt = redis.call('LPOP', FAIR .. ':' .. slot)
+  if nxt then
+    fair_queue(JOB_PREFIX .. nxt, nxt, priority, lkey)
+    fair_state.fed = fair_state.fed + 1
+  end
+end
+
 -- Set `name` in a flat record read by HGETALL, `at` mapping each field to its value's index.
 local function set_field(record, at, name, value)
   if at[name] then
@@ -368,6 +407,9 @@ local function start_entry(index, entry, fields, owner, now, lease_ms)
   if record[at.status] ~= 'PENDING' or (at.entry and record[at.entry]) ~= entry then
     drop_entry(stream, entry)
     return nil
+  end
+  if at.fair and record[at.fair] == 'stream' then  -- its key's next takes its place
+    fair_left(key, at.priority and record[at.priority] or '10', record[at.limit_key])
   end
   if limited() and not limit_admit(key, job_id, record[at.limit_key] or record[at.handler], now)
   then
