@@ -4,6 +4,7 @@ back with the job's outcome or after its worker died. On asyncio and trio."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,7 @@ from streamjobs import (
     JobStatus,
     LimitInfo,
 )
+from streamjobs.cli import main
 from streamjobs.sync import SyncJobClient
 
 pytestmark = pytest.mark.anyio
@@ -265,3 +267,28 @@ async def test_priority_comes_before_turns_and_plain_jobs_stay_first_in_first_ou
     assert [x for x in order if x.startswith("p")] == [f"p{n}" for n in range(5)]
     assert [x for x in order if x.startswith("a")] == [f"a{n}" for n in range(20)]
     assert order.index("b0") < order.index("a12")  # b's one job did not wait for all of a's
+
+
+def test_operators_set_list_and_remove_limits_and_info_shows_what_waits(
+    redis_url: str, queue_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conn = ["--redis-url", redis_url, "--queue", queue_name]
+    assert main(["limits", "set", "api", "--concurrency", "1", "--rate", "600/m", *conn]) == 0
+    assert capsys.readouterr().out.strip() == "api: concurrency 1, rate 600/m"
+    assert main(["limits", "set", "api", "--rate", "5/x", *conn]) == 1
+    assert "rate '5/x'" in capsys.readouterr().err
+    with SyncJobClient(redis_url, name=queue_name) as client:
+        client.submit_many([{"handler": "call", "limit_key": "api"} for _ in range(3)])
+        for _ in range(2):  # a pool that started one job and parked the other two
+            client._run("start", "pool-1", 10, 0)
+    assert main(["limits", "list", "--json", *conn]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row == {"key": "api", "concurrency": 1, "rate": "600/m", "running": 1,
+                   "waiting": 2, "held_back": "concurrency"}  # fmt: skip
+    assert main(["info", "--json", *conn]) == 0
+    assert json.loads(capsys.readouterr().out)["limits"] == [row]
+    assert main(["info", *conn]) == 0
+    assert "concurrency" in capsys.readouterr().out
+    assert main(["limits", "remove", "api", *conn]) == 0
+    assert main(["limits", "remove", "api", *conn]) == 1
+    assert "no limit on key 'api'" in capsys.readouterr().err
