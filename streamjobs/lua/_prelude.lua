@@ -257,10 +257,11 @@ end
 
 -- How many jobs of `lkey` may start now under `spec`, and, when its rate is what holds it
 -- back, the time its window opens for one more start given `extra` starts about to come.
-local function limit_room(lkey, spec, now, extra)
+-- `held`: slots counted already for the caller's job (1 when it was just added to them).
+local function limit_room(lkey, spec, now, extra, held)
   local c, r, w = limit_spec(spec)
   local room = 1e9
-  if c > 0 then room = c - redis.call('SCARD', limit_name(lkey, 'active')) end
+  if c > 0 then room = c + held - redis.call('SCARD', limit_name(lkey, 'active')) end
   if r == 0 then return room, nil end
   local log = limit_name(lkey, 'log')
   redis.call('ZREMRANGEBYSCORE', log, '-inf', now - w)
@@ -287,18 +288,18 @@ end
 
 -- Admit a job about to start under its key's limit (true), taking a slot and logging the
 -- start; or park it (false). A job that holds its slot already (taken over by reclaim after
--- its worker died) keeps it.
+-- its worker died) keeps it: it is counted in first, and out again when parked.
 local function limit_admit(key, job_id, lkey, now)
   local spec = redis.call('HGET', LIMITS, lkey)
   if not spec then return true end
   local active = limit_name(lkey, 'active')
-  if redis.call('SISMEMBER', active, job_id) == 1 then return true end
-  local room, due = limit_room(lkey, spec, now, 0)
+  if redis.call('SADD', active, job_id) == 0 then return true end
+  local room, due = limit_room(lkey, spec, now, 0, 1)
   if room <= 0 then
+    redis.call('SREM', active, job_id)
     limit_park(key, job_id, lkey, due)
     return false
   end
-  redis.call('SADD', active, job_id)
   local _, r, w = limit_spec(spec)
   if r > 0 then
     local log = limit_name(lkey, 'log')
@@ -323,10 +324,10 @@ end
 local function limit_resume(lkey, now)
   local spec = redis.call('HGET', LIMITS, lkey)
   if not spec then return 0 end
-  local room = limit_room(lkey, spec, now, 0)
+  local room = limit_room(lkey, spec, now, 0, 0)
   local moved = room > 0 and limit_wake(lkey, room) or 0
   if redis.call('LLEN', limit_name(lkey, 'waiting')) > 0 then
-    local _, due = limit_room(lkey, spec, now, moved)
+    local _, due = limit_room(lkey, spec, now, moved, 0)
     if due then
       redis.call('ZADD', LIMITS_DUE, 'LT', due, lkey)
     end
@@ -344,32 +345,18 @@ local FAIR = LIMIT_BASE .. 'fair'
 local FAIR_AHEAD = 8
 local fair_state = {fed = 0}
 
--- Queue a keyed job fairly (see FAIR): into its stream when its key has room there, else at
--- the tail of its key's line. Its record is written already.
-local function fair_queue(key, job_id, priority, lkey)
-  local slot = priority .. ':' .. lkey
-  if tonumber(redis.call('HGET', FAIR, slot) or 0) < FAIR_AHEAD then
-    redis.call('HINCRBY', FAIR, slot, 1)
-    push(key, job_id, priority)
-    redis.call('HSET', key, 'fair', 'stream')
-    return true
-  end
-  redis.call('RPUSH', FAIR .. ':' .. slot, job_id)
-  redis.call('HSET', key, 'status', 'PENDING', 'fair', 'line')
-  redis.call('HDEL', key, 'entry')
-  return false
-end
-
 -- A keyed job counted in its stream left it (started, parked or cancelled): the next job in
 -- its key's line takes its place at the tail of the stream.
 local function fair_left(key, priority, lkey)
   local slot = priority .. ':' .. lkey
   redis.call('HDEL', key, 'fair')
-  if redis.call('HINCRBY', FAIR, slot, -1) <= 0 then redis.call('HDEL', FAIR, slot) end
   local nxt = redis.call('LPOP', FAIR .. ':' .. slot)
-  if nxt then
-    fair_queue(JOB_PREFIX .. nxt, nxt, priority, lkey)
+  if nxt then  -- takes the place left in the stream: the count stays
+    local entry = redis.call('XADD', stream_of(priority), '*', 'id', nxt)
+    redis.call('HSET', JOB_PREFIX .. nxt, 'status', 'PENDING', 'entry', entry, 'fair', 'stream')
     fair_state.fed = fair_state.fed + 1
+  elseif redis.call('HINCRBY', FAIR, slot, -1) <= 0 then
+    redis.call('HDEL', FAIR, slot)
   end
 end
 
