@@ -19,15 +19,18 @@ import pytest
 import redis
 
 from streamjobs import (
+    AsyncWorkerPool,
     ConfigurationError,
     InvalidJobError,
     JobDefinition,
     JobService,
     JobStatus,
     LimitInfo,
+    RedisJobQueue,
 )
 from streamjobs.cli import main
 from streamjobs.sync import SyncJobClient
+from tests.conftest import FAST
 
 pytestmark = pytest.mark.anyio
 
@@ -129,6 +132,8 @@ async def test_a_job_without_room_waits_its_turn_without_spending_attempts(
     assert await svc.get_job_status(second) is JobStatus.PENDING
     [info] = await svc.get_limits()
     assert (info.running, info.waiting, info.held_back) == (1, 1, "concurrency")
+    queue = (await svc.get_metrics())["queue"]
+    assert (queue["pending"], queue["limited"], queue["running"]) == (1, 1, 1)
     release.set()
     await wait_all(svc, [first, second], 10)
     assert seen == [first, second]
@@ -156,6 +161,7 @@ async def test_a_waiting_job_can_be_cancelled_and_a_removed_limit_frees_the_rest
     await until(three_wait, 10)
     await svc.cancel_job(ids[1])
     assert (await svc.get_limits())[0].waiting == 2
+    assert (await svc.get_metrics())["queue"]["limited"] == 2
     await svc.remove_limit("solo")  # the two left start at once
 
     async def last_runs() -> bool:
@@ -241,6 +247,8 @@ async def test_a_tenant_with_10_jobs_finishes_while_one_with_5000_still_has_thou
     svc.register_handler("work", work)
     big = await svc.submit_many([{"handler": "work", "args": ["big"], "limit_key": "big"}] * 5000)
     small = [await svc.submit_job("work", args=["small"], limit_key="small") for _ in range(10)]
+    queue = (await svc.get_metrics())["queue"]
+    assert (queue["pending"], queue["in_line"]) == (5010, 5010 - 8 - 8)  # 8 of each in turn
     await svc.start_workers(4)
     await wait_all(svc, small, 20)
     assert big_when_small_done and big_when_small_done[0] <= 1000  # >= 4,000 still queued
@@ -291,3 +299,41 @@ def test_operators_set_list_and_remove_limits_and_info_shows_what_waits(
     assert main(["limits", "remove", "api", *conn]) == 0
     assert main(["limits", "remove", "api", *conn]) == 1
     assert "no limit on key 'api'" in capsys.readouterr().err
+
+
+async def test_a_job_waiting_its_turn_can_be_cancelled_and_never_runs(svc: JobService) -> None:
+    ids = await svc.submit_many([{"handler": "work", "limit_key": "t"} for _ in range(12)])
+    assert (await svc.get_metrics())["queue"]["in_line"] == 4
+    await svc.cancel_job(ids[-1])  # the last in its key's line
+    assert (await svc.get_metrics())["queue"]["in_line"] == 3
+    ran: list[str] = []
+    svc.register_handler("work", lambda job, progress: ran.append(job.id))
+    await svc.start_workers(2)
+    await wait_all(svc, ids[:-1], 10)
+    assert sorted(ran) == sorted(ids[:-1])
+    assert await svc.get_job_status(ids[-1]) is JobStatus.CANCELLED
+    assert (await svc.get_metrics())["queue"]["in_line"] == 0
+
+
+async def test_with_many_partitions_a_limit_key_keeps_its_jobs_in_one_partition(
+    redis_url: str, queue_name: str
+) -> None:
+    queue = RedisJobQueue(redis_url, name=queue_name, partitions=4)
+    async with JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST)) as svc:
+        await svc.set_limit("api", concurrency=1)
+        running, most = 0, 0
+
+        async def call(job: JobDefinition, progress: Any) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await anyio.sleep(0.01)
+            running -= 1
+
+        svc.register_handler("call", call)
+        ids = [await svc.submit_job("call", limit_key="api") for _ in range(10)]
+        ids += await svc.submit_many([{"handler": "call", "limit_key": "api"}] * 10)
+        assert len({svc.queue.partition_of(i) for i in ids}) == 1
+        await svc.start_workers(8)
+        await wait_all(svc, ids, 20)
+        assert most == 1

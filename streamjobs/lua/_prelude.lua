@@ -243,6 +243,7 @@ local function limit_wake(lkey, n)
   while moved < n do
     local job_id = redis.call('LPOP', waiting)
     if not job_id then break end
+    redis.call('HINCRBY', STATS, 'limited', -1)
     local key = JOB_PREFIX .. job_id
     local s = redis.call('HMGET', key, 'status', 'priority', 'parked')
     if s[1] == 'PENDING' and s[3] then
@@ -275,9 +276,10 @@ end
 
 -- Park job `job_id` (its record at `key`) under `lkey` until there is room: out of the
 -- streams, PENDING, its attempts untouched; `due` is when its rate window opens, if that is
--- what holds it back.
+-- what holds it back. The stats' 'limited' gauge counts the jobs parked.
 local function limit_park(key, job_id, lkey, due)
   redis.call('RPUSH', limit_name(lkey, 'waiting'), job_id)
+  redis.call('HINCRBY', STATS, 'limited', 1)
   redis.call('HSET', key, 'parked', lkey)
   redis.call('HDEL', key, 'entry')
   if due then
@@ -340,7 +342,8 @@ end
 -- "<priority>:<key>" -> that count); the rest wait in line in the key's list
 -- (<base>fair:<priority>:<key>), out of the streams. Each time one of its jobs leaves the
 -- stream (starts, is parked or cancelled), the next in its line takes its place at the tail:
--- keys with work take turns in the stream, however many jobs each has waiting.
+-- keys with work take turns in the stream, however many jobs each has waiting. The stats'
+-- 'in_line' gauge counts the jobs in lines.
 local FAIR = LIMIT_BASE .. 'fair'
 local FAIR_AHEAD = 8
 local fair_state = {fed = 0}
@@ -352,6 +355,7 @@ local function fair_left(key, priority, lkey)
   redis.call('HDEL', key, 'fair')
   local nxt = redis.call('LPOP', FAIR .. ':' .. slot)
   if nxt then  -- takes the place left in the stream: the count stays
+    redis.call('HINCRBY', STATS, 'in_line', -1)
     local entry = redis.call('XADD', stream_of(priority), '*', 'id', nxt)
     redis.call('HSET', JOB_PREFIX .. nxt, 'status', 'PENDING', 'entry', entry, 'fair', 'stream')
     fair_state.fed = fair_state.fed + 1

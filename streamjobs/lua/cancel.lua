@@ -19,10 +19,12 @@ local s = redis.call('HMGET', key, 'status', 'entry', 'priority', 'owner', 'park
 if not s[1] then return -1 end
 local code = 1
 if s[1] == 'PENDING' and s[5] then  -- parked under its limit key, out of the streams
-  redis.call('LREM', limit_name(s[5], 'waiting'), 1, job_id)
+  local gone = redis.call('LREM', limit_name(s[5], 'waiting'), 1, job_id)
+  redis.call('HINCRBY', STATS, 'limited', -gone)
   redis.call('HDEL', key, 'parked')
 elseif s[1] == 'PENDING' and s[6] == 'line' then  -- in its key's line, out of the streams
-  redis.call('LREM', FAIR .. ':' .. (s[3] or '10') .. ':' .. s[7], 1, job_id)
+  local gone = redis.call('LREM', FAIR .. ':' .. (s[3] or '10') .. ':' .. s[7], 1, job_id)
+  redis.call('HINCRBY', STATS, 'in_line', -gone)
   redis.call('HDEL', key, 'fair')
 elseif s[1] == 'PENDING' then
   drop_entry(stream_of(s[3]), s[2])

@@ -42,6 +42,7 @@ while i <= #ARGV do
       queued = queued + 1
     else  -- in its key's line, until its turn
       redis.call('RPUSH', FAIR .. ':' .. slot, job_id)
+      redis.call('HINCRBY', STATS, 'in_line', 1)
       redis.call('HSET', key, 'created_at', now, 'status', 'PENDING', 'fair', 'line',
                  unpack(ARGV, first, last))
     end
