@@ -28,6 +28,8 @@ from streamjobs import (
     LimitInfo,
     RedisJobQueue,
 )
+from streamjobs._keys import QueueKeys, key_slot
+from streamjobs._limits import parse_rate, rate_text
 from streamjobs.cli import main
 from streamjobs.sync import SyncJobClient
 from tests.conftest import FAST
@@ -84,8 +86,9 @@ async def test_bad_limits_are_refused_naming_what_is_wrong_and_write_nothing(
     assert list(raw.scan_iter(match=f"{svc.queue.keys.job_prefix}*")) == []
 
 
-async def test_limits_are_listed_replaced_and_removed(svc: JobService) -> None:
+async def test_limits_are_listed_replaced_and_removed(svc: JobService, raw: redis.Redis) -> None:
     await svc.set_limit("send_email", concurrency=5)
+    assert raw.hgetall(svc.queue.keys.limits) == {"send_email": "5 0 0"}  # the key schema's name
     await svc.set_limit("api", rate="600/m")
     await svc.set_limit("api", concurrency=2, rate="10/s")  # replaces the first
     assert await svc.get_limits() == [
@@ -134,6 +137,8 @@ async def test_a_job_without_room_waits_its_turn_without_spending_attempts(
     assert (info.running, info.waiting, info.held_back) == (1, 1, "concurrency")
     queue = (await svc.get_metrics())["queue"]
     assert (queue["pending"], queue["limited"], queue["running"]) == (1, 1, 1)
+    assert raw.lrange(svc.queue.keys.limit("tenant-a", "waiting"), 0, -1) == [second]
+    assert raw.smembers(svc.queue.keys.limit("tenant-a", "active")) == {first}
     release.set()
     await wait_all(svc, [first, second], 10)
     assert seen == [first, second]
@@ -301,11 +306,15 @@ def test_operators_set_list_and_remove_limits_and_info_shows_what_waits(
     assert "no limit on key 'api'" in capsys.readouterr().err
 
 
-async def test_a_job_waiting_its_turn_can_be_cancelled_and_never_runs(svc: JobService) -> None:
+async def test_a_job_waiting_its_turn_can_be_cancelled_and_never_runs(
+    svc: JobService, raw: redis.Redis
+) -> None:
     ids = await svc.submit_many([{"handler": "work", "limit_key": "t"} for _ in range(12)])
     assert (await svc.get_metrics())["queue"]["in_line"] == 4
     await svc.cancel_job(ids[-1])  # the last in its key's line
     assert (await svc.get_metrics())["queue"]["in_line"] == 3
+    assert raw.lrange(svc.queue.keys.fair_line(10, "t"), 0, -1) == ids[8:11]
+    assert raw.hgetall(svc.queue.keys.fair) == {"10:t": "8"}
     ran: list[str] = []
     svc.register_handler("work", lambda job, progress: ran.append(job.id))
     await svc.start_workers(2)
@@ -337,3 +346,14 @@ async def test_with_many_partitions_a_limit_key_keeps_its_jobs_in_one_partition(
         await svc.start_workers(8)
         await wait_all(svc, ids, 20)
         assert most == 1
+
+
+def test_limit_keys_share_the_queue_slot_and_rates_read_back_as_set() -> None:
+    keys = QueueKeys("myapp:", "media")
+    parts = [keys.limit("send_email", part) for part in ("active", "log", "waiting")]
+    every = [keys.limits, keys.limits_due, keys.fair, keys.fair_line(30, "tenant-9"), *parts]
+    assert len({key_slot(k) for k in every}) == 1 and key_slot(every[0]) == key_slot(keys.delayed)
+    assert [parse_rate(r) for r in ("100/s", "600/m", " 10000 / h ")] == [
+        (100, 1000), (600, 60_000), (10_000, 3_600_000),
+    ]  # fmt: skip
+    assert [rate_text(*parse_rate(r)) for r in ("100/s", "600/m")] == ["100/s", "600/m"]
