@@ -20,11 +20,11 @@ local READS = 32  -- most reads of one stream per call (keyed jobs let in as oth
 
 local drained = lowest == 4  -- every stream was read to its end
 for index = 1, lowest do
-  local reads = 0
+  local reads, fed = 0, fair_state.fed
   repeat
     local want = count - #started
     if want <= 0 then break end
-    local fed = fair_state.fed
+    fed = fair_state.fed
     local reply = redis.call('XREADGROUP', 'GROUP', GROUP, owner, 'COUNT', want,
                              'STREAMS', STREAMS[index], '>')
     local entries = reply and reply[1][2] or {}
@@ -35,6 +35,7 @@ for index = 1, lowest do
     end
     reads = reads + 1
   until fair_state.fed == fed or reads >= READS
+  if fair_state.fed ~= fed then drained = false end  -- let in after its last read
   if count - #started <= 0 then break end
 end
 if count - #started <= 0 then drained = false end
