@@ -228,7 +228,12 @@ class JobService:
         every pool and process: at most `concurrency` running at once, at most `rate` starts
         ("100/s", "600/m", "10000/h") in any window of that period. A job with no room waits
         outside the streams, its attempts untouched, until a slot frees or the window moves.
-        Setting it again replaces it. Bad input raises ConfigurationError, writing nothing."""
+        Setting it again replaces it. Bad input raises ConfigurationError, writing nothing.
+
+        With many partitions the limit is written to each; jobs with an explicit
+        `limit_key` all live in that key's partition, which enforces it exactly. Jobs
+        limited by their handler's name are spread over the partitions, each holding the
+        limit on its own: give them `limit_key=<handler>` for one cap over the queue."""
         await self._queue.set_limit(key, concurrency, rate)
 
     async def remove_limit(self, key: str) -> bool:
