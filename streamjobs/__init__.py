@@ -18,6 +18,7 @@ from .errors import (
     RedisNotReadyError,
     RedisUnavailableError,
     RedisVersionError,
+    ReplicationError,
     StreamJobsError,
 )
 from .models import (
@@ -59,6 +60,7 @@ __all__ = [
     "RedisNotReadyError",
     "RedisUnavailableError",
     "RedisVersionError",
+    "ReplicationError",
     "ScheduleInfo",
     "StreamJobsError",
     "Timings",

@@ -54,6 +54,10 @@ class NewJob(NamedTuple):
     delay_ms: int
     fields: tuple[str, ...]
     dedupe: Dedupe | None = None
+    #: The ids it waits for (written by `enqueue_dependent.lua`), and what it does when one
+    #: of them ends without completing: "cancel" or "run".
+    depends_on: tuple[str, ...] = ()
+    on_dependency_failure: str = "cancel"
     limit_key: str | None = None  # a tenant: queued fairly by enqueue_fair.lua
 
 
@@ -207,8 +211,18 @@ def new_job(
     dedupe_for: object = None,
     dedupe_mode: object = None,
     limit_key: object = None,
+    depends_on: object = None,
+    on_dependency_failure: object = None,
 ) -> NewJob:
     """Validate a submission and encode its record; raises InvalidJobError naming the field."""
+    if depends_on is not None or on_dependency_failure is not None:
+        job = new_job(
+            handler, args, kwargs, priority=priority, timeout=timeout, max_retries=max_retries,
+            retry_delay=retry_delay, retry_backoff=retry_backoff, job_id=job_id, delay=delay,
+            max_payload=max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
+            dedupe_mode=dedupe_mode, limit_key=limit_key,
+        )  # fmt: skip
+        return dependent(job, depends_on, on_dependency_failure)
     deduped = (
         None if dedupe_key is dedupe_for is dedupe_mode is None  # the common case: no call
         else dedupe(dedupe_key, dedupe_for, dedupe_mode, delay)
@@ -235,18 +249,47 @@ def new_job(
         fields += ("args", args_json)
     if kwargs_json != "{}":
         fields += ("kwargs", kwargs_json)
-    if limit_key is not None:
-        tenant = check_limit_key(limit_key)
-        fields += ("limit_key", tenant)
-        return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped, tenant)
-    return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped)
+    job = NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped)
+    return job if limit_key is None else keyed(job, limit_key)
 
 
-def check_limit_key(key: object) -> str:
-    """A job's `limit_key` as given; InvalidJobError unless a non-empty str without spaces."""
-    if not isinstance(key, str) or not _HANDLER.match(key):
-        raise InvalidJobError("limit_key", f"{key!r} must be a non-empty name without spaces")
-    return key
+def keyed(job: NewJob, limit_key: object) -> NewJob:
+    """`job` under a limit key (recorded as `limit_key`, queued fairly); InvalidJobError
+    unless the key is a non-empty str without spaces."""
+    if not isinstance(limit_key, str) or not _HANDLER.match(limit_key):
+        raise InvalidJobError("limit_key", f"{limit_key!r} must be a non-empty name without spaces")
+    return job._replace(fields=(*job.fields, "limit_key", limit_key), limit_key=limit_key)
+
+
+#: What a dependent job may do when a dependency ends without completing.
+DEPENDENCY_FAILURE = ("cancel", "run")
+#: Most dependencies one job may have.
+MAX_DEPENDENCIES = 10_000
+
+
+def dependent(job: NewJob, depends_on: object, on_failure: object) -> NewJob:
+    """`job` waiting for `depends_on` (job ids, duplicates dropped); raises InvalidJobError
+    for a bad id list, a job depending on itself, a bad `on_dependency_failure`, or a
+    dedupe_key (a deduplicated submit may return another job's id: it cannot wait)."""
+    on_failure = "cancel" if on_failure is None else on_failure
+    if on_failure not in DEPENDENCY_FAILURE:
+        choices = ", ".join(DEPENDENCY_FAILURE)
+        raise InvalidJobError("on_dependency_failure", f"{on_failure!r} is not one of {choices}")
+    if depends_on is None:
+        depends_on = ()
+    if isinstance(depends_on, (str, bytes)) or not isinstance(depends_on, Iterable):
+        raise InvalidJobError("depends_on", "must be a list of job ids")
+    ids = tuple(dict.fromkeys(depends_on))
+    if len(ids) > MAX_DEPENDENCIES:
+        raise InvalidJobError("depends_on", f"has {len(ids)} ids, over {MAX_DEPENDENCIES}")
+    for dep in ids:
+        if not isinstance(dep, str) or not _JOB_ID.match(dep):
+            raise InvalidJobError("depends_on", f"{dep!r} is not a job id")
+    if job.id in ids:
+        raise InvalidJobError("depends_on", f"job {job.id!r} cannot depend on itself")
+    if job.dedupe is not None and ids:
+        raise InvalidJobError("depends_on", "cannot go with dedupe_key")
+    return job._replace(depends_on=ids, on_dependency_failure=str(on_failure))
 
 
 #: Submissions mostly repeat a handful of handlers and option sets: each is checked and
@@ -281,7 +324,8 @@ def _options(
 
 
 #: Gives a new job its id from (job_id, partition_key, dedupe_key): see `RedisJobQueue.place`.
-Place = Callable[[Any, Any, Any], "str | None"]
+#: and the ids it depends on (it joins their partition).
+Place = Callable[[Any, Any, Any, Any], "str | None"]
 
 
 def new_jobs(
@@ -300,12 +344,15 @@ def new_jobs(
         if "handler" not in spec:
             raise InvalidJobError(f"jobs[{i}].handler", "is required")
         try:
-            if place is not None and (every or "partition_key" in spec):
+            if place is not None and (every or "partition_key" in spec or "depends_on" in spec):
                 spec = dict(spec)
                 key = spec.pop("partition_key", None)
-                if spec.get("limit_key") is not None and spec.get("job_id") is None:
-                    key = spec["limit_key"]  # a limit holds in one partition: its key's
-                spec["job_id"] = place(spec.get("job_id"), key, spec.get("dedupe_key"))
+                tenant = spec.get("limit_key")  # a limit holds in one partition: its key's
+                if tenant and isinstance(tenant, str) and not spec.get("job_id"):
+                    key = key if spec.get("depends_on") else tenant
+                spec["job_id"] = place(
+                    spec.get("job_id"), key, spec.get("dedupe_key"), spec.get("depends_on")
+                )
             jobs.append(new_job(**spec, max_payload=max_payload))
         except InvalidJobError as exc:
             raise InvalidJobError(f"jobs[{i}].{exc.field}", str(exc).split(": ", 1)[1]) from None
@@ -315,7 +362,7 @@ def new_jobs(
 _SUBMIT_KEYWORDS = frozenset(
     {"handler", "args", "kwargs", "priority", "timeout", "max_retries", "retry_delay",
      "retry_backoff", "job_id", "delay", "dedupe_key", "dedupe_for", "dedupe_mode",
-     "partition_key", "limit_key"}
+     "partition_key", "limit_key", "depends_on", "on_dependency_failure"}
 )  # fmt: skip
 
 
@@ -383,7 +430,18 @@ def definition(record: Mapping[str, str]) -> JobDefinition:
         status=_STATUS.get(status) or JobStatus(status),
         created_at=timestamp(_int(get("created_at"))),
         error=get("error") or None,
+        dependency_results=dependency_results(record) if "depends_on" in record else {},
     )
+
+
+def dependency_results(record: Mapping[str, str]) -> dict[str, Any]:
+    """The results a dependent job's record holds (copied in by the script that completed
+    each dependency), by dependency id; None for one that ended without a result."""
+    found: dict[str, Any] = {}
+    for dep in record["depends_on"].split(","):
+        raw = record.get(f"dep:{dep}")
+        found[dep] = orjson.loads(raw) if raw else None
+    return found
 
 
 def progress_fields(current: object, total: object, message: object) -> tuple[str, str, str]:

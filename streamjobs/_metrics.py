@@ -70,6 +70,8 @@ def metrics_from(snapshot: list[Any], timings: Timings) -> dict[str, Any]:
             "in_line": in_line,
             "running": sum(running_by_priority.values()),
             "scheduled": max(0, delayed - retrying),
+            # waiting for their dependencies (depends_on) to complete
+            "waiting": max(0, counters.get("waiting", 0)),
             "retrying": retrying,
             "dead_letter": dead,
             "completed": counters.get("completed", 0),

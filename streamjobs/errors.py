@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StreamJobsError(Exception):
     """Base class of every error raised by streamjobs."""
@@ -86,3 +88,37 @@ class PartialSubmitError(StreamJobsError):
             "same job ids to finish, which enqueues nothing twice"
         )
         self.ids, self.written, self.not_written, self.unknown = ids, written, not_written, unknown
+
+
+class ReplicationError(StreamJobsError):
+    """Fewer replicas than `wait_replicas` acknowledged a change within the WAIT timeout: the
+    change IS on the primary (it ran, and stands), but a failover before it reaches a replica
+    may lose it. `acknowledged` of `wanted` replicas answered; `job_ids` names the jobs a
+    submit wrote (they exist, and submitting again with the same ids enqueues nothing twice).
+    """
+
+    def __init__(
+        self, acknowledged: int, wanted: int, timeout_ms: int, job_ids: list[str] | None = None,
+        *, reply: Any = None,
+    ) -> None:  # fmt: skip
+        jobs = ""
+        if job_ids:
+            shown = ", ".join(job_ids[:3]) + (", ..." if len(job_ids) > 3 else "")
+            jobs = (
+                f" (job(s) {shown} were written: submitting again with the same job ids "
+                "enqueues nothing twice)"
+            )
+        super().__init__(
+            f"only {acknowledged} of {wanted} replica(s) acknowledged the change within "
+            f"{timeout_ms} ms: it is on the primary but may be lost in a failover{jobs}"
+        )
+        self.acknowledged, self.wanted, self.timeout_ms = acknowledged, wanted, timeout_ms
+        self.job_ids = list(job_ids or [])
+        #: What the change returned on the primary (the script's reply).
+        self.reply = reply
+
+    def for_jobs(self, job_ids: list[str]) -> ReplicationError:
+        """The same shortfall, naming the jobs a submit wrote."""
+        return ReplicationError(
+            self.acknowledged, self.wanted, self.timeout_ms, job_ids, reply=self.reply
+        )

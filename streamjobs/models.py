@@ -21,6 +21,8 @@ class JobStatus(str, Enum):
     """Where a job stands; see `TERMINAL_STATUSES` for the ones it never leaves."""
 
     PENDING = "PENDING"
+    #: Waits for its dependencies (`depends_on`) to complete; then PENDING or SCHEDULED.
+    WAITING = "WAITING"
     SCHEDULED = "SCHEDULED"
     RUNNING = "RUNNING"
     RETRYING = "RETRYING"
@@ -40,6 +42,9 @@ class JobStatus(str, Enum):
 
 #: How `submit_job(..., dedupe_key=...)` deduplicates (see JobService.submit_job).
 DedupeMode = Literal["until_done", "throttle", "debounce"]
+
+#: What a dependent job does when a dependency ends FAILED, DEAD_LETTER or CANCELLED.
+DependencyFailure = Literal["cancel", "run"]
 
 
 class CancelOutcome(str, Enum):
@@ -89,6 +94,8 @@ class JobDefinition:
     status: JobStatus = JobStatus.PENDING
     created_at: datetime | None = None
     error: str | None = None
+    #: The results of the jobs this one depends on, by id (None for one that did not complete).
+    dependency_results: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter as Counter_
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -41,7 +42,10 @@ log = logging.getLogger("streamjobs.prometheus")
 #: Queue states by priority level, as `get_metrics()` reports them.
 _BY_PRIORITY = {"pending": "by_priority", "running": "running_by_priority"}
 #: Queue states `get_metrics()` counts for the queue as a whole (`priority="all"`).
-_WHOLE = {"scheduled": "scheduled", "retrying": "retrying", "dead_letter": "dead_letter"}
+_WHOLE = {
+    "scheduled": "scheduled", "waiting": "waiting", "retrying": "retrying",
+    "dead_letter": "dead_letter",
+}  # fmt: skip
 
 
 class QueueCollector(Collector):
@@ -146,9 +150,9 @@ class _Attempt:
     def ended(self, outcome: str, error: str | None, detail: str | None) -> None:
         if outcome == "released":  # it runs again: its next attempt is the one counted
             return
-        labels = (self._queue, self._handler, outcome)
-        self._metrics.finished_total.labels(*labels).inc()
-        self._metrics.duration.labels(*labels).observe(time.perf_counter() - self._began)
+        finished, duration = self._metrics.finished(self._queue, self._handler, outcome)
+        finished.inc()
+        duration.observe(time.perf_counter() - self._began)
 
 
 class WorkerMetrics:
@@ -164,6 +168,9 @@ class WorkerMetrics:
         registry = REGISTRY if registry is None else registry
         self.registry = registry
         self._handlers: set[str] = set()
+        self._children: dict[tuple[str, str, str], Any] = {}
+        self._waits: dict[tuple[str, str, str], Any] = {}
+        self._outcomes: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._max_handlers = max_handlers
         self.enqueued_total = Counter(
             "streamjobs_jobs_enqueued", "Jobs submitted by this process",
@@ -203,18 +210,36 @@ class WorkerMetrics:
     @contextlib.contextmanager
     def submitting(self, queue: str, jobs: Sequence[NewJob]) -> Iterator[Sequence[NewJob]]:
         yield jobs  # counted once written: a submit that raised queued nothing (or some)
-        for job in jobs:
-            priority = job.priority.name.lower()
-            self.enqueued_total.labels(queue, self._handler(job.handler), priority).inc()
+        counts = Counter_((job.handler, job.priority) for job in jobs)  # one inc per label set
+        for (handler, priority), n in counts.items():
+            key = (queue, self._handler(handler), priority.name.lower())
+            child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = self.enqueued_total.labels(*key)
+            child.inc(n)
 
     def attempt(self, queue: str, d: Delivery) -> _Attempt:
         handler = self._handler(d.job.handler if d.job else d.record.get("handler", ""))
         started = int(d.record.get("started_at") or 0)
         runnable = int(d.entry.split("-", 1)[0] or 0)  # the entry's id: when it was queued
         if started and runnable and d.job is not None:
-            wait = max(0.0, (started - runnable) / 1000)
-            self.wait.labels(queue, handler, d.job.priority.name.lower()).observe(wait)
+            key = (queue, handler, d.job.priority.name.lower())
+            child = self._waits.get(key)
+            if child is None:
+                child = self._waits[key] = self.wait.labels(*key)
+            child.observe(max(0.0, (started - runnable) / 1000))
         return _Attempt(self, queue, handler)
+
+    def finished(self, queue: str, handler: str, outcome: str) -> tuple[Any, Any]:
+        """The counter and histogram children of one label set (looked up once: `labels()`
+        takes a lock and builds a key every call, which a busy worker would pay per job)."""
+        key = (queue, handler, outcome)
+        found = self._outcomes.get(key)
+        if found is None:
+            found = self._outcomes[key] = (
+                self.finished_total.labels(*key), self.duration.labels(*key)
+            )
+        return found
 
     def reclaimed(self, queue: str, count: int) -> None:
         self.reclaimed_total.labels(queue).inc(count)

@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ import anyio
 from . import _codec, _limits
 from ._drivers import Driver, connect
 from ._drivers._pipeline import ReplyLost
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT, wait_for
 from ._drivers.redis_sync import SyncDriver
 from ._keys import GROUP, MAX_PARTITIONS, QueueKeys, partition_of, partitions_key
 from ._observe import default_observers
@@ -33,6 +34,7 @@ from .errors import (
     InvalidJobError,
     PartialSubmitError,
     RedisVersionError,
+    ReplicationError,
     StreamJobsError,
 )
 from .models import CancelOutcome, JobDefinition, JobStatus, LimitInfo
@@ -149,6 +151,17 @@ def submitted(
     return [standing[job.id] for job in jobs]
 
 
+def dependent_codes(reply: Sequence[Any]) -> list[bool]:
+    """enqueue_dependent.lua's reply as one bool per job (False: its id was taken);
+    InvalidJobError for a dependency without a record (nothing was written)."""
+    if str(reply[0]) == "unknown":
+        raise InvalidJobError(
+            "depends_on",
+            f"no job {reply[1]!s} (never submitted, or its result expired); nothing was written",
+        )
+    return [bool(code) for code in reply[1]]
+
+
 def cancel_outcome(reply: Any) -> CancelOutcome:
     """cancel.lua's return code as what `cancel_job` did."""
     return _CANCEL_OUTCOMES.get(int(reply), CancelOutcome.NOTHING)
@@ -209,6 +222,28 @@ def enqueued_chunks(
     raise PartialSubmitError(ids, written, refused, unknown, error) from error
 
 
+def enqueued_replicated(jobs: Sequence[_codec.NewJob], exc: ReplicationError) -> Exception:
+    """The error for a bulk submit whose WAIT fell short: every chunk written, the shortfall
+    naming their jobs; some chunk refused or lost, PartialSubmitError (caused by the
+    shortfall) naming written, refused and unknown ids as `enqueued` does."""
+    replies = exc.reply if isinstance(exc.reply, list) else []
+    try:
+        enqueued(jobs, replies)
+    except PartialSubmitError as partial:
+        partial.__cause__ = exc.for_jobs(partial.written)
+        return partial
+    except StreamJobsError as error:  # nothing written after all
+        return error
+    return exc.for_jobs([job.id for job in jobs])
+
+
+def replicated_anyway(name: str, exc: ReplicationError) -> Any:
+    """A worker's change that too few replicas acknowledged: it stands on the primary, so
+    its reply is used; the shortfall is logged."""
+    log.warning("%s: %s", name, exc)
+    return exc.reply
+
+
 def _delivery(raw: Sequence[Any], consumer: str, partition: int = 0) -> Delivery:
     record = _codec.pairs(raw[2])
     try:
@@ -234,7 +269,15 @@ class RedisJobQueue:
     `partitions` splits the queue into that many partitions (1 to 1024), each under a hash
     tag of its own, so that a Redis Cluster spreads one queue over its primaries. None uses
     the count recorded in Redis (1 when none is); a count other than the recorded one is
-    refused at `connect()`. Every worker pool serves every partition."""
+    refused at `connect()`. Every worker pool serves every partition.
+
+    `redis_url` may be `redis+sentinel://host:port[,host:port...]/service[/db]`: the
+    primary is found through the sentinels, and again after a failover (see
+    `_drivers.sentinel`). `wait_replicas=N` makes every state change return only once N
+    replicas acknowledged it (Redis WAIT, up to `wait_timeout` seconds), else raise
+    ReplicationError: the change stands on the primary but may be lost in a failover.
+    A worker's own changes are never raised for; their shortfall is logged.
+    """
 
     def __init__(
         self,
@@ -248,6 +291,8 @@ class RedisJobQueue:
         max_payload: int = _codec.DEFAULT_MAX_PAYLOAD,
         driver: str | None = None,
         partitions: int | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if "{" in key_prefix or "}" in key_prefix or "{" in name or "}" in name:
             raise ConfigurationError("key_prefix and name must not contain '{' or '}'")
@@ -267,6 +312,9 @@ class RedisJobQueue:
         self.max_payload = max_payload
         self._common = (events_maxlen, int(result_ttl * 1000), max_dead_letters)
         self.driver_name = driver
+        #: WAIT after every state change (None: `wait_replicas=0`, no WAIT); see `_replicas`.
+        self.wait = wait_for(wait_replicas, wait_timeout)
+        self.wait_replicas, self.wait_timeout = wait_replicas, wait_timeout
         self._driver: Driver | None = None
         #: Redis' maxmemory-policy as read at connect (None when Redis would not say).
         self.maxmemory_policy: str | None = None
@@ -321,13 +369,27 @@ class RedisJobQueue:
         return self.keys if n == 1 else self.parts[partition_of(job_id, n)]
 
     def place(
-        self, job_id: str | None, partition_key: object = None, dedupe_key: object = None
-    ) -> str | None:
+        self, job_id: str | None, partition_key: object = None, dedupe_key: object = None,
+        depends_on: object = None,
+    ) -> str | None:  # fmt: skip
         """The id a new job gets: its own (`job_id`), else, with many partitions, a fresh one
         carrying its partition (`<p>.<random>`): `partition_key`'s (CRC-32 modulo the count),
         else `dedupe_key`'s (so every submit of one dedupe key meets in one partition), else
         the next in turn. None: the codec makes one (one partition). InvalidJobError for a bad
-        `partition_key`, or one given with a `job_id` (which decides alone)."""
+        `partition_key`, or one given with a `job_id` (which decides alone). A job with
+        `depends_on` joins its first dependency's partition (see `flow_partition`)."""
+        if depends_on and self.partition_count > 1 and job_id is None:
+            first = (
+                next(iter(depends_on), None)
+                if isinstance(depends_on, Iterable) and not isinstance(depends_on, str)
+                else None
+            )
+            if isinstance(first, str):
+                if partition_key is not None:
+                    raise InvalidJobError(
+                        "partition_key", "cannot go with depends_on: a dependent job lives in "
+                        "its dependencies' partition")  # fmt: skip
+                return f"{self.partition_of(first)}.{_codec.fresh_id()}"
         if partition_key is None and job_id is None and isinstance(dedupe_key, str) and dedupe_key:
             partition_key = dedupe_key if self.partition_count > 1 else None
         if partition_key is not None and (not isinstance(partition_key, str) or not partition_key):
@@ -366,11 +428,15 @@ class RedisJobQueue:
         (recording it when none is) and create the consumer groups."""
         if self._driver is not None:
             return
-        driver = self._driver = connect(self.redis_url, self.driver_name)
+        driver = self._driver = connect(self.redis_url, self.driver_name, self.wait)
         try:
             check_version(await driver.server_version())
             keys, args = self.record_partitions_call()
-            self.adopt_partitions(await driver.eval(script("record_partitions"), keys, args))
+            try:
+                recorded = await driver.eval(script("record_partitions"), keys, args)
+            except ReplicationError as exc:  # the count stands on the primary: use it
+                recorded = replicated_anyway("record_partitions", exc)
+            self.adopt_partitions(recorded)
             await self.ensure_groups()
             self.maxmemory_policy = await self._read_maxmemory_policy()
         except BaseException:
@@ -413,6 +479,19 @@ class RedisJobQueue:
         return (*self._common, *args)
 
     async def _run(self, name: str, *args: Any, keys: QueueKeys | None = None) -> Any:
+        """Run a worker's transition (on partition 0 unless `keys` names another). A
+        replication shortfall (`wait_replicas`) is logged, not raised: the change stands on
+        the primary, and a worker that took it for a failure would lose track of a job it
+        started or settled."""
+        keys = keys or self.keys
+        try:
+            return await self.driver.eval(script(name), keys.all, self.script_args(*args))
+        except ReplicationError as exc:
+            return replicated_anyway(name, exc)
+
+    async def _run_strict(self, name: str, *args: Any, keys: QueueKeys | None = None) -> Any:
+        """Run a caller's transition (cancel, retry a dead letter, purge): a replication
+        shortfall is raised to the caller."""
         keys = keys or self.keys
         return await self.driver.eval(script(name), keys.all, self.script_args(*args))
 
@@ -448,17 +527,22 @@ class RedisJobQueue:
         return groups
 
     async def enqueue(self, job: _codec.NewJob) -> bool:
-        """Write a validated job; False when its id already had a record (nothing written)."""
+        """Write a validated job; False when its id already had a record (nothing written).
+        A replication shortfall raises ReplicationError naming the job (it was written)."""
         fair = job.limit_key is not None
         [call] = self.enqueue_calls([job], fair)
         keys = self.keys if self._n == 1 else self.keys_of(job.id)
-        [code] = await self.driver.eval(script(ENQUEUE[fair]), keys.all, call)
+        try:
+            [code] = await self.driver.eval(script(ENQUEUE[fair]), keys.all, call)
+        except ReplicationError as exc:
+            raise exc.for_jobs([job.id]) from None
         return bool(code)
 
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
         """Write many jobs in one round trip per partition; each chunk of them is one atomic
-        enqueue on one partition (see `enqueued` for what a failed chunk raises). Jobs with a
-        limit key go in chunks of their own, queued fairly (enqueue_fair.lua)."""
+        enqueue on one partition (see `enqueued` for what a failed chunk raises, and
+        `enqueued_replicated` for a replication shortfall). Jobs with a limit key go in
+        chunks of their own, queued fairly (enqueue_fair.lua)."""
         keyed = [i for i, job in enumerate(jobs) if job.limit_key is not None]
         if not keyed:
             return await self._enqueue_many(jobs, False)
@@ -474,13 +558,20 @@ class RedisJobQueue:
         name = ENQUEUE[fair]
         if self._n == 1:
             calls = self.enqueue_calls(jobs, fair)
-            replies = await self.driver.eval_many(script(name), self.keys.all, calls)
+            try:
+                replies = await self.driver.eval_many(script(name), self.keys.all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated(jobs, exc) from None
             return enqueued(jobs, replies)
         groups = list(self.by_partition([job.id for job in jobs]).items())
 
         async def send(p: int, at: list[int]) -> list[tuple[Sequence[int], Any]]:
-            calls = self.enqueue_calls([jobs[i] for i in at], fair)
-            replies = await self.driver.eval_many(script(name), self.parts[p].all, calls)
+            part = [jobs[i] for i in at]
+            calls = self.enqueue_calls(part, fair)
+            try:
+                replies = await self.driver.eval_many(script(name), self.parts[p].all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated(part, exc) from None
             starts = range(0, len(at), ENQUEUE_CHUNK)
             return [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
 
@@ -502,11 +593,98 @@ class RedisJobQueue:
         job that does (this one when it was queued)."""
         call = self.enqueue_deduped_call(job)
         keys = self.keys_of(job.id).deduping
-        return deduped_id(await self.driver.eval(script("enqueue_deduped"), keys, call))
+        try:
+            reply = await self.driver.eval(script("enqueue_deduped"), keys, call)
+        except ReplicationError as exc:
+            raise exc.for_jobs([deduped_id(exc.reply)]) from None
+        return deduped_id(reply)
+
+    # -- dependencies (enqueue_dependent.lua) ---------------------------------------------
+
+    def flow_partition(self, jobs: Sequence[_codec.NewJob]) -> QueueKeys:
+        """The keys of the one partition that jobs written by one enqueue_dependent call,
+        and every job they depend on, live in: a script touches one partition only, and a
+        dependency's settle releases its dependents in the same script. InvalidJobError
+        when they span partitions."""
+        n = self.partition_count
+        if n == 1:
+            return self.keys
+        p = partition_of(jobs[0].id, n)
+        for job in jobs:
+            for job_id in (job.id, *job.depends_on):
+                if partition_of(job_id, n) != p:
+                    raise InvalidJobError(
+                        "depends_on",
+                        f"job {job.id!r} and its dependencies span partitions ({job_id!r} "
+                        f"lives in partition {partition_of(job_id, n)}, not {p}): on a "
+                        "partitioned queue a job and its dependencies share a partition",
+                    )  # fmt: skip
+        return self.parts[p]
+
+    def enqueue_dependent_call(self, jobs: Sequence[_codec.NewJob]) -> tuple[Any, ...]:
+        """enqueue_dependent.lua's ARGV for validated jobs (those without dependencies
+        are queued at once), in order: a job may depend on jobs before it."""
+        flat: list[Any] = []
+        for job in jobs:
+            deps = job.depends_on
+            flat += (job.id, int(job.priority), job.delay_ms, job.on_dependency_failure,
+                     len(deps), *deps, len(job.fields), *job.fields)  # fmt: skip
+        return self.script_args(*flat)
+
+    def flow_jobs(
+        self, steps: Sequence[object], after: Sequence[Sequence[int]]
+    ) -> list[_codec.NewJob]:
+        """Validated jobs of a chain or a group: step i (a mapping of submit_job's keywords,
+        as submit_many takes) depends on the steps at `after[i]`, and on its own
+        `depends_on` when given. Each step gets an id before anything is written (its own
+        `job_id` kept); with many partitions all share one: a given job_id's, else the first
+        step's `partition_key`'s, else the next in turn. Raises InvalidJobError naming the
+        step (`jobs[2].timeout: ...`)."""
+        specs: list[dict[str, Any]] = []
+        for i, step in enumerate(steps):
+            if not isinstance(step, Mapping):
+                raise InvalidJobError(f"jobs[{i}]", "must be a dict of submit_job keywords")
+            if step.get("dedupe_key") is not None:
+                raise InvalidJobError(f"jobs[{i}].dedupe_key", "cannot be used in a chain or group")
+            own = step.get("depends_on")
+            if own is not None and (isinstance(own, (str, bytes)) or not isinstance(own, Iterable)):
+                raise InvalidJobError(f"jobs[{i}].depends_on", "must be a list of job ids")
+            specs.append(dict(step))
+        n = self.partition_count
+        prefix = ""
+        if n > 1:
+            given = next((s["job_id"] for s in specs if isinstance(s.get("job_id"), str)), None)
+            key = specs[0].get("partition_key") if specs and given is None else None
+            placed = given or self.place(None, key)
+            assert placed is not None
+            prefix = f"{partition_of(placed, n)}."
+        for spec in specs:
+            spec.pop("partition_key", None)
+            if spec.get("job_id") is None:
+                spec["job_id"] = prefix + _codec.fresh_id()
+        for spec, before in zip(specs, after):
+            deps = [specs[j]["job_id"] for j in before] + list(spec.get("depends_on") or ())
+            if deps:
+                spec["depends_on"] = deps
+        return _codec.new_jobs(specs, self.max_payload)
+
+    async def enqueue_dependent(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
+        """Write jobs with their dependency edges in one script call, all or nothing: per
+        job True written, False its id was taken; InvalidJobError naming a dependency that
+        has no record (nothing written)."""
+        keys = self.flow_partition(jobs)
+        reply = await self.driver.eval(
+            script("enqueue_dependent"), keys.all, self.enqueue_dependent_call(jobs)
+        )
+        return dependent_codes(reply)
 
     async def submit(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
         """Write many jobs, those with a dedupe key one script call each (pipelined in one
-        round trip per partition); the ids that stand for them, in order (see `submitted`)."""
+        round trip per partition), those with dependencies after the others, one
+        enqueue_dependent call per partition; the ids that stand for them, in order (see
+        `submitted`)."""
+        if any(job.depends_on for job in jobs):
+            return await self._submit_dependent(jobs)
         deduped = [job for job in jobs if job.dedupe is not None]
         if not deduped:
             await self.enqueue_many(jobs)
@@ -518,9 +696,12 @@ class RedisJobQueue:
 
         async def send(p: int, at: list[int]) -> list[Any]:
             calls = [self.enqueue_deduped_call(deduped[i]) for i in at]
-            return await self.driver.eval_many(
-                script("enqueue_deduped"), self.parts[p].deduping, calls
-            )
+            try:
+                return await self.driver.eval_many(
+                    script("enqueue_deduped"), self.parts[p].deduping, calls
+                )
+            except ReplicationError as exc:  # each job, or the one standing for it, is written
+                raise exc.for_jobs([job.id for job in jobs]) from None
 
         sent = await gather([partial(send, p, at) for p, at in groups])
         replies: list[Any] = [None] * len(deduped)
@@ -529,14 +710,29 @@ class RedisJobQueue:
                 replies[i] = reply
         return submitted(jobs, plain, deduped, replies)
 
+    async def _submit_dependent(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
+        """`submit` for jobs some of which depend on others: the rest first, then the
+        dependent ones (which may depend on those) per partition, each partition's in one
+        call, in their order."""
+        rest = [job for job in jobs if not job.depends_on]
+        standing = dict(zip([job.id for job in rest], await self.submit(rest) if rest else []))
+        waiting = [job for job in jobs if job.depends_on]
+        by_part = self.by_partition([job.id for job in waiting])
+        groups = [[waiting[i] for i in at] for at in by_part.values()]
+        for group in groups:
+            self.flow_partition(group)  # every check before the first write
+        await gather([partial(self.enqueue_dependent, group) for group in groups])
+        return [standing.get(job.id, job.id) for job in jobs]
+
     async def cancel(self, job_id: str) -> CancelOutcome:
         """End a job CANCELLED, and tell its pool to stop it when it runs (cancel.lua)."""
         keys = self.keys_of(job_id)
-        return cancel_outcome(await self._run("cancel", job_id, CONTROL_TTL_MS, keys=keys))
+        return cancel_outcome(await self._run_strict("cancel", job_id, CONTROL_TTL_MS, keys=keys))
 
     async def retry_dead_letter(self, job_id: str) -> bool:
         """Queue a dead-lettered job again with fresh attempts."""
-        return bool(await self._run("retry_dead_letter", job_id, keys=self.keys_of(job_id)))
+        keys = self.keys_of(job_id)
+        return bool(await self._run_strict("retry_dead_letter", job_id, keys=keys))
 
     # -- limits ---------------------------------------------------------------------------
 
@@ -589,10 +785,13 @@ class RedisJobQueue:
         (as `start`): start.lua goes out in the same write as the blocking pop, so Redis runs
         it the moment the pop returns, and waking costs no round trip of its own. One
         partition only (a worker on many waits for each, see `wait_ready`)."""
-        reply = await self.driver.wait_list_then_eval(
-            self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
-            self.script_args(consumer, count, lease_ms),
-        )  # fmt: skip
+        try:
+            reply = await self.driver.wait_list_then_eval(
+                self.keys.ready, block_ms / 1000, script("start"), self.keys.all,
+                self.script_args(consumer, count, lease_ms),
+            )  # fmt: skip
+        except ReplicationError as exc:
+            reply = replicated_anyway("start", exc)
         return [_delivery(raw, consumer) for raw in reply]
 
     async def reclaim(
@@ -664,7 +863,7 @@ class RedisJobQueue:
 
     def sync_driver(self) -> SyncDriver:
         """A blocking driver for a thread of this process (lease renewal)."""
-        return SyncDriver(self.redis_url)
+        return SyncDriver(self.redis_url, self.wait)
 
     def extend_leases(
         self, driver: SyncDriver, consumer: str, held: Sequence[tuple[str, int, str, int]]
@@ -677,7 +876,10 @@ class RedisJobQueue:
         lost: list[str] = []
         for p, flat in groups.items():
             args = self.script_args(consumer, *flat)
-            lost += driver.eval(script("extend_lease"), self.parts[p].all, args)
+            try:
+                lost += driver.eval(script("extend_lease"), self.parts[p].all, args)
+            except ReplicationError as exc:
+                lost += replicated_anyway("extend_lease", exc)
         return lost
 
     async def release(self, consumer: str, only: Sequence[Delivery] = ()) -> int:
@@ -712,7 +914,9 @@ class RedisJobQueue:
         purged = left = 0
         for keys in self.parts:
             if purged < limit:
-                done, rest = await self._run("purge_dead_letters", limit - purged, keys=keys)
+                done, rest = await self._run_strict(
+                    "purge_dead_letters", limit - purged, keys=keys
+                )
                 purged, left = purged + int(done), left + int(rest)
             else:  # the limit is reached: only count what is left (metrics.lua reads only)
                 left += int((await self._run("metrics", 0, keys=keys))[2])

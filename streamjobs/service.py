@@ -15,6 +15,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec, _schedules
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._metrics import metrics_from, workers_from
 from ._runner import Handler
 from ._schedules import ScheduleInfo
@@ -27,6 +28,7 @@ from .events import EventBus
 from .models import (
     CancelOutcome,
     DedupeMode,
+    DependencyFailure,
     JobDefinition,
     JobPriority,
     JobProgress,
@@ -64,12 +66,17 @@ class JobService:
         timings: Timings | None = None,
         partitions: int | None = None,
         trace_parent: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         if queue is None:
             if worker_pool is not None:
                 queue = worker_pool.queue
             else:
-                queue = RedisJobQueue(redis_url, key_prefix, name=name, partitions=partitions)
+                queue = RedisJobQueue(
+                    redis_url, key_prefix, name=name, partitions=partitions,
+                    wait_replicas=wait_replicas, wait_timeout=wait_timeout,
+                )  # fmt: skip
         if worker_pool is None:
             worker_pool = AsyncWorkerPool(queue, timings=timings)
         elif worker_pool.queue is not queue:
@@ -163,9 +170,19 @@ class JobService:
         dedupe_mode: DedupeMode | None = None,
         partition_key: str | None = None,
         limit_key: str | None = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyFailure | None = None,
     ) -> str:
         """Queue a job and return its id; a `job_id` that already has a record enqueues
         nothing. Invalid input raises InvalidJobError, naming the field, and writes nothing.
+
+        With `depends_on` (job ids), the job waits (WAITING) until every one of them has
+        COMPLETED, then is queued with its own priority and delay, and its handler finds
+        their results in `job.dependency_results`. When one ends FAILED, DEAD_LETTER or
+        CANCELLED, `on_dependency_failure` "cancel" (the default) cancels this job (and
+        whatever waits for it) with an error naming the dependency; "run" runs it anyway.
+        An id without a record raises InvalidJobError, writing nothing. With many
+        partitions, the job joins its dependencies' partition (they must share one).
 
         With `dedupe_key`, the job is queued unless the key's job stands for it, and the id
         returned is that of the job that does. `dedupe_mode`: "until_done" (default: while
@@ -182,20 +199,24 @@ class JobService:
         name when not given) and makes it a tenant of fair service: keyed jobs of one
         priority start round-robin over their keys. With many partitions it decides the
         job's partition, so that one partition enforces the key's limit."""
-        if limit_key is not None and job_id is None:
+        if limit_key is not None and job_id is None and not depends_on:
             partition_key = limit_key  # a limit holds in one partition: its key's
         if partition_key is not None or self._queue.partition_count > 1:
-            job_id = self._queue.place(job_id, partition_key, dedupe_key)
+            job_id = self._queue.place(job_id, partition_key, dedupe_key, depends_on)
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
-            dedupe_mode=dedupe_mode, limit_key=limit_key,
+            dedupe_mode=dedupe_mode, limit_key=limit_key, depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
         )  # fmt: skip
         if self._queue.observers:
             [job_id] = await self._submit_observed([job])
             return job_id
+        if job.depends_on:
+            await self._queue.enqueue_dependent([job])
+            return job.id
         if job.dedupe is not None:
             return await self._queue.enqueue_deduped(job)
         await self._queue.enqueue(job)
@@ -215,6 +236,39 @@ class JobService:
         if q.observers:
             return await self._submit_observed(specs)
         return await self._queue.submit(specs)
+
+    async def submit_chain(self, steps: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Queue jobs that run one after another: each step (a mapping of submit_job's
+        keywords, as submit_many takes) waits for the one before it to complete and finds
+        its result in `job.dependency_results`; a step that fails cancels the steps after
+        it (unless one says `on_dependency_failure="run"`). Returns the ids, in order. The
+        whole chain is written in one script call, all or nothing."""
+        steps = list(steps)
+        jobs = self._queue.flow_jobs(steps, [[i - 1] if i else [] for i in range(len(steps))])
+        return await self._submit_flow(jobs)
+
+    async def submit_group(
+        self, jobs: Iterable[Mapping[str, Any]], then: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Queue jobs that run in parallel and, with `then`, one job that runs once all of
+        them completed, with all their results in `job.dependency_results`. Returns the
+        ids, `then`'s last. Written in one script call, all or nothing."""
+        steps: list[Any] = list(jobs)
+        after: list[list[int]] = [[] for _ in steps]
+        if then is not None:
+            after.append(list(range(len(steps))))
+            steps.append(then)
+        return await self._submit_flow(self._queue.flow_jobs(steps, after))
+
+    async def _submit_flow(self, jobs: list[_codec.NewJob]) -> list[str]:
+        if not jobs:
+            return []
+        if self._queue.observers:
+            with self._queue.observers.submitting(jobs) as observed:
+                await self._queue.enqueue_dependent(observed)
+        else:
+            await self._queue.enqueue_dependent(jobs)
+        return [job.id for job in jobs]
 
     async def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
         """Write jobs as the observers see fit (a trace's context added to each, say)."""

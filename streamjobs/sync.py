@@ -21,15 +21,17 @@ from types import TracebackType
 from typing import Any
 
 from . import _codec, _limits, _schedules
+from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._keys import QueueKeys
 from ._metrics import metrics_from
 from ._schedules import ScheduleInfo
 from ._scripts import script
 from .async_worker import Timings
-from .errors import JobNotFoundError
+from .errors import JobNotFoundError, ReplicationError
 from .models import (
     CancelOutcome,
     DedupeMode,
+    DependencyFailure,
     JobDefinition,
     JobPriority,
     JobResult,
@@ -43,10 +45,13 @@ from .redis_queue import (
     RedisJobQueue,
     cancel_outcome,
     deduped_id,
+    dependent_codes,
     enqueued,
     enqueued_chunks,
+    enqueued_replicated,
     merge_snapshots,
     newest_first,
+    replicated_anyway,
     submitted,
 )
 
@@ -63,7 +68,9 @@ class SyncJobClient:
     then `redis://localhost:6379/0`; `key_prefix`; `name`; `partitions`, checked against the
     count recorded in Redis on first use), or a `queue` to copy them from.
     `timings` must match the workers' for the worker counts in `get_metrics()` (default
-    `Timings()`, as `JobService` uses).
+    `Timings()`, as `JobService` uses). `wait_replicas` / `wait_timeout`: as on
+    `RedisJobQueue`, each change returns once that many replicas hold it, else
+    ReplicationError.
     """
 
     def __init__(
@@ -75,9 +82,12 @@ class SyncJobClient:
         name: str = "default",
         timings: Timings | None = None,
         partitions: int | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
     ) -> None:
         self._queue = queue or RedisJobQueue(
-            redis_url, key_prefix, name=name, partitions=partitions
+            redis_url, key_prefix, name=name, partitions=partitions, wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
         )
         self._timings = timings or Timings()
         self._driver = self._queue.sync_driver()
@@ -88,7 +98,11 @@ class SyncJobClient:
         connects lazily); ConfigurationError when it differs from the recorded one."""
         if not self._agreed:
             keys, args = self._queue.record_partitions_call()
-            self._queue.adopt_partitions(self._driver.eval(script("record_partitions"), keys, args))
+            try:
+                recorded = self._driver.eval(script("record_partitions"), keys, args)
+            except ReplicationError as exc:  # the count stands on the primary: use it
+                recorded = replicated_anyway("record_partitions", exc)
+            self._queue.adopt_partitions(recorded)
             self._agreed = True
         return self._queue
 
@@ -136,33 +150,46 @@ class SyncJobClient:
         dedupe_mode: DedupeMode | None = None,
         partition_key: str | None = None,
         limit_key: str | None = None,
+        depends_on: Iterable[str] | None = None,
+        on_dependency_failure: DependencyFailure | None = None,
     ) -> str:
         """Queue a job and return its id, exactly as `JobService.submit_job` does: invalid
         input raises InvalidJobError naming the field and writes nothing; a `job_id` that
         already has a record enqueues nothing; with a `dedupe_key`, the id returned is that
-        of the job standing for the key; `partition_key` and `limit_key` as there."""
+        of the job standing for the key; `partition_key`, `limit_key`, `depends_on` and
+        `on_dependency_failure` as there."""
         q = self._parts()
-        if limit_key is not None and job_id is None:
+        if limit_key is not None and job_id is None and not depends_on:
             partition_key = limit_key  # a limit holds in one partition: its key's
         if partition_key is not None or q.partition_count > 1:
-            job_id = q.place(job_id, partition_key, dedupe_key)
+            job_id = q.place(job_id, partition_key, dedupe_key, depends_on)
         job = _codec.new_job(
             handler, args, kwargs,
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
-            dedupe_mode=dedupe_mode, limit_key=limit_key,
+            dedupe_mode=dedupe_mode, limit_key=limit_key, depends_on=depends_on,
+            on_dependency_failure=on_dependency_failure,
         )  # fmt: skip
         if q.observers:
             [job_id] = self._submit_observed([job])
             return job_id
+        if job.depends_on:
+            self._write_dependent([job])
+            return job.id
         if job.dedupe is not None:
             call = q.enqueue_deduped_call(job)
             keys = q.keys_of(job.id).deduping
-            return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
+            try:
+                return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
+            except ReplicationError as exc:
+                raise exc.for_jobs([deduped_id(exc.reply)]) from None
         fair = job.limit_key is not None
         [call] = q.enqueue_calls([job], fair)
-        self._driver.eval(script(ENQUEUE[fair]), q.keys_of(job.id).all, call)
+        try:
+            self._driver.eval(script(ENQUEUE[fair]), q.keys_of(job.id).all, call)
+        except ReplicationError as exc:
+            raise exc.for_jobs([job.id]) from None
         return job.id
 
     def submit_many(self, jobs: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -176,10 +203,58 @@ class SyncJobClient:
             return self._submit_observed(specs)
         return self._write(specs)
 
+    def submit_chain(self, steps: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Queue jobs that run one after another, as `JobService.submit_chain` does; the
+        ids, in order, written in one script call."""
+        steps = list(steps)
+        after = [[i - 1] if i else [] for i in range(len(steps))]
+        return self._write_flow(self._parts().flow_jobs(steps, after))
+
+    def submit_group(
+        self, jobs: Iterable[Mapping[str, Any]], then: Mapping[str, Any] | None = None
+    ) -> list[str]:
+        """Queue jobs that run in parallel and `then` once all completed, as
+        `JobService.submit_group` does; the ids, `then`'s last."""
+        steps: list[Any] = list(jobs)
+        after: list[list[int]] = [[] for _ in steps]
+        if then is not None:
+            after.append(list(range(len(steps))))
+            steps.append(then)
+        return self._write_flow(self._parts().flow_jobs(steps, after))
+
+    def _write_flow(self, jobs: list[_codec.NewJob]) -> list[str]:
+        if not jobs:
+            return []
+        if self._queue.observers:
+            with self._queue.observers.submitting(jobs) as observed:
+                self._write_dependent(observed)
+        else:
+            self._write_dependent(jobs)
+        return [job.id for job in jobs]
+
+    def _write_dependent(self, jobs: Sequence[_codec.NewJob]) -> None:
+        """One enqueue_dependent.lua call for jobs of one partition, all or nothing."""
+        q = self._parts()
+        keys = q.flow_partition(jobs)
+        dependent_codes(self._driver.eval(script("enqueue_dependent"), keys.all,
+                                          q.enqueue_dependent_call(jobs)))  # fmt: skip
+
     def _write(self, specs: Sequence[_codec.NewJob]) -> list[str]:
         """Write validated jobs: one pipeline of enqueue.lua chunks per partition, and those
-        with a dedupe key one script call each; the ids standing for them, in order."""
+        with a dedupe key one script call each, those with dependencies last (one call per
+        partition); the ids standing for them, in order."""
         q = self._parts()
+        if any(job.depends_on for job in specs):
+            rest = [job for job in specs if not job.depends_on]
+            standing = dict(zip([job.id for job in rest], self._write(rest) if rest else []))
+            waiting = [job for job in specs if job.depends_on]
+            parts = q.by_partition([job.id for job in waiting]).values()
+            groups = [[waiting[i] for i in at] for at in parts]
+            for group in groups:
+                q.flow_partition(group)
+            for group in groups:
+                self._write_dependent(group)
+            return [standing.get(job.id, job.id) for job in specs]
         plain = [job for job in specs if job.dedupe is None]
         if plain:
             self._write_plain(q, plain)
@@ -189,14 +264,22 @@ class SyncJobClient:
         replies: list[Any] = [None] * len(deduped)
         for p, at in q.by_partition([job.id for job in deduped]).items():
             calls = [q.enqueue_deduped_call(deduped[i]) for i in at]
-            got = self._driver.eval_many(script("enqueue_deduped"), q.parts[p].deduping, calls)
+            keys = q.parts[p].deduping
+            try:
+                got = self._driver.eval_many(script("enqueue_deduped"), keys, calls)
+            except ReplicationError as exc:  # each job, or the one standing for it, is written
+                raise exc.for_jobs([job.id for job in specs]) from None
             for i, reply in zip(at, got):
                 replies[i] = reply
         return submitted(specs, plain, deduped, replies)
 
     def _write_plain(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob]) -> None:
+        """Write jobs without a dedupe key: one pipeline of enqueue.lua chunks per partition,
+        those with a limit key in chunks of their own, queued fairly (enqueue_fair.lua), as
+        the queue does (a replication shortfall names the jobs written, see
+        `enqueued_replicated`)."""
         keyed = [job for job in specs if job.limit_key is not None]
-        if keyed:  # queued fairly, in chunks of their own (as the queue does)
+        if keyed:
             self._write_chunks(q, keyed, True)
             specs = [job for job in specs if job.limit_key is None]
         if specs:
@@ -206,12 +289,19 @@ class SyncJobClient:
         name = ENQUEUE[fair]
         if q.partition_count == 1:
             calls = q.enqueue_calls(specs, fair)
-            enqueued(specs, self._driver.eval_many(script(name), q.keys.all, calls))
+            try:
+                replies = self._driver.eval_many(script(name), q.keys.all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated(specs, exc) from None
+            enqueued(specs, replies)
             return
         chunks: list[tuple[list[int], Any]] = []
         for p, at in q.by_partition([job.id for job in specs]).items():
             calls = q.enqueue_calls([specs[i] for i in at], fair)
-            replies = self._driver.eval_many(script(name), q.parts[p].all, calls)
+            try:
+                replies = self._driver.eval_many(script(name), q.parts[p].all, calls)
+            except ReplicationError as exc:
+                raise enqueued_replicated([specs[i] for i in at], exc) from None
             starts = range(0, len(at), ENQUEUE_CHUNK)
             chunks += [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
         enqueued_chunks(specs, chunks)

@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    Link,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._codec import NewJob
@@ -30,6 +40,25 @@ if TYPE_CHECKING:
 CONTEXT_FIELDS = ("traceparent", "tracestate")
 SYSTEM = "streamjobs"
 _PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def _sent(record: dict[str, str]) -> SpanContext:
+    """The submit's span context from a job record's `traceparent` (W3C version 00, read
+    here directly: a worker does this per attempt, and the propagator's regex costs more
+    than the rest of it); anything else goes through the propagator."""
+    header = record.get("traceparent")
+    if header is None:
+        return INVALID_SPAN_CONTEXT
+    version, trace_id, span_id, flags = [*header.split("-"), "", "", "", ""][:4]
+    if version != "00" or len(trace_id) != 32 or len(span_id) != 16 or len(flags) != 2:
+        carrier = {key: record[key] for key in CONTEXT_FIELDS if key in record}
+        return trace.get_current_span(_PROPAGATOR.extract(carrier)).get_span_context()
+    try:
+        state = TraceState.from_header([record["tracestate"]]) if "tracestate" in record else None
+        return SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                           trace_flags=TraceFlags(int(flags, 16)), trace_state=state)  # fmt: skip
+    except ValueError:
+        return INVALID_SPAN_CONTEXT
 
 
 def _error_type(error: str | None) -> str:
@@ -71,15 +100,20 @@ class Tracing:
                 f"trace_parent must be 'link' or 'child', not {trace_parent!r}"
             )
         self.trace_parent = trace_parent
+        self._provider: trace.TracerProvider | None = None
+        self._cached: trace.Tracer = trace.NoOpTracer()
 
     @property
     def active(self) -> bool:
         """True once the app has set a tracer provider."""
         return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
-    @staticmethod
-    def _tracer() -> trace.Tracer:
-        return trace.get_tracer("streamjobs")
+    def _tracer(self) -> trace.Tracer:
+        """The provider's tracer, made once per provider (making one costs more than a span)."""
+        provider = trace.get_tracer_provider()
+        if provider is not self._provider:
+            self._provider, self._cached = provider, provider.get_tracer("streamjobs")
+        return self._cached
 
     @contextlib.contextmanager
     def submitting(self, queue: str, jobs: Sequence[NewJob]) -> Iterator[Sequence[NewJob]]:
@@ -102,10 +136,9 @@ class Tracing:
             yield [job._replace(fields=(*job.fields, *extra)) for job in jobs] if extra else jobs
 
     def attempt(self, queue: str, d: Delivery) -> _Attempt:
-        carrier = {key: d.record[key] for key in CONTEXT_FIELDS if key in d.record}
-        producer = _PROPAGATOR.extract(carrier)
-        sent = trace.get_current_span(producer).get_span_context()
+        sent = _sent(d.record)
         child = self.trace_parent == "child" and sent.is_valid
+        producer = trace.set_span_in_context(NonRecordingSpan(sent)) if child else None
         links = [Link(sent)] if sent.is_valid and not child else []
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM, "messaging.destination.name": queue,
@@ -115,7 +148,7 @@ class Tracing:
             "streamjobs.attempt": int(d.attempt),
         }  # fmt: skip
         span = self._tracer().start_span(
-            f"process {queue}", context=producer if child else otel_context.Context(),
+            f"process {queue}", context=producer or otel_context.Context(),
             kind=SpanKind.CONSUMER, links=links, attributes=attributes,
         )  # fmt: skip
         return _Attempt(span)

@@ -419,3 +419,34 @@ async def test_an_immediate_stop_hands_back_the_jobs_of_every_partition(
         assert {await svc.get_job_status(i) for i in ids} == {JobStatus.PENDING}
         metrics = await svc.get_metrics()
         assert (metrics["queue"]["pending"], metrics["workers"]["total"]) == (8, 0)
+
+
+@pytest.mark.anyio
+async def test_a_schedule_fires_on_a_partitioned_queue_and_its_runs_complete(
+    combo: tuple[str, str], redis_url: str, queue_name: str
+) -> None:
+    ran: list[str] = []
+    two = anyio.Event()
+
+    async def tick(job: JobDefinition, progress: Any) -> str:
+        ran.append(job.id)
+        if len(ran) == 2:
+            two.set()
+        return job.id
+
+    async with service(redis_url, queue_name, combo, partitions=3) as svc:
+        svc.register_handler("tick", tick)
+        await svc.schedule("often", "tick", every=0.25)
+        async with anyio.create_task_group() as tg:
+            await tg.start(svc.run_workers, 2)
+            with anyio.fail_after(10):
+                await two.wait()
+            [listed] = await svc.get_schedules()
+            await svc.unschedule("often")
+            await svc.stop_workers()
+        assert listed.name == "often" and listed.fired >= 2
+        for job_id in ran[:2]:
+            assert job_id.startswith("sched:often:") and svc.queue.partition_of(job_id) == 0
+            result = await svc.get_job_result(job_id)
+            assert result is not None and result.status == JobStatus.COMPLETED
+            assert result.result == job_id

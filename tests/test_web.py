@@ -56,9 +56,20 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def client(redis_url: str, queue_name: str) -> Iterator[SyncJobClient]:
-    """The sync client, submitting to the test's queue."""
-    with SyncJobClient(redis_url, name=queue_name) as c:
+def parts(request: pytest.FixtureRequest) -> int:
+    """The test queue's partition count: 1 unless the test asks for more (PARTS)."""
+    return int(getattr(request, "param", 1))
+
+
+#: Run a test on one partition and on three (the dashboard and pools adopt the count).
+PARTS = pytest.mark.parametrize("parts", [1, 3], indirect=True)
+
+
+@pytest.fixture
+def client(redis_url: str, queue_name: str, parts: int) -> Iterator[SyncJobClient]:
+    """The sync client, submitting to the test's queue (whose partition count it records)."""
+    with SyncJobClient(redis_url, name=queue_name, partitions=parts) as c:
+        c.get_job_status("-")  # records the partition count before a dashboard or pool adopts it
         yield c
 
 
@@ -90,6 +101,7 @@ def post(url: str, data: bytes, headers: dict[str, str] | None = None) -> int:
         return int(exc.code)
 
 
+@PARTS
 def test_overview_counts_follow_jobs_as_workers_run_them(
     page: Any, client: SyncJobClient, redis_url: str, queue_name: str, tmp_path: Path
 ) -> None:
@@ -142,6 +154,7 @@ def test_job_page_progress_bar_moves_while_the_handler_reports(
         screenshot(page, tmp_path, "job")
 
 
+@PARTS
 def test_dead_letter_retried_by_clicking_retry_leaves_the_list_and_completes(
     page: Any, client: SyncJobClient, redis_url: str, queue_name: str, tmp_path: Path
 ) -> None:
@@ -213,6 +226,7 @@ def test_post_without_the_csrf_token_gets_403_and_changes_nothing(
     assert client.get_job_status(waiting) == JobStatus.CANCELLED
 
 
+@PARTS
 def test_retry_selected_retry_all_and_purge_ask_first_and_act_on_what_they_said(
     page: Any, client: SyncJobClient, redis_url: str, queue_name: str, tmp_path: Path
 ) -> None:

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -22,30 +23,62 @@ import redis
 uvicorn = pytest.importorskip("uvicorn", reason="the web extra is not installed")
 
 from streamjobs import JobStatus  # noqa: E402
+from streamjobs._keys import partition_of  # noqa: E402
 from streamjobs.errors import ConfigurationError  # noqa: E402
 from streamjobs.sync import SyncJobClient  # noqa: E402
 from streamjobs.web import create_app  # noqa: E402
-from streamjobs.web._data import chart  # noqa: E402
+from streamjobs.web._data import chart, join_cursor, split_cursor, valid_cursor  # noqa: E402
 from tests._redis import free_port  # noqa: E402
 from tests._web import RELEASED, get, serving, workers  # noqa: E402
 
 
 @pytest.fixture
-def client(redis_url: str, queue_name: str) -> Iterator[SyncJobClient]:
-    with SyncJobClient(redis_url, name=queue_name) as c:
+def parts(request: pytest.FixtureRequest) -> int:
+    """The test queue's partition count: 1 unless the test asks for more (PARTS)."""
+    return int(getattr(request, "param", 1))
+
+
+#: Run a test on one partition and on three (the dashboard adopts the recorded count).
+PARTS = pytest.mark.parametrize("parts", [1, 3], indirect=True)
+
+
+@pytest.fixture
+def client(redis_url: str, queue_name: str, parts: int) -> Iterator[SyncJobClient]:
+    with SyncJobClient(redis_url, name=queue_name, partitions=parts) as c:
+        c.get_job_status("-")  # records the partition count before a dashboard or pool adopts it
         yield c
+
+
+def follow(base: str, url: str, pages: int = 10) -> list[str]:
+    """The ids on a list and on every page its 'next' links lead to (at most `pages`)."""
+    seen: list[str] = []
+    for _ in range(pages):
+        status, body, _ = get(url)
+        assert status == 200, body
+        seen += ids_in(body) or dead_ids_in(body)
+        found = re.search(r'id="next" href="([^"]+)"', body)
+        if not found:
+            return seen
+        url = base + found.group(1).replace("&amp;", "&")
+    raise AssertionError(f"more than {pages} pages")
+
+
+def dead_ids_in(body: str) -> list[str]:
+    return re.findall(r'<tr class="dead-row" data-id="([^"]+)">', body)
 
 
 def ids_in(body: str) -> list[str]:
     return re.findall(r'<td class="id"><a href="/jobs/([^"]+)">', body)
 
 
+@PARTS
 def test_pending_jobs_page_through_every_priority_newest_first_without_repeats(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
     priorities = ["critical", "high", "normal", "low"]
     # one bulk submit: jobs of several priorities share entry ids (one millisecond)
     bulk = client.submit_many([{"handler": "c", "priority": p} for p in priorities * 10])
+    time.sleep(0.002)  # entries of other streams order by millisecond only: a new one
     submitted = []
     for i in range(120):
         submitted.append(client.submit_job("a" if i % 3 else "b", priority=priorities[i % 4]))
@@ -67,10 +100,14 @@ def test_pending_jobs_page_through_every_priority_newest_first_without_repeats(
         assert ids_in(body) == [j for i, j in enumerate(submitted) if i % 3 == 0][::-1][:50]
 
 
+@PARTS
 def test_lookup_by_exact_id_opens_the_job_and_says_when_there_is_none(
-    client: SyncJobClient, redis_url: str, queue_name: str
+    client: SyncJobClient, redis_url: str, queue_name: str, parts: int
 ) -> None:
-    job_id = client.submit_job("a", job_id=f"tenant/{queue_name[-3:]}+a=b@c:d")
+    names = (f"tenant/{queue_name[-3:]}+a=b@c:d{i}" for i in range(100))
+    # in the last partition: with many, not the first, whose keys a one-partition read uses
+    job_id = next(j for j in names if partition_of(j, parts) == parts - 1)
+    job_id = client.submit_job("a", job_id=job_id)
     with serving(redis_url, queue_name) as base:
         status, _, headers = get(f"{base}/jobs?id={urllib.parse.quote(job_id)}")
         assert status == 303 and headers["location"] == f"/jobs/{urllib.parse.quote(job_id)}"
@@ -82,6 +119,7 @@ def test_lookup_by_exact_id_opens_the_job_and_says_when_there_is_none(
         assert f'action="/jobs/{urllib.parse.quote(job_id)}/cancel"' in body
 
 
+@PARTS
 def test_basic_auth_guards_every_path_and_names_the_user_in_the_events(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
@@ -211,6 +249,7 @@ def test_streamjobs_web_bad_options_fail_in_one_line(args: list[str], message: s
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
 
 
+@PARTS
 def test_running_jobs_are_listed_longest_running_first_across_priorities(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
@@ -230,6 +269,7 @@ def test_running_jobs_are_listed_longest_running_first_across_priorities(
             RELEASED.update(order)
 
 
+@PARTS
 def test_overview_splits_scheduled_retrying_and_dead_letters_by_priority(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
@@ -260,15 +300,18 @@ def test_overview_splits_scheduled_retrying_and_dead_letters_by_priority(
     assert row("low") == ["0", "0", "1", "1", "0"]
 
 
+@PARTS
 def test_finished_jobs_are_found_behind_a_page_of_other_events(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
-    done = [client.submit_job("quick") for _ in range(3)]
+    done: list[str] = []
     with workers(redis_url, queue_name):
-        deadline = time.monotonic() + 10
-        while any(client.get_job_status(j) != JobStatus.COMPLETED for j in done):
-            assert time.monotonic() < deadline, "the jobs did not complete within 10 s"
-            time.sleep(0.05)
+        for _ in range(3):  # one after another: partitions are served in no set order
+            done.append(client.submit_job("quick"))
+            deadline = time.monotonic() + 10
+            while client.get_job_status(done[-1]) != JobStatus.COMPLETED:
+                assert time.monotonic() < deadline, "the job did not complete within 10 s"
+                time.sleep(0.01)
     client.submit_many([{"handler": "quick", "delay": 3600} for _ in range(250)])
     with serving(redis_url, queue_name) as base:
         body = get(f"{base}/jobs?status=completed")[1]
@@ -276,6 +319,7 @@ def test_finished_jobs_are_found_behind_a_page_of_other_events(
         assert 'id="next"' not in body
 
 
+@PARTS
 def test_job_timeline_reaches_back_past_a_thousand_newer_events(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
@@ -287,6 +331,7 @@ def test_job_timeline_reaches_back_past_a_thousand_newer_events(
     assert timeline.count("<td>job.scheduled</td>") == 1
 
 
+@PARTS
 def test_chart_shows_this_minutes_completions_from_the_sampled_counters(
     client: SyncJobClient, redis_url: str, queue_name: str, raw: redis.Redis
 ) -> None:
@@ -316,6 +361,7 @@ def test_chart_shows_this_minutes_completions_from_the_sampled_counters(
     assert kept == [minute - 2, minute - 1, minute]  # the 90-minute-old sample was dropped
 
 
+@PARTS
 def test_chart_counts_from_the_events_stream_before_any_dashboard_sampled(
     client: SyncJobClient, redis_url: str, queue_name: str, raw: redis.Redis
 ) -> None:
@@ -352,6 +398,7 @@ def test_a_bad_status_or_cursor_is_a_400_naming_it(
         assert status == 400 and "bad cursor 'zzz'" in body
 
 
+@PARTS
 def test_cancel_from_the_job_page_stops_a_running_job_and_logs_who_did_it(
     client: SyncJobClient, redis_url: str, queue_name: str
 ) -> None:
@@ -375,3 +422,155 @@ def test_cancel_from_the_job_page_stops_a_running_job_and_logs_who_did_it(
         body = get(f"{base}/jobs/{job_id}")[1]
         assert "user=anonymous action=cancel outcome=requested" in body
         assert 'id="cancel"' not in body
+
+
+@pytest.mark.parametrize("parts", [3], indirect=True)
+def test_a_partitioned_queue_takes_only_cursors_with_one_position_per_partition(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    with serving(redis_url, queue_name) as base:
+        for query in ("status=pending&cursor=1-0@0", "status=pending&cursor=1-0@0.x",
+                      "status=scheduled&cursor=1.2.-3", "status=completed&cursor=1-0..(1-0"):
+            status, body, _ = get(f"{base}/jobs?{query}")
+            assert status == 400 and "bad cursor" in body, (query, body)
+        for query in ("status=pending&cursor=1-0@0.x.", "status=scheduled&cursor=x.4.",
+                      "status=completed&cursor=x.x.x"):  # fmt: skip
+            assert get(f"{base}/jobs?{query}")[0] == 200, query
+        assert get(f"{base}/dead-letters?cursor=1-0.x")[0] == 400
+        assert get(f"{base}/dead-letters?cursor=1-0.x.")[0] == 200
+
+
+@pytest.mark.parametrize("parts", [1, 3, 16], indirect=True)  # 16: a packed cursor
+def test_scheduled_jobs_page_through_in_due_order(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    # submitted latest-due first, so due order is not submission order
+    ids = client.submit_many([{"handler": "quick", "delay": 4000 - i} for i in range(120)])
+    with serving(redis_url, queue_name) as base:
+        assert follow(base, f"{base}/jobs?status=scheduled") == ids[::-1]
+
+
+def csrf_of(headers: dict[str, str]) -> str:
+    return headers["set-cookie"].split("streamjobs_csrf=", 1)[1].split(";", 1)[0]
+
+
+def post_form(url: str, token: str) -> int:
+    request = urllib.request.Request(
+        url, data=f"csrf={token}".encode(), method="POST",
+        headers={"Cookie": f"streamjobs_csrf={token}",
+                 "Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
+def dead_lettered(client: SyncJobClient, redis_url: str, queue_name: str, ids: list[str]) -> None:
+    """Run workers until every job of `ids` (healable, no retries) is a dead letter."""
+    with workers(redis_url, queue_name):
+        deadline = time.monotonic() + 20
+        while any(client.get_job_status(j) != JobStatus.DEAD_LETTER for j in ids):
+            assert time.monotonic() < deadline, "the jobs did not dead-letter within 20 s"
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("parts", [1, 3, 16], indirect=True)  # 16: a packed cursor
+def test_dead_letters_page_newest_first_and_retry_all_and_purge_reach_every_one(
+    client: SyncJobClient, redis_url: str, queue_name: str, raw: redis.Redis, parts: int
+) -> None:
+    ids = client.submit_many([{"handler": "healable", "max_retries": 0} for _ in range(70)])
+    dead_lettered(client, redis_url, queue_name, ids)
+    dead: list[Any] = [e for keys in client.queue.parts for e in raw.xrange(keys.dead) or []]
+    entry_of: dict[str, str] = {f["id"]: e for e, f in dead}
+
+    def newest(job_id: str) -> tuple[int, int]:
+        ms, seq = entry_of[job_id].split("-")
+        return int(ms), int(seq)
+
+    with serving(redis_url, queue_name) as base:
+        seen = follow(base, f"{base}/dead-letters")
+        assert len(seen) == 70 and sorted(seen) == sorted(ids)
+        assert seen == sorted(seen, key=newest, reverse=True)
+        _, body, headers = get(f"{base}/dead-letters")
+        assert "Retry all (70)" in body
+        assert ("?cursor=z" in body) == (parts == 16)  # sixteen positions: packed
+        assert post_form(f"{base}/dead-letters/retry-all", csrf_of(headers)) == 200
+        assert {client.get_job_status(j) for j in ids} == {JobStatus.PENDING}
+        assert "No dead letters." in get(f"{base}/dead-letters")[1]
+        logged: Any = raw.xrevrange(client.queue.keys.events, "+", "-", count=1)
+        logged = logged[0][1]
+        assert logged["action"] == "retry all" and logged["outcome"] == "70 of 70 queued again"
+        dead_lettered(client, redis_url, queue_name, ids)
+        _, body, headers = get(f"{base}/dead-letters")
+        assert "Purge all (70)" in body
+        assert post_form(f"{base}/dead-letters/purge", csrf_of(headers)) == 200
+        assert {client.get_job_status(j) for j in ids} == {None}
+        assert "No dead letters." in get(f"{base}/dead-letters")[1]
+
+
+@PARTS
+def test_workers_page_shows_each_pool_once_with_all_its_workers(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    with serving(redis_url, queue_name) as base, workers(redis_url, queue_name, count=3):
+        body = get(f"{base}/workers")[1]
+    pools = re.findall(r'<tr><td class="id">[^<]*</td>(.*?)</tr>', body, re.S)
+    assert len(pools) == 1, body
+    cells = re.findall(r'<td class="num">([^<]*)</td>', pools[0])
+    assert int(cells[1]) + int(cells[2]) == 3 and "healthy" in pools[0]  # busy + idle
+
+
+@PARTS
+def test_finished_jobs_behind_fifteen_hundred_events_fill_one_page(
+    client: SyncJobClient, redis_url: str, queue_name: str
+) -> None:
+    done: list[str] = []
+    with workers(redis_url, queue_name):
+        for _ in range(3):  # one after another: partitions are served in no set order
+            done.append(client.submit_job("quick"))
+            deadline = time.monotonic() + 10
+            while client.get_job_status(done[-1]) != JobStatus.COMPLETED:
+                assert time.monotonic() < deadline, "the job did not complete within 10 s"
+                time.sleep(0.01)
+    client.submit_many([{"handler": "quick", "delay": 3600} for _ in range(1500)])
+    with serving(redis_url, queue_name) as base:
+        body = get(f"{base}/jobs?status=completed")[1]
+    # every partition goes on from the last event it showed, so the scan budget reaches them
+    assert ids_in(body) == done[::-1] and "without filling the page" not in body
+
+
+def test_a_long_merged_cursor_is_packed_and_a_tampered_one_refused() -> None:
+    positions: list[str | None] = [f"{1_800_000_000_000 + 7 * p}-{p % 3}" for p in range(1024)]
+    positions[5] = None
+    cursor = join_cursor(positions)
+    assert cursor.startswith("z") and len(cursor) < 4000  # 1024 positions, URL-safe
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)
+    assert valid_cursor("completed", cursor, 1024) and split_cursor(cursor, 1024) == positions
+    assert not valid_cursor("completed", cursor, 1023)  # one position per partition
+    assert not valid_cursor("completed", cursor[:-4], 1024)
+    assert not valid_cursor("completed", "z" + "A" * 40, 1024)
+    assert not valid_cursor("pending", cursor, 1024)  # no stream index: not a pending cursor
+    short = join_cursor(["1-0", None, "2-5"])
+    assert short == "1-0.x.2-5" and split_cursor(short, 3) == ["1-0", None, "2-5"]
+
+
+@PARTS
+def test_overview_totals_and_oldest_pending_age_cover_every_partition(
+    client: SyncJobClient, redis_url: str, queue_name: str, parts: int
+) -> None:
+    names = (f"old-{queue_name[-3:]}-{i}" for i in range(100))
+    oldest = next(j for j in names if partition_of(j, parts) == parts - 1)  # the last partition
+    client.submit_job("quick", job_id=oldest)
+    time.sleep(1.2)
+    client.submit_many([{"handler": "quick"} for _ in range(5)])
+    client.submit_many([{"handler": "quick", "delay": 3600} for _ in range(4)])
+    with serving(redis_url, queue_name) as base:
+        body = get(f"{base}/?partial=1")[1]
+
+    def total(name: str) -> str:
+        found = re.search(rf'<b id="{name}">([^<]*)</b>', body)
+        assert found, body
+        return found.group(1)
+
+    assert total("total-pending") == "6" and total("total-scheduled") == "4"
+    age = total("oldest-pending")
+    assert age.endswith(" s") and float(age[:-2]) >= 1.2, age

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from .._scripts import Script
 from ..errors import ConfigurationError
+from ._replicas import Wait
+from .sentinel import is_sentinel
 
 Entry = tuple[str, dict[str, str]]
 
@@ -117,15 +119,19 @@ def library_pinned() -> Iterator[None]:
         sniffio.current_async_library_cvar.reset(token)
 
 
-def connect(url: str, name: str | None = None) -> Driver:
+def connect(url: str, name: str | None = None, wait: Wait | None = None) -> Driver:
     """The async driver named `name`, or the one for the running event loop: our own RESP
     connection under asyncio (the fastest), coredis under trio. Every driver takes `redis://`,
-    `rediss://` (TLS, `ssl_*` query options) and `unix://` URLs. The driver connects lazily."""
+    `rediss://` (TLS, `ssl_*` query options) and `unix://` URLs; `redis+sentinel://` goes to
+    redis-py under asyncio (see `sentinel`). `wait`: WAIT after every script (see
+    `_replicas`). The driver connects lazily."""
     library = running_library()
     if name is None:
         name = "coredis" if library == "trio" else "resp"
+        if is_sentinel(url) and name == "resp":
+            name = "redis-py"
     if name == "coredis":
-        return _coredis(url)
+        return _coredis(url, wait)
     if name in ("resp", "redis-py"):
         if library == "trio":
             raise ConfigurationError(
@@ -133,16 +139,21 @@ def connect(url: str, name: str | None = None) -> Driver:
                 f"(or leave driver unset), from the trio extra: {_TRIO_EXTRA}"
             )
         if name == "resp":
+            if is_sentinel(url):
+                raise ConfigurationError(
+                    "driver='resp' does not follow sentinels: a redis+sentinel:// URL needs "
+                    "driver='redis-py' (asyncio) or 'coredis' (asyncio or trio), or no driver"
+                )
             from .resp import RespDriver
 
-            return RespDriver(url)
+            return RespDriver(url, wait)
         from .redis_py import RedisPyDriver
 
-        return RedisPyDriver(url)
+        return RedisPyDriver(url, wait)
     raise ConfigurationError(f"driver={name!r} is not one of {', '.join(DRIVERS)} (or None)")
 
 
-def _coredis(url: str) -> Driver:
+def _coredis(url: str, wait: Wait | None) -> Driver:
     try:
         from .coredis_driver import CoredisDriver
     except ImportError as exc:
@@ -151,4 +162,4 @@ def _coredis(url: str) -> Driver:
         raise ConfigurationError(
             f"the coredis driver (used under trio) needs the trio extra: {_TRIO_EXTRA}"
         ) from exc
-    return CoredisDriver(url)
+    return CoredisDriver(url, wait)

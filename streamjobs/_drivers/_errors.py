@@ -68,9 +68,10 @@ def error_code(exc: Exception) -> str:
 
 
 def _unreachable(exc: Exception) -> bool:
-    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`)."""
+    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`), or no
+    primary found behind the sentinels (yet: a failover under way)."""
     return isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError,
-                            *_coredis("ConnectionError")))  # fmt: skip
+                            *_coredis("ConnectionError"), *_coredis("SentinelError")))  # fmt: skip
 
 
 def _with_tls_cause(exc: Exception, text: str) -> str:

@@ -22,11 +22,13 @@ from coredis.retry import NoRetryPolicy
 from redis.connection import parse_url
 
 from .._scripts import Script
-from ..errors import RedisUnavailableError
+from ..errors import RedisNotReadyError, RedisUnavailableError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
+from ._replicas import READ_ONLY, Wait, check_written
 from ._tls import tls_context
+from .sentinel import is_sentinel
 
 Entry = tuple[str, dict[str, str]]
 
@@ -46,18 +48,28 @@ async def _translated(deadline: float) -> AsyncIterator[None]:
 class CoredisDriver:
     """Carries streamjobs' commands over one coredis connection pool."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, wait: Wait | None = None) -> None:
         # No retries inside the client: its default runs a command again after a lost reply,
         # scripts included, where every other driver raises RedisUnavailableError and leaves
         # the retry to the layer that knows whether it is safe (workers, submit with job_id).
         # A rediss:// URL's ssl_* options are read as the other drivers read them (coredis
         # alone would skip hostname checks and make the CA optional by default).
-        tls: dict[str, Any] = {}
-        if url.startswith("rediss://"):
-            tls["ssl_context"] = tls_context(parse_url(url))  # type: ignore[no-untyped-call]
-        self._client: coredis.Redis[str] = coredis.Redis.from_url(
-            url, decode_responses=True, retry_policy=NoRetryPolicy(), **tls
-        )
+        self._wait = wait
+        #: What the pool's opening enters, in order: the sentinels' clients first, if any.
+        self._contexts: list[Any] = []
+        if is_sentinel(url):
+            from .sentinel import coredis_client
+
+            manager, self._client = coredis_client(url, retry_policy=NoRetryPolicy())
+            self._contexts = [manager, self._client]
+        else:
+            tls: dict[str, Any] = {}
+            if url.startswith("rediss://"):
+                tls["ssl_context"] = tls_context(parse_url(url))  # type: ignore[no-untyped-call]
+            self._client = coredis.Redis.from_url(
+                url, decode_responses=True, retry_policy=NoRetryPolicy(), **tls
+            )
+            self._contexts = [self._client]
         self._stack: AsyncExitStack | None = None
         self._opening = anyio.Lock()
 
@@ -77,9 +89,14 @@ class CoredisDriver:
                 return False
             stack = AsyncExitStack()
             try:
-                await stack.enter_async_context(self._client)
+                for context in self._contexts:
+                    await stack.enter_async_context(context)
             except cex.RedisError as exc:
+                await stack.aclose()
                 raise translate(exc) from exc
+            except BaseException:
+                await stack.aclose()
+                raise
             self._stack = stack
             return True
 
@@ -92,12 +109,25 @@ class CoredisDriver:
         try:
             async with _translated(COMMAND_DEADLINE + block):
                 yield self._client
+        except RedisNotReadyError as exc:
+            self._drop_if_demoted(exc)
+            if opened:
+                await self.aclose()
+            raise
         except BaseException:
             if opened:  # no shield here: the pool's scope must close before any new one
                 await self.aclose()
             raise
 
+    def _drop_if_demoted(self, exc: Exception) -> None:
+        """A READONLY answer behind sentinels: the primary these connections reach was
+        demoted. Drop them all, so that the next command asks the sentinels again."""
+        if len(self._contexts) > 1 and "READONLY" in str(exc):
+            self._client.connection_pool.disconnect()
+
     async def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._wait is not None and script.name not in READ_ONLY:
+            return await self._eval_waiting(self._wait, script, keys, args)
         async with self._command() as client:
             try:
                 return await client.evalsha(script.sha, keys, args)
@@ -105,17 +135,49 @@ class CoredisDriver:
                 await client.script_load(script.source)
                 return await client.evalsha(script.sha, keys, args)
 
+    async def _eval_waiting(
+        self, wait: Wait, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """The script then WAIT, pipelined on one connection (again after NOSCRIPT)."""
+        for _ in range(2):
+            async with (
+                self._command(wait.timeout_ms / 1000) as client,
+                client.pipeline(transaction=False, raise_on_error=False) as pipe,
+            ):
+                pipe.evalsha(script.sha, keys, args)
+                pipe.wait(wait.replicas, wait.timeout_ms)
+            reply, acknowledged = pipe.results or (None, None)
+            if not isinstance(reply, cex.NoScriptError):
+                break
+            async with self._command() as client:
+                await client.script_load(script.source)
+        if isinstance(reply, Exception):
+            error = translate(reply)
+            self._drop_if_demoted(error)
+            raise error from reply
+        return wait.check(acknowledged, reply)
+
     async def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
+        wait = self._wait
+        acknowledged: list[Any] = []
+
         async def send(todo: Sequence[int]) -> Sequence[Any]:
+            block = 0.0 if wait is None else wait.timeout_ms / 1000
             async with (  # on failure coredis cannot tell which replies came
-                self._command() as client,
+                self._command(block) as client,
                 client.pipeline(transaction=False, raise_on_error=False) as pipe,
             ):
                 for i in todo:
                     pipe.evalsha(script.sha, keys, calls[i])
-            return pipe.results or ()
+                if wait is not None:
+                    pipe.wait(wait.replicas, wait.timeout_ms)
+            if wait is None:
+                return pipe.results or ()
+            *replies, ack = pipe.results or ()
+            acknowledged.append(ack)
+            return replies
 
         async def load() -> None:
             async with self._command() as client:
@@ -123,24 +185,37 @@ class CoredisDriver:
 
         books = ReloadingCalls(len(calls), cex.NoScriptError)
         await books.run(send, load)
-        return books.outcomes(translate)
+        outcomes = books.outcomes(translate)
+        for outcome in outcomes:
+            if isinstance(outcome, RedisNotReadyError):
+                self._drop_if_demoted(outcome)
+        if wait is not None and acknowledged:
+            check_written(wait, acknowledged[-1], outcomes)
+        return outcomes
 
     async def wait_list_then_eval(
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         timeout = max(timeout, 0.001)
-        async with self._command(timeout) as client:
+        wait = self._wait
+        block = timeout if wait is None else timeout + wait.timeout_ms / 1000
+        async with self._command(block) as client:
             # One write, as on the resp driver: Redis runs the script the moment the pop returns.
             async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
                 pipe.blpop([key], timeout=timeout)
                 pipe.evalsha(script.sha, keys, args)
-            popped, reply = pipe.results or (None, None)
+                if wait is not None:
+                    pipe.wait(wait.replicas, wait.timeout_ms)
+            results = pipe.results or (None, None, None)
+            popped, reply = results[0], results[1]
             if isinstance(popped, Exception):
                 raise popped
             if isinstance(reply, cex.NoScriptError):
                 return await self.eval(script, keys, args)  # loads it, runs it again
             if isinstance(reply, Exception):
                 raise reply
+            if wait is not None:
+                return wait.check(results[2], reply)
             return reply
 
     async def wait_list(self, key: str, timeout: float) -> bool:

@@ -17,6 +17,8 @@ from .._scripts import Script
 from ..errors import StreamJobsError
 from ._errors import translate
 from ._pipeline import ReloadingCalls
+from ._replicas import READ_ONLY, Wait, check_written
+from .sentinel import is_sentinel
 
 Entry = tuple[str, dict[str, str]]
 
@@ -32,19 +34,48 @@ def _translated() -> Iterator[None]:
 class SyncDriver:
     """Carries streamjobs' commands over a thread-safe redis-py connection pool."""
 
-    def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(
-            url, decode_responses=True, encoding_errors="replace", socket_timeout=10
-        )
+    def __init__(self, url: str, wait: Wait | None = None) -> None:
+        self._wait = wait
+        self._sentinel: Any = None
+        self._client: redis.Redis
+        options: dict[str, Any] = {
+            "decode_responses": True, "encoding_errors": "replace", "socket_timeout": 10,
+        }  # fmt: skip
+        if is_sentinel(url):
+            from .sentinel import redis_py_sync
+
+            self._sentinel, self._client = redis_py_sync(url, **options)
+        else:
+            self._client = redis.Redis.from_url(url, **options)
 
     def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a script by SHA, loading it once if the server does not know it."""
+        """Run a script by SHA, loading it once if the server does not know it; with
+        `wait`, WAIT follows it on the same connection (see `_replicas`)."""
+        if self._wait is not None and script.name not in READ_ONLY:
+            return self._eval_waiting(self._wait, script, keys, args)
         with _translated():
             try:
                 return self._client.evalsha(script.sha, len(keys), *keys, *args)
             except rex.NoScriptError:
                 self._client.script_load(script.source)
                 return self._client.evalsha(script.sha, len(keys), *keys, *args)
+
+    def _eval_waiting(
+        self, wait: Wait, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """The script then WAIT, in one write on one connection (again after NOSCRIPT)."""
+        for _ in range(2):
+            with _translated(), self._client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.wait(wait.replicas, wait.timeout_ms)
+                reply, acknowledged = pipe.execute(raise_on_error=False)
+            if not isinstance(reply, rex.NoScriptError):
+                break
+            with _translated():
+                self._client.script_load(script.source)
+        if isinstance(reply, Exception):
+            raise translate(reply) from reply
+        return wait.check(acknowledged, reply)
 
     def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
@@ -53,12 +84,17 @@ class SyncDriver:
         with NOSCRIPT (they did not run) run again once the script is loaded. Each call's
         outcome in its place, as the async drivers give it (see `Driver.eval_many`)."""
         books = ReloadingCalls(len(calls), rex.NoScriptError)
+        wait, acknowledged = self._wait, None
         while books.todo:
             try:
                 with _translated(), self._client.pipeline(transaction=False) as pipe:
                     for i in books.todo:
                         pipe.evalsha(script.sha, len(keys), *keys, *calls[i])
-                    replies = pipe.execute(raise_on_error=False)
+                    if wait is not None:
+                        pipe.wait(wait.replicas, wait.timeout_ms)
+                        *replies, acknowledged = pipe.execute(raise_on_error=False)
+                    else:
+                        replies = pipe.execute(raise_on_error=False)
             except StreamJobsError as exc:  # redis-py cannot tell which replies came
                 books.lose(exc)
                 break
@@ -69,7 +105,10 @@ class SyncDriver:
                     self._client.script_load(script.source)
             except StreamJobsError as exc:
                 books.refuse(exc)
-        return books.outcomes(translate)
+        outcomes = books.outcomes(translate)
+        if wait is not None and acknowledged is not None:
+            check_written(wait, acknowledged, outcomes)
+        return outcomes
 
     def read_stream(self, key: str, last_id: str, count: int, block_ms: int | None) -> list[Entry]:
         """XREAD entries after `last_id` (blocking up to block_ms when given)."""
@@ -96,5 +135,8 @@ class SyncDriver:
             return dict(self._client.hgetall(key))  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """Close every connection of the pool."""
+        """Close every connection of the pool (and of the sentinels, if any)."""
         self._client.close()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                sentinel.close()

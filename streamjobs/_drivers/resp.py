@@ -39,6 +39,7 @@ from ..errors import RedisUnavailableError, StreamJobsError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls, ReplyLost
+from ._replicas import READ_ONLY, Wait, check_written
 from ._tls import tls_context
 
 Entry = tuple[str, dict[str, str]]
@@ -195,7 +196,8 @@ def _broken(exc: OSError) -> StreamJobsError:
 class RespDriver:
     """Carries streamjobs' commands over its own RESP connections (asyncio only)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, wait: Wait | None = None) -> None:
+        self._wait = wait
         options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # raises ValueError naming what is wrong with the URL
         self._tls = tls_context(options) if url.startswith("rediss://") else None
         self._path: str | None = options.get("path")
@@ -286,38 +288,69 @@ class RespDriver:
         """Commands that block, on a connection of their own, bounded by the block time on top
         of the command deadline; the connection is reused only after clean replies. Error
         replies are returned."""
-        while self._idle and not self._idle[-1].open:
-            self._idle.pop()
-        conn = self._idle.pop() if self._idle else await self._open()
-        self._busy.add(conn)
+        conn = await self._borrow()
         clean = False
         try:
             replies = await self._replies(conn, commands, self._timeout + block_s)
             clean = True
             return replies
         finally:
-            self._busy.discard(conn)
-            if clean and conn.open and not self._closed:
-                self._idle.append(conn)
-            else:
-                conn.close()
+            self._give_back(conn, clean)
+
+    async def _borrow(self) -> _Connection:
+        """A connection of the caller's own: an idle one, else a new one."""
+        while self._idle and not self._idle[-1].open:
+            self._idle.pop()
+        conn = self._idle.pop() if self._idle else await self._open()
+        self._busy.add(conn)
+        return conn
+
+    def _give_back(self, conn: _Connection, clean: bool) -> None:
+        """Keep a borrowed connection for reuse after clean replies; else close it, so a late
+        reply never reaches the next caller."""
+        self._busy.discard(conn)
+        if clean and conn.open and not self._closed:
+            self._idle.append(conn)
+        else:
+            conn.close()
 
     # -- the Driver protocol --------------------------------------------------------------
 
     async def eval(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self._wait is not None and script.name not in READ_ONLY:
+            return await self._eval_waiting(self._wait, script, keys, args)
         [reply] = await self._send([("EVALSHA", script.sha, len(keys), *keys, *args)])
         if isinstance(reply, NoScriptError):
             await self._run("SCRIPT", "LOAD", script.source)
             return await self._run("EVALSHA", script.sha, len(keys), *keys, *args)
         return _checked(reply)
 
+    async def _eval_waiting(
+        self, wait: Wait, script: Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """The script then WAIT in one write, on a connection of their own: WAIT blocks its
+        connection, which must not hold up the shared one's other callers."""
+        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        reply, acknowledged = await self._blocking(wait.timeout_ms / 1000, call, wait.command)
+        if isinstance(reply, NoScriptError):
+            await self._run("SCRIPT", "LOAD", script.source)
+            reply, acknowledged = await self._blocking(wait.timeout_ms / 1000, call, wait.command)
+        return wait.check(acknowledged, _checked(reply))
+
     async def eval_many(
         self, script: Script, keys: Sequence[str], calls: Sequence[Sequence[Any]]
     ) -> list[Any]:
         head = ("EVALSHA", script.sha, len(keys), *keys)
+        wait = self._wait
+        acknowledged: list[Any] = []
 
         async def send(todo: Sequence[int]) -> list[Any]:
-            return await self._send_all([(*head, *calls[i]) for i in todo])
+            if wait is None:
+                return await self._send_all([(*head, *calls[i]) for i in todo])
+            commands = [(*head, *calls[i]) for i in todo]
+            *replies, ack = await self._send_all([*commands, wait.command], own=wait)
+            acknowledged.append(ack)
+            return replies
 
         async def load() -> None:
             await self._run("SCRIPT", "LOAD", script.source)
@@ -325,39 +358,64 @@ class RespDriver:
         books = ReloadingCalls(len(calls), NoScriptError)
         # _send_all raises only when nothing went out; replies lost part way come as ReplyLost
         await books.run(send, load, failure_loses=False)
-        return books.outcomes(translate)
+        outcomes = books.outcomes(translate)
+        if wait is not None and acknowledged and not isinstance(acknowledged[-1], ReplyLost):
+            check_written(wait, acknowledged[-1], outcomes)
+        return outcomes
 
-    async def _send_all(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def _send_all(
+        self, commands: Sequence[Sequence[Any]], own: Wait | None = None
+    ) -> list[Any]:
         """Pipelined commands' replies, as `_send`; where the connection fails part way, the
         replies that came are kept and the rest are `ReplyLost`. Raises only when nothing
-        could be sent."""
-        conn = await self._connection()
-        try:
-            futures = conn.request(commands, COMMAND_DEADLINE)
-        except OSError as exc:
-            raise _broken(exc) from exc
+        could be sent. `own`: on a connection of their own, ending in that WAIT (see
+        `_eval_waiting`), closed after unless every reply came."""
+        if own is None:
+            conn = await self._connection()
+            timeout = COMMAND_DEADLINE
+        else:
+            conn = await self._borrow()
+            timeout = COMMAND_DEADLINE + own.timeout_ms / 1000
         replies: list[Any] = []
         try:
-            for future in futures:
-                replies.append(await future)
-        except OSError as exc:  # the connection broke (see _Connection.close)
-            replies += [ReplyLost(_broken(exc))] * (len(futures) - len(replies))
+            try:
+                futures = conn.request(commands, timeout)
+            except OSError as exc:
+                raise _broken(exc) from exc
+            try:
+                for future in futures:
+                    replies.append(await future)
+            except OSError as exc:  # the connection broke (see _Connection.close)
+                replies += [ReplyLost(_broken(exc))] * (len(futures) - len(replies))
+            finally:
+                for future in futures:  # any not awaited (a cancellation): no one's now
+                    future.cancel()
         finally:
-            for future in futures:  # any not awaited (a cancellation): no one's now
-                future.cancel()
+            if own is not None:
+                clean = len(replies) == len(commands) and not any(
+                    isinstance(r, ReplyLost) for r in replies
+                )
+                self._give_back(conn, clean)
         return [_failure(r) if isinstance(r, ReplyError) else r for r in replies]
 
     async def wait_list_then_eval(
         self, key: str, timeout: float, script: Script, keys: Sequence[str], args: Sequence[Any]
     ) -> Any:
         timeout = max(timeout, 0.001)
-        popped, reply = await self._blocking(
-            timeout, ("BLPOP", key, f"{timeout:.3f}"),
-            ("EVALSHA", script.sha, len(keys), *keys, *args),
-        )  # fmt: skip
+        pop = ("BLPOP", key, f"{timeout:.3f}")
+        call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        wait = self._wait
+        if wait is None:
+            popped, reply = await self._blocking(timeout, pop, call)
+        else:
+            popped, reply, acknowledged = await self._blocking(
+                timeout + wait.timeout_ms / 1000, pop, call, wait.command
+            )
         _checked(popped)  # a refused pop (an ACL without BLPOP) did not wait: say so
         if isinstance(reply, NoScriptError):
             return await self.eval(script, keys, args)
+        if wait is not None:
+            return wait.check(acknowledged, _checked(reply))
         return _checked(reply)
 
     async def wait_list(self, key: str, timeout: float) -> bool:

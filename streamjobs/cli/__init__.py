@@ -53,7 +53,9 @@ COMMANDS: dict[str, Command] = {
 
 
 async def _run_command(opts: argparse.Namespace) -> int:
-    async with open_service(opts.redis_url, opts.queue, opts.key_prefix, opts.partitions) as svc:
+    wait = opts.wait_replicas or 0
+    async with open_service(opts.redis_url, opts.queue, opts.key_prefix, opts.partitions,
+                            wait) as svc:  # fmt: skip
         return await COMMANDS[opts.command](svc, opts)
 
 
@@ -66,6 +68,8 @@ def _check_worker_options(opts: argparse.Namespace) -> None:
         raise CliError(f"--grace must not be negative, not {opts.grace:g}")
     if opts.metrics_port is not None and opts.processes > 1:
         raise CliError("--metrics-port serves one process: run --processes 1 per port")
+    if opts.wait_replicas is not None and opts.wait_replicas < 0:
+        raise CliError(f"--wait-replicas must not be negative, not {opts.wait_replicas}")
     _check_backend(opts.backend, opts.driver)
 
 
@@ -82,7 +86,7 @@ def _child_args(opts: argparse.Namespace) -> list[str]:
     """The options a supervised child gets: the supervisor's own, one process each."""
     args = [opts.app, "--log-level", opts.log_level, "--log-format", opts.log_format]
     flags = ("concurrency", "redis_url", "queue", "partitions", "lease", "grace", "backend",
-             "driver")  # fmt: skip
+             "driver", "wait_replicas")  # fmt: skip
     for flag in flags:
         value = getattr(opts, flag)
         if value is not None:
@@ -100,7 +104,10 @@ def _run_worker(opts: argparse.Namespace) -> int:
     _check_worker_options(opts)
     _logs.configure(opts.log_level, opts.log_format)
     app = load_service(opts.app)
-    svc = worker_service(app, opts.redis_url, opts.queue, opts.lease, opts.driver, opts.partitions)
+    svc = worker_service(
+        app, opts.redis_url, opts.queue, opts.lease, opts.driver, opts.partitions,
+        opts.wait_replicas,
+    )  # fmt: skip
     if opts.processes > 1:
         anyio.run(_reachable, svc)  # a wrong URL fails here, once, not in every child
         supervisor = Supervisor(child_argv(_child_args(opts)), opts.processes, burst=opts.burst)

@@ -86,27 +86,34 @@ def worker_timings(base: Timings, lease: float | None) -> Timings:
 def _queue_for(
     app: JobService, redis_url: str | None, name: str | None, driver: str | None,
     partitions: int | None = None,
+    wait_replicas: int | None = None,
 ) -> RedisJobQueue:  # fmt: skip
     base = app.queue
     same = partitions in (None, base.partitions)
-    if redis_url is None and name is None and driver in (None, base.driver_name) and same:
+    if (
+        redis_url is None and name is None and driver in (None, base.driver_name) and same
+        and wait_replicas in (None, base.wait_replicas)
+    ):  # fmt: skip
         return base
     return RedisJobQueue(
         redis_url or base.redis_url, base.keys.key_prefix, base.max_dead_letters,
         name=name or base.keys.name, result_ttl=base.result_ttl,
         events_maxlen=base.events_maxlen, max_payload=base.max_payload,
         driver=driver or base.driver_name, partitions=partitions or base.partitions,
+        wait_replicas=base.wait_replicas if wait_replicas is None else wait_replicas,
+        wait_timeout=base.wait_timeout,
     )  # fmt: skip
 
 
 def worker_service(
     app: JobService, redis_url: str | None, name: str | None, lease: float | None,
     driver: str | None = None, partitions: int | None = None,
+    wait_replicas: int | None = None,
 ) -> JobService:  # fmt: skip
     """A fresh service for this worker: the app's handlers and event bus on the app's queue,
-    or on the queue that `--redis-url` / `--queue` / `--driver` / `--partitions` name
-    (keeping the app's key prefix and settings)."""
-    queue = _queue_for(app, redis_url, name, driver, partitions)
+    or on the queue that `--redis-url` / `--queue` / `--driver` / `--partitions` /
+    `--wait-replicas` name (keeping the app's key prefix and settings)."""
+    queue = _queue_for(app, redis_url, name, driver, partitions, wait_replicas)
     app_pool = app.worker_pool
     pool = AsyncWorkerPool(
         queue, app_pool.handlers, timings=worker_timings(app_pool.timings, lease),

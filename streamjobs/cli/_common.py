@@ -12,6 +12,8 @@ import anyio
 import orjson
 from rich.console import Console
 
+from .._drivers.sentinel import is_sentinel
+from .._drivers.sentinel import redact as redact_sentinel
 from ..async_worker import Timings
 from ..errors import StreamJobsError
 from ..redis_queue import RedisJobQueue
@@ -27,14 +29,16 @@ class CliError(Exception):
 
 def redact(url: str) -> str:
     """The URL with any password masked, fit for a message."""
+    if is_sentinel(url):  # many hosts in one netloc: urlsplit cannot read its port
+        return redact_sentinel(url)
     try:
         parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     except ValueError:
         return "<unparsable url>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -61,10 +65,12 @@ async def connect(queue: RedisJobQueue, within: float | None = CONNECT_TIMEOUT) 
 
 @asynccontextmanager
 async def open_service(
-    url: str | None, name: str, key_prefix: str, partitions: int | None = None
+    url: str | None, name: str, key_prefix: str, partitions: int | None = None,
+    wait_replicas: int = 0,
 ) -> AsyncIterator[JobService]:
     """A connected service on one queue, for commands that inspect or submit (no workers)."""
-    queue = RedisJobQueue(url, key_prefix, name=name, partitions=partitions)
+    queue = RedisJobQueue(url, key_prefix, name=name, partitions=partitions,
+                          wait_replicas=wait_replicas)  # fmt: skip
     await connect(queue)
     try:
         yield JobService(queue=queue, timings=Timings())

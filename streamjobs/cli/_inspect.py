@@ -77,6 +77,7 @@ async def collect_info(svc: JobService) -> dict[str, Any]:
         "partitions": svc.queue.partition_count,
         "pending": q["by_priority"], "pending_total": q["pending"], "running": q["running"],
         "scheduled": q["scheduled"], "retrying": q["retrying"], "dead_letters": q["dead_letter"],
+        "waiting": q["waiting"],
         "last_minute": await recent_outcomes(svc.queue, now_ms),
         "totals": {k: q[k] for k in TOTALS},
         "workers": metrics["workers"],

@@ -33,7 +33,14 @@ def _connection() -> _Parser:
                    help="the queue's partition count (default: the count recorded in Redis, "
                    "else 1); a count other than the recorded one is refused")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print JSON for scripts instead of tables")
+    _wait_replicas(p)
     return p
+
+
+def _wait_replicas(p: argparse.ArgumentParser, default: str = "0 (no wait)") -> None:
+    p.add_argument("--wait-replicas", type=int, default=None, metavar="N",
+                   help="each change returns once N replicas hold it (WAIT), else fails "
+                   f"(default: {default})")  # fmt: skip
 
 
 def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
@@ -81,6 +88,7 @@ def _worker(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--driver", default=None, choices=DRIVERS,
                    help="Redis client (default: the app's, else resp on asyncio, coredis on "
                    "trio)")  # fmt: skip
+    _wait_replicas(p, "the app's")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="serve this process's job counters and histograms to Prometheus at "
                    "/metrics on this port (needs the prometheus extra; one process)")  # fmt: skip

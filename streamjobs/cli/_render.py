@@ -75,6 +75,7 @@ def _queue_table(data: dict[str, Any]) -> Table:
     for name, depth in data["pending"].items():
         table.add_row(f"pending ({name})", str(depth))
     rows = [("running", data["running"]), ("scheduled", data["scheduled"]),
+            ("waiting for dependencies", data.get("waiting", 0)),
             ("waiting to retry", data["retrying"]), ("dead letters", data["dead_letters"]),
             ("completed, last minute", data["last_minute"]["completed"]),
             ("failed, last minute", data["last_minute"]["failed"]),

@@ -132,10 +132,12 @@ end
 
 -- 'ok' when `owner` holds attempt `attempt` of the job; 'done' when it already settled it
 -- (a replay after a lost reply); 'stale' when the job has moved on without it.
+-- With 'ok' comes the record's `dependents` flag (nil for a job no other job waits for), so
+-- that a settle knows whether jobs wait for this one without another read.
 local function settle_check(key, owner, attempt)
-  local s = redis.call('HMGET', key, 'status', 'owner', 'attempts')
+  local s = redis.call('HMGET', key, 'status', 'owner', 'attempts', 'dependents')
   if s[2] ~= owner or s[3] ~= attempt then return 'stale' end
-  if s[1] == 'RUNNING' then return 'ok' end
+  if s[1] == 'RUNNING' then return 'ok', s[4] end
   return 'done'
 end
 
@@ -143,6 +145,73 @@ end
 local function finish(key, status, now)
   redis.call('HSET', key, 'status', status, 'finished_at', now)
   redis.call('PEXPIRE', key, RESULT_TTL_MS)
+end
+
+-- Settle the jobs waiting for `job_id`, which just ended `status`: COMPLETED (its `result`
+-- JSON is copied into each dependent's record as `dep:<id>`, so the dependent reads it
+-- whatever the dependency's result TTL), or FAILED, DEAD_LETTER, CANCELLED. A dependent
+-- whose last dependency this was is queued: PENDING, or SCHEDULED after its own delay
+-- (`wait_delay`, ms). A failure cancels a dependent, with an error naming the dependency
+-- (unless its on_dep_fail is 'run': then the failure counts as settled), and that
+-- cancellation reaches the dependent's own dependents, and so on down.
+-- The jobs waiting for job <id> are the set <job prefix minus 'job:'>dependents:<id>
+-- (beside the records, under the same hash tag); a job with such a set carries
+-- `dependents` = 1 in its record, so a settle calls this only for such a job. Its helpers
+-- are defined inside, so that the settles of jobs nobody waits for never pay for them.
+-- Returns how many jobs were queued now (the ready tokens owed).
+local function release_dependents(job_id, status, result, now)
+  local prefix = string.sub(JOB_PREFIX, 1, -5) .. 'dependents:'
+  local function release(key, id)
+    local s = redis.call('HMGET', key, 'priority', 'wait_delay')
+    redis.call('HINCRBY', STATS, 'waiting', -1)
+    local delay_ms = tonumber(s[2]) or 0
+    if delay_ms <= 0 then
+      push(key, id, s[1] or '10')
+      emit('job.queued', id, now, {'from', 'WAITING'})
+      return 1
+    end
+    local due = now + delay_ms
+    wake_if_first(due)
+    redis.call('ZADD', DELAYED, due, id)
+    redis.call('HSET', key, 'status', 'SCHEDULED')
+    emit('job.scheduled', id, now, {'due', due, 'from', 'WAITING'})
+    return 0
+  end
+  local function cancel(key, id, dep, dep_status)
+    local error = 'dependency ' .. dep .. ' ended ' .. dep_status
+    redis.call('HSET', key, 'error', error)
+    finish(key, 'CANCELLED', now)
+    redis.call('HINCRBY', STATS, 'waiting', -1)
+    redis.call('HINCRBY', STATS, 'cancelled', 1)
+    emit('job.cancelled', id, now, {'from', 'WAITING', 'error', error})
+  end
+  local queued = 0
+  local todo = {{job_id, status, result}}
+  local n = 1
+  while n <= #todo do
+    local dep, dep_status, dep_result = todo[n][1], todo[n][2], todo[n][3]
+    n = n + 1
+    local set = prefix .. dep
+    local members = redis.call('SORT', set, 'ALPHA')
+    redis.call('DEL', set)
+    redis.call('HDEL', JOB_PREFIX .. dep, 'dependents')
+    for _, id in ipairs(members) do
+      local key = JOB_PREFIX .. id
+      local s = redis.call('HMGET', key, 'status', 'on_dep_fail', 'dependents')
+      if s[1] == 'WAITING' then
+        if dep_status == 'COMPLETED' or s[2] == 'run' then
+          if dep_result then redis.call('HSET', key, 'dep:' .. dep, dep_result) end
+          if redis.call('HINCRBY', key, 'deps_left', -1) <= 0 then
+            queued = queued + release(key, id)
+          end
+        else
+          cancel(key, id, dep, dep_status)
+          if s[3] then todo[#todo + 1] = {id, 'CANCELLED', nil} end
+        end
+      end
+    end
+  end
+  return queued
 end
 
 -- Keep at most MAX_DEAD dead letters; a trimmed job's record then expires like any result.
@@ -167,10 +236,13 @@ local DEFINITION = {handler = true, args = true, kwargs = true, priority = true,
 local function bury(key, job_id, error, reason, now)
   local cmd = {'XADD', DEAD, '*', 'id', job_id}
   local record = redis.call('HGETALL', key)
+  local waited_for = false  -- jobs wait for this one (`dependents`)
   for i = 1, #record, 2 do
     if DEFINITION[record[i]] then
       cmd[#cmd + 1] = record[i]
       cmd[#cmd + 1] = record[i + 1]
+    elseif record[i] == 'dependents' then
+      waited_for = true
     end
   end
   for _, part in ipairs({'error', error, 'reason', reason, 'failed_at', now}) do
@@ -184,6 +256,7 @@ local function bury(key, job_id, error, reason, now)
   trim_dead()
   emit('job.failed', job_id, now, {'status', 'DEAD_LETTER', 'error', error})
   emit('job.dead_letter', job_id, now, {'error', error, 'reason', reason})
+  if waited_for then signal_ready(release_dependents(job_id, 'DEAD_LETTER', nil, now)) end
 end
 
 -- Dead-letter a stream entry that is not a job of ours, keeping the raw entry.

@@ -8,17 +8,19 @@ its queue. Acknowledged entries are deleted by forget_acked (one trim from the h
 ARGV 4... groups of six: job id, consumer, attempt, stream index, entry id, result (JSON).
 Returns one code per job: 1 recorded (or already recorded by this attempt), 0 refused as
 stale.
-Events: job.completed per job.
+Events: job.completed per job; for the jobs that waited for it, as release_dependents.
 ]]
 local now = now_ms()
 local codes, fresh = {}, {}
+local waited_for = {}  -- the fresh jobs others wait for (`dependents` in their records)
 local done = {{}, {}, {}, {}}  -- entry ids to acknowledge and delete, per stream
 for i = 4, #ARGV, 6 do
-  local check = settle_check(JOB_PREFIX .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  local check, dependents = settle_check(JOB_PREFIX .. ARGV[i], ARGV[i + 1], ARGV[i + 2])
   if check == 'ok' then
     local entries = done[tonumber(ARGV[i + 3])]
     entries[#entries + 1] = ARGV[i + 4]
     fresh[#fresh + 1] = i
+    if dependents then waited_for[#waited_for + 1] = i end
   end
   codes[#codes + 1] = (check == 'stale') and 0 or 1
 end
@@ -36,4 +38,7 @@ for _, i in ipairs(fresh) do
   limit_release(key, ARGV[i])
 end
 if #fresh > 0 then redis.call('HINCRBY', STATS, 'completed', #fresh) end
+for _, i in ipairs(waited_for) do
+  signal_ready(release_dependents(ARGV[i], 'COMPLETED', ARGV[i + 5], now))
+end
 return codes

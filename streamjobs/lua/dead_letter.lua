@@ -4,7 +4,8 @@ Invariant: the entry is acknowledged in the same step that writes the dead lette
 ARGV 4 job id, 5 consumer, 6 attempt, 7 stream index, 8 entry id, 9 error, 10 reason,
 11 traceback ('' = none; kept in the record only, not in the dead letter or the events).
 Returns 1 when recorded (or already recorded by this attempt), 0 when refused as stale.
-Events: job.failed with status DEAD_LETTER, and job.dead_letter.
+Events: job.failed with status DEAD_LETTER, and job.dead_letter; for the jobs that waited
+for it, as release_dependents (see bury).
 ]]
 local job_id, owner, attempt = ARGV[4], ARGV[5], ARGV[6]
 local index, entry, error, reason = tonumber(ARGV[7]), ARGV[8], ARGV[9], ARGV[10]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .._metrics import metrics_from, workers_from
 from ..async_worker import Timings
 from ..errors import ConfigurationError
-from ..redis_queue import RedisJobQueue
+from ..redis_queue import RedisJobQueue, gather
 from ..service import JobService
 from . import _data, _security
 from ._data import Reader
@@ -60,7 +61,8 @@ class _State:
                     await self.start()
 
     async def start(self) -> None:
-        """Connect, and adopt the queue's CSRF secret (proposing one when none is kept)."""
+        """Connect, and adopt the queue's CSRF secret (proposing one when none is kept): one
+        key, in the first partition, for every partition count."""
         await self.queue.connect()
         self.client = Redis.from_url(self.queue.redis_url, decode_responses=True)
         self.reader = Reader(self.queue, self.client)
@@ -240,7 +242,7 @@ class _Pages:
         )
         if status not in _data.STATUSES:
             return PlainTextResponse(f"no such status {status!r}: one of {_data.STATUSES}", 400)
-        if not _data.valid_cursor(status, cursor):
+        if not _data.valid_cursor(status, cursor, self.s.queue.partition_count):
             return PlainTextResponse(f"bad cursor {cursor!r}: use the page's own links", 400)
         page = await self.s.read.page(status, handler.strip(), cursor)
         return self.render(request, "jobs.html", {
@@ -258,7 +260,7 @@ class _Pages:
 
     async def dead_letters(self, request: Request) -> Response:
         cursor = request.query_params.get("cursor", "")
-        if not _data.valid_cursor("dead_letter", cursor):
+        if not _data.valid_cursor("dead_letter", cursor, self.s.queue.partition_count):
             return PlainTextResponse(f"bad cursor {cursor!r}: use the page's own links", 400)
         rows, after = await self.s.read.dead_letters(cursor)
         count = await self.s.read.dead_letter_count()
@@ -295,7 +297,12 @@ class _Pages:
             if not _security.valid(self.s.secret, cookie, sent if isinstance(sent, str) else None):
                 return PlainTextResponse("missing or bad CSRF token", 403)
             what, job_id, outcome = await run(request, form)
-            await self.s.read.run("record_action", self.user(request), what, job_id, outcome)
+            # logged in the partition of the one job acted on (so its timeline shows it);
+            # an action on several, or on the whole queue, in the first partition
+            one = what in ("cancel", "retry") or len([i for i in form.getlist("id") if i]) == 1
+            keys = self.s.queue.keys_of(job_id) if one else self.s.queue.keys
+            await self.s.read.run("record_action", self.user(request), what, job_id, outcome,
+                                  keys=keys)  # fmt: skip
             return RedirectResponse(_back(request, form.get("next")), 303)
 
         return endpoint
@@ -318,18 +325,28 @@ class _Pages:
 
     async def retry_selected(self, request: Request, form: Any) -> tuple[str, str, str]:
         ids = [str(i) for i in form.getlist("id") if str(i)]
-        done = 0
-        for job_id in ids:
-            done += await self.s.svc.retry_dead_letter(job_id)
+        done = await self.retry_each(ids)
         return "retry selected", ",".join(ids)[:500], f"{done} of {len(ids)} queued again"
+
+    async def retry_each(self, ids: list[str]) -> int:
+        """Retry dead letters, one by one within a partition, the partitions together; how
+        many went back to their queue."""
+
+        async def retry(at: list[int]) -> int:
+            done = 0
+            for i in at:
+                done += await self.s.svc.retry_dead_letter(ids[i])
+            return done
+
+        groups = self.s.queue.by_partition(ids).values()
+        return sum(await gather([partial(retry, at) for at in groups])) if ids else 0
 
     async def retry_all(self, request: Request, form: Any) -> tuple[str, str, str]:
         done = seen = 0
-        for _ in range(self.s.queue.max_dead_letters // BATCH + 1):
+        kept = self.s.queue.max_dead_letters * self.s.queue.partition_count  # each keeps its own
+        for _ in range(kept // BATCH + 1):
             dead = await self.s.svc.get_dead_letters(BATCH)
-            step = 0
-            for job in dead:
-                step += await self.s.svc.retry_dead_letter(job.id)
+            step = await self.retry_each([job.id for job in dead])
             done, seen = done + step, seen + len(dead)
             if step == 0:
                 break

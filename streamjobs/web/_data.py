@@ -4,14 +4,22 @@ Pages never load a whole set. The jobs list reads one page of candidates from th
 that already orders them (the priority streams, the pending entries list, the delayed set,
 the dead-letter stream, the events stream), looks their records up in one pipeline, and
 stops at a page or at a scan budget, handing back a cursor to go on from.
+
+On a partitioned queue every read of the whole queue is one read per partition, issued
+together and merged here: no script or command spans partitions. A list's cursor then holds
+one position per partition; the chart sums each partition's own sampled counters.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import time
+import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -20,7 +28,9 @@ from .. import _codec
 from .._keys import GROUP, PRIORITIES, QueueKeys
 from .._scripts import script
 from ..models import JobDefinition, JobProgress, JobResult
-from ..redis_queue import RedisJobQueue
+from ..redis_queue import RedisJobQueue, gather
+
+T = TypeVar("T")
 
 #: Rows on a page of the jobs list.
 PAGE = 50
@@ -108,9 +118,17 @@ def fmt_ms(value: object) -> str:
 
 _ENTRY = re.compile(r"\d{1,20}-\d{1,20}")
 
+#: Where a merged cursor says a partition has nothing left to show.
+DONE = "x"
+#: Merged cursors longer than this are packed: zlib, then URL-safe base64, after a 'z'.
+PACK_OVER = 200
+PACKED = "z"
 
-def valid_cursor(status: str, cursor: str) -> bool:
-    """Whether `cursor` is one the view hands out ('' starts at the top)."""
+#: A candidate's place in its view's order (smaller first); partitions' keys compare alike.
+Key = tuple[float, ...]
+
+
+def _valid_one(status: str, cursor: str) -> bool:
     if not cursor:
         return True
     if status in ("scheduled", "retrying"):
@@ -121,9 +139,69 @@ def valid_cursor(status: str, cursor: str) -> bool:
     return bool(_ENTRY.fullmatch(cursor))
 
 
+def _unpacked(cursor: str, partitions: int) -> str | None:
+    """A packed cursor's positions text (None when it does not unpack within the size
+    `partitions` positions can take); any other cursor as it is."""
+    if not cursor.startswith(PACKED):
+        return cursor
+    limit = partitions * 48 + 16  # a position is at most 20 + 1 + 20 + 2 chars, and a '.'
+    try:
+        raw = base64.urlsafe_b64decode(cursor[1:] + "=" * (-len(cursor[1:]) % 4))
+        unzip = zlib.decompressobj()
+        text = unzip.decompress(raw, limit)
+        if unzip.unconsumed_tail or not unzip.eof:
+            return None
+        return text.decode("ascii")
+    except (ValueError, zlib.error):
+        return None
+
+
+def valid_cursor(status: str, cursor: str, partitions: int = 1) -> bool:
+    """Whether `cursor` is one the view hands out ('' starts at the top). With many
+    partitions it holds one position per partition, joined by '.' ('x': that one is done);
+    a long one is packed (see `join_cursor`)."""
+    if partitions == 1 or not cursor:
+        return _valid_one(status, cursor)
+    text = _unpacked(cursor, partitions)
+    if text is None:
+        return False
+    parts = text.split(".")
+    return len(parts) == partitions and all(p == DONE or _valid_one(status, p) for p in parts)
+
+
+def split_cursor(cursor: str, partitions: int) -> list[str | None]:
+    """A (valid) cursor as one position per partition (None: nothing left there)."""
+    if partitions == 1:
+        return [cursor]
+    if not cursor:
+        return [""] * partitions
+    return [None if p == DONE else p for p in (_unpacked(cursor, partitions) or "").split(".")]
+
+
+def join_cursor(positions: list[str | None]) -> str:
+    """The cursor of per-partition positions: '' when every partition is done; with one
+    partition, that partition's own position (the cursor a single-partition queue always had)."""
+    if all(p is None for p in positions):
+        return ""
+    if len(positions) == 1:
+        return positions[0] or ""
+    text = ".".join(DONE if p is None else p for p in positions)
+    if len(text) <= PACK_OVER:
+        return text
+    # many partitions: the positions share most of their digits, so they pack small
+    packed = base64.urlsafe_b64encode(zlib.compress(text.encode("ascii"), 9)).decode("ascii")
+    return PACKED + packed.rstrip("=")
+
+
 def _id_key(entry: str) -> tuple[int, int]:
     ms, _, seq = entry.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _newest(entry: str) -> Key:
+    """The order key of a stream entry, newest first."""
+    ms, seq = _id_key(entry)
+    return (-ms, -seq)
 
 
 def _position(cursor: str) -> tuple[str, int] | None:
@@ -141,18 +219,23 @@ def _bound(after: tuple[str, int], index: int) -> str:
     return f"({entry}" if index <= at else entry
 
 
-def _merged(
-    found: list[tuple[tuple[int, int, int], str, str]], cut: tuple[int, int, int] | None
-) -> tuple[list[tuple[str, str]], str]:
+#: One read of a view in one partition: (key, job id, cursor after it) per entry read, in
+#: order (job id '' where the entry names no candidate: passed over, still a place to go on
+#: from), the cursor after the read ('' when the source is exhausted), and the key up to
+#: which it read.
+Read = tuple[list[tuple[Key, str, str]], str, Key | None]
+
+
+def _merged(found: list[tuple[Key, str, str]], cut: Key | None) -> Read:
     """Candidates of several streams in one order, up to where every stream was read."""
     found.sort(key=lambda item: item[0])
     if cut is not None:
         found = [item for item in found if item[0] <= cut]
-    batch = [(job_id, f"{entry}@{key[2]}") for key, entry, job_id in found if job_id]
+    batch = [(key, job_id, f"{entry}@{int(key[2])}") for key, entry, job_id in found]
     if cut is None or not found:
-        return batch, ""
+        return batch, "", None
     key, entry, _ = found[-1]
-    return batch, f"{entry}@{key[2]}"
+    return batch, f"{entry}@{int(key[2])}", key
 
 
 def _zeros() -> dict[str, int]:
@@ -166,8 +249,42 @@ def _priority_name(raw: str | None) -> str:
     return raw or ""
 
 
+def _add_charts(
+    charts: list[list[tuple[int, int | None, int | None]]],
+) -> list[tuple[int, int | None, int | None]]:
+    """Per-partition charts summed minute by minute; a minute no partition knows stays None."""
+    out = []
+    for column in zip(*charts):
+        known = [(c, f) for _, c, f in column if c is not None and f is not None]
+        if known:
+            out.append((column[0][0], sum(c for c, _ in known), sum(f for _, f in known)))
+        else:
+            out.append((column[0][0], None, None))
+    return out
+
+
+def _merge_reads(
+    live: list[int], reads: list[Read]
+) -> tuple[list[tuple[Key, int, str, str]], set[int]]:
+    """The partitions' reads in one order, up to the cut: the least far any partition with
+    more to read has read (past it, that partition's next read may hold entries that come
+    first). Returns what is kept, as (key, partition, job id, cursor after it), and the
+    partitions some of whose entries lay past the cut (to read again)."""
+    cut: Key | None = None
+    merged: list[tuple[Key, int, str, str]] = []
+    for p, (batch, after, reach) in zip(live, reads):
+        if after and reach is not None:
+            cut = min(cut, (*reach, p)) if cut is not None else (*reach, p)
+        merged += [((*key, p), p, job_id, at) for key, job_id, at in batch]
+    merged.sort(key=lambda item: item[0])
+    kept = [item for item in merged if cut is None or item[0] <= cut]
+    return kept, {p for _, p, _, _ in merged[len(kept) :]}
+
+
 class Reader:
-    """The dashboard's reads on one queue, over its own redis-py client."""
+    """The dashboard's reads on one queue, over its own redis-py client. With many
+    partitions, every read of the whole queue is one read per partition, issued together and
+    merged here (no script or command spans partitions)."""
 
     def __init__(self, queue: RedisJobQueue, client: Redis) -> None:
         self.queue = queue
@@ -175,25 +292,44 @@ class Reader:
         self.r: Any = client
         self.keys: QueueKeys = queue.keys
 
-    async def run(self, name: str, *args: Any, extra: str | None = None) -> Any:
-        """Run one of the dashboard's own Lua scripts; `extra` is its own key, KEYS[14]."""
-        keys = self.keys.all if extra is None else (*self.keys.all, extra)
-        return await self.queue.driver.eval(script(name), keys, self.queue.script_args(*args))
+    async def run(
+        self, name: str, *args: Any, extra: str | None = None, keys: QueueKeys | None = None
+    ) -> Any:
+        """Run one of the dashboard's own Lua scripts on one partition (`keys`, else the
+        first); `extra` is its own key, KEYS[14], of that partition."""
+        keys = keys or self.keys
+        names = keys.all if extra is None else (*keys.all, extra)
+        return await self.queue.driver.eval(script(name), names, self.queue.script_args(*args))
+
+    async def each(self, call: Callable[[QueueKeys], Awaitable[T]]) -> list[T]:
+        """`call(keys)` for every partition, concurrently; results by partition."""
+        return await gather([partial(call, keys) for keys in self.queue.parts])
 
     # -- overview ------------------------------------------------------------------------
 
     async def overview(self, metrics: dict[str, Any]) -> Overview:
         """Per-priority counts, totals, workers, the oldest pending job's age and the chart,
-        from one metrics snapshot and one sample of the counters."""
-        now_ms, series = await self.run(
-            "record_minute", WINDOW_MINUTES + 1, extra=self.keys.dashboard_minutes
+        from one metrics snapshot (summed over partitions) and one sample of each partition's
+        counters."""
+        keep = WINDOW_MINUTES + 1
+        sampled = await self.each(
+            lambda k: self.run("record_minute", keep, extra=k.dashboard_minutes, keys=k)
+        )
+        now_ms = max(int(now) for now, _ in sampled)
+        minute = now_ms // 60_000
+
+        async def charted(keys: QueueKeys, series: Any) -> list[tuple[int, int | None, int | None]]:
+            samples = _codec.pairs(series)
+            return chart(samples, minute, await self._history(keys, samples, minute))
+
+        charts = await gather(
+            [partial(charted, k, series) for k, (_, series) in zip(self.queue.parts, sampled)]
         )
         q = metrics["queue"]
         totals = {k: int(q[k]) for k in ("pending", "running", "scheduled", "retrying")}
         totals["dead_letter"] = int(q["dead_letter"])
         totals["completed"], totals["failed"] = int(q["completed"]), int(q["failed"])
         split = await self._split_by_priority(totals)
-        samples, minute = _codec.pairs(series), int(now_ms) // 60_000
         rows = []
         for p in PRIORITIES:
             name = p.name.lower()
@@ -204,18 +340,20 @@ class Reader:
         return Overview(
             by_priority=rows, totals=totals, workers=dict(metrics["workers"]),
             oldest_pending_age=float(q["oldest_pending_age"]) if totals["pending"] else None,
-            chart=chart(samples, minute, await self._history(samples, minute)), now_ms=int(now_ms),
+            chart=charts[0] if len(charts) == 1 else _add_charts(charts), now_ms=now_ms,
         )  # fmt: skip
 
-    async def _history(self, samples: dict[str, str], minute: int) -> dict[int, tuple[int, int]]:
-        """Completed and failed per minute from the events stream, for the minutes of the
-        window before the dashboard's first sample; {} when the samples cover the window.
-        Minutes the stream no longer reaches (trimmed at its cap) are left out."""
+    async def _history(
+        self, keys: QueueKeys, samples: dict[str, str], minute: int
+    ) -> dict[int, tuple[int, int]]:
+        """Completed and failed per minute from a partition's events stream, for the minutes
+        of the window before the dashboard's first sample; {} when the samples cover the
+        window. Minutes the stream no longer reaches (trimmed at its cap) are left out."""
         start = minute - WINDOW_MINUTES + 1
         if self.queue.events_maxlen <= 0 or (samples and min(int(m) for m in samples) < start):
             return {}  # no events kept, or no need
         oldest, capped, flat = await self.run(
-            "events_per_minute", start * 60_000, self.queue.events_maxlen * 2
+            "events_per_minute", start * 60_000, self.queue.events_maxlen * 2, keys=keys
         )
         known_from = start
         if int(capped) and int(oldest) >= 0:
@@ -228,65 +366,94 @@ class Reader:
         return history
 
     async def _split_by_priority(self, totals: dict[str, int]) -> dict[str, dict[str, int]] | None:
-        """Scheduled, retrying and dead letters per priority, counted from the delayed set's
-        records and the dead letters' entries while each holds at most BREAKDOWN_LIMIT (no
-        counter keeps them per priority); None above that."""
+        """Scheduled, retrying and dead letters per priority, counted from the delayed sets'
+        records and the dead letters' entries while each holds at most BREAKDOWN_LIMIT in all
+        (no counter keeps them per priority); None above that."""
         delayed = totals["scheduled"] + totals["retrying"]
         if delayed > BREAKDOWN_LIMIT or totals["dead_letter"] > BREAKDOWN_LIMIT:
             return None
         split = {p.name.lower(): _zeros() for p in PRIORITIES}
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in await self.r.zrange(self.keys.delayed, 0, BREAKDOWN_LIMIT - 1):
-            pipe.hmget(self.keys.job(job_id), ("status", "priority"))
-        for status, priority in await pipe.execute():
-            if status in ("SCHEDULED", "RETRYING"):
-                split.setdefault(_priority_name(priority), _zeros())[status.lower()] += 1
-        for _, fields in await self.r.xrange(self.keys.dead, "-", "+", count=BREAKDOWN_LIMIT):
-            split.setdefault(_priority_name(fields.get("priority")), _zeros())["dead_letter"] += 1
+
+        async def count(keys: QueueKeys) -> tuple[list[Any], list[Any]]:
+            pipe = self.r.pipeline(transaction=False)
+            for job_id in await self.r.zrange(keys.delayed, 0, BREAKDOWN_LIMIT - 1):
+                pipe.hmget(keys.job(job_id), ("status", "priority"))
+            records = await pipe.execute()
+            return records, await self.r.xrange(keys.dead, "-", "+", count=BREAKDOWN_LIMIT)
+
+        for records, dead in await self.each(count):
+            for status, priority in records:
+                if status in ("SCHEDULED", "RETRYING"):
+                    split.setdefault(_priority_name(priority), _zeros())[status.lower()] += 1
+            for _, fields in dead:
+                name = _priority_name(fields.get("priority"))
+                split.setdefault(name, _zeros())["dead_letter"] += 1
         return split
 
     # -- jobs list -----------------------------------------------------------------------
 
     async def rows(self, ids: list[str]) -> list[dict[str, str] | None]:
-        """Row fields of many jobs in one pipeline (None where the record is gone)."""
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(self.keys.job(job_id), ROW_FIELDS)
-        found: list[dict[str, str] | None] = []
-        for values in await pipe.execute():
-            if values[0] is None:
-                found.append(None)
-            else:
-                found.append({k: v or "" for k, v in zip(ROW_FIELDS, values)})
+        """Row fields of many jobs: one pipeline per partition they live in, issued together
+        (None where the record is gone)."""
+        groups = list(self.queue.by_partition(ids).items())
+
+        async def read(p: int, at: list[int]) -> list[Any]:
+            keys = self.queue.parts[p]
+            pipe = self.r.pipeline(transaction=False)
+            for i in at:
+                pipe.hmget(keys.job(ids[i]), ROW_FIELDS)
+            return list(await pipe.execute())
+
+        found: list[dict[str, str] | None] = [None] * len(ids)
+        replies = await gather([partial(read, p, at) for p, at in groups])
+        for (_, at), reply in zip(groups, replies):
+            for i, values in zip(at, reply):
+                if values[0] is not None:
+                    found[i] = {k: v or "" for k, v in zip(ROW_FIELDS, values)}
         return found
 
     async def page(self, status: str, handler: str, cursor: str, limit: int = PAGE) -> Page:
-        """One page of the jobs list: `status` picks the view, `handler` ('' = any) filters."""
+        """One page of the jobs list: `status` picks the view, `handler` ('' = any) filters.
+        Each partition is read from its own position; the reads are merged in the view's
+        order up to where every partition read was complete, so a page never skips a job."""
         if status not in STATUSES:
             status = "recent"
+        parts = self.queue.parts
+        positions = split_cursor(cursor, len(parts))
         rows: list[Row] = []
         scanned, seen = 0, set()
-        position = cursor
         n = limit  # a first read of one page's worth fills an unfiltered page
         while scanned < SCAN_BUDGET:
-            batch, after = await self._candidates(status, position, n)
-            if not batch and not after:
-                return Page(rows, "", scanned)
-            scanned += n if not batch else 0  # a read that named no job still counts
-            records = await self.rows([job_id for job_id, _ in batch]) if batch else []
-            for (job_id, at), record in zip(batch, records):
+            live = [p for p, at in enumerate(positions) if at is not None]
+            reads = await gather(
+                [partial(self._candidates, parts[p], status, positions[p] or "", n) for p in live]
+            )
+            kept, dropped = _merge_reads(live, reads)
+            # a candidate counts once; where a partition's part of the batch named no job,
+            # each of its entries does (entries past the cut, read again later, count then)
+            named_in = {p for _, p, job_id, _ in kept if job_id}
+            scanned += sum(1 for _, p, _, _ in kept if p not in named_in)
+            named = [job_id for _, _, job_id, _ in kept if job_id]
+            records = iter(await self.rows(named) if named else [])
+            for _, p, job_id, at in kept:
+                positions[p] = at  # every partition goes on from the last entry it showed
+                if not job_id:
+                    continue
                 scanned += 1
-                position = at
+                record = next(records)
                 if not self._keep(status, handler, job_id, record) or job_id in seen:
                     continue
                 seen.add(job_id)
                 rows.append(_row(job_id, record))
                 if len(rows) == limit:
-                    return Page(rows, position, scanned)
-            if after == "":
+                    return Page(rows, join_cursor(positions), scanned)
+            for p, (_, after, _) in zip(live, reads):
+                if not after and p not in dropped:
+                    positions[p] = None  # read to its end, and all of it shown
+            if all(at is None for at in positions):
                 return Page(rows, "", scanned)
-            position, n = after, CHUNK
-        return Page(rows, position, scanned, short=True)
+            n = CHUNK
+        return Page(rows, join_cursor(positions), scanned, short=True)
 
     @staticmethod
     def _keep(status: str, handler: str, job_id: str, record: dict[str, str] | None) -> bool:
@@ -297,52 +464,56 @@ class Reader:
             return status == "recent" or record is None or record["status"] == status.upper()
         return record is not None and record["status"] == status.upper()
 
-    async def _candidates(
-        self, status: str, cursor: str, n: int
-    ) -> tuple[list[tuple[str, str]], str]:
-        """Up to `n` (job id, cursor after it) in the view's order, and the cursor after the
-        batch ('' when the source is exhausted)."""
+    async def _candidates(self, keys: QueueKeys, status: str, cursor: str, n: int) -> Read:
+        """Up to `n` candidates of one partition past `cursor`, in the view's order (see
+        `Read`)."""
         if status == "pending":
-            return await self._from_streams(cursor, n)
+            return await self._from_streams(keys, cursor, n)
         if status == "running":
-            return await self._from_pending_entries(cursor, n)
+            return await self._from_pending_entries(keys, cursor, n)
         if status in ("scheduled", "retrying"):
             start = int(cursor or 0)
-            members = await self.r.zrange(self.keys.delayed, start, start + n - 1)
-            batch = [(m, str(start + i + 1)) for i, m in enumerate(members)]
-            return batch, (str(start + n) if len(members) == n else "")
+            members = await self.r.zrange(keys.delayed, start, start + n - 1, withscores=True)
+            batch: list[tuple[Key, str, str]] = [
+                ((float(score), start + i), m, str(start + i + 1))
+                for i, (m, score) in enumerate(members)
+            ]
+            if len(members) < n:
+                return batch, "", None
+            return batch, str(start + n), batch[-1][0]
         if status == "dead_letter":
             entries = await self.r.xrevrange(
-                self.keys.dead, f"({cursor}" if cursor else "+", "-", count=n
+                keys.dead, f"({cursor}" if cursor else "+", "-", count=n
             )
-            batch = [(f.get("id", ""), e) for e, f in entries if f.get("id")]
-            return batch, (entries[-1][0] if len(entries) == n else "")
-        return await self._from_events(_EVENT_VIEWS[status], cursor, n)
+            batch = [(_newest(e), str(f.get("id") or ""), e) for e, f in entries]
+            if len(entries) < n:
+                return batch, "", None
+            return batch, entries[-1][0], _newest(entries[-1][0])
+        return await self._from_events(keys, _EVENT_VIEWS[status], cursor, n)
 
-    async def _from_streams(self, cursor: str, n: int) -> tuple[list[tuple[str, str]], str]:
+    async def _from_streams(self, keys: QueueKeys, cursor: str, n: int) -> Read:
         """Newest first across the four priority streams, merged by entry id (ties, one id
         in several streams, in priority order); the cursor is `<entry id>@<stream index>`."""
         after = _position(cursor)
-        found: list[tuple[tuple[int, int, int], str, str]] = []
-        cut: tuple[int, int, int] | None = None  # past it, a full read may hide entries
-        for index, stream in enumerate(self.keys.streams):
+        found: list[tuple[Key, str, str]] = []
+        cut: Key | None = None  # past it, a full read may hide entries
+        for index, stream in enumerate(keys.streams):
             top = "+" if after is None else _bound(after, index)
             entries = await self.r.xrevrange(stream, top, "-", count=n)
-            keys = [
-                ((-a, -b, index), e, f.get("id", "")) for e, f in entries for a, b in [_id_key(e)]
-            ]
-            found += keys
+            read = [((-a, -b, index), e, f.get("id", "")) for e, f in entries
+                    for a, b in [_id_key(e)]]  # fmt: skip
+            found += read
             if len(entries) == n:
-                cut = keys[-1][0] if cut is None else min(cut, keys[-1][0])
+                cut = read[-1][0] if cut is None else min(cut, read[-1][0])
         return _merged(found, cut)
 
-    async def _from_pending_entries(self, cursor: str, n: int) -> tuple[list[tuple[str, str]], str]:
+    async def _from_pending_entries(self, keys: QueueKeys, cursor: str, n: int) -> Read:
         """Running jobs, longest running first: the groups' pending entries by entry id (ties
         in priority order); the cursor is `<entry id>@<stream index>`."""
         after = _position(cursor)
-        found: list[tuple[tuple[int, int, int], str, str]] = []
-        cut: tuple[int, int, int] | None = None
-        for index, stream in enumerate(self.keys.streams):
+        found: list[tuple[Key, str, str]] = []
+        cut: Key | None = None
+        for index, stream in enumerate(keys.streams):
             low = "-" if after is None else _bound(after, index)
             try:
                 pending = await self.r.xpending_range(stream, GROUP, low, "+", n)
@@ -350,10 +521,10 @@ class Reader:
                 continue
             ids = [p["message_id"] for p in pending]
             entries = dict(await self._entries(stream, ids)) if ids else {}
-            keys = [((*_id_key(i), index), i, entries.get(i, "")) for i in ids]
-            found += keys
+            read = [((*_id_key(i), index), i, entries.get(i, "")) for i in ids]
+            found += read
             if len(ids) == n:
-                cut = keys[-1][0] if cut is None else min(cut, keys[-1][0])
+                cut = read[-1][0] if cut is None else min(cut, read[-1][0])
         return _merged(found, cut)
 
     async def _entries(self, stream: str, ids: list[str]) -> list[tuple[str, str]]:
@@ -367,28 +538,32 @@ class Reader:
         return found
 
     async def _from_events(
-        self, types: tuple[str, ...], cursor: str, n: int
-    ) -> tuple[list[tuple[str, str]], str]:
+        self, keys: QueueKeys, types: tuple[str, ...], cursor: str, n: int
+    ) -> Read:
         """Jobs named by events of `types`, newest first; submissions only for 'recent'."""
         entries = await self.r.xrevrange(
-            self.keys.events, f"({cursor}" if cursor else "+", "-", count=n
+            keys.events, f"({cursor}" if cursor else "+", "-", count=n
         )
-        batch = []
+        batch: list[tuple[Key, str, str]] = []
         for entry, f in entries:
-            if f.get("type") not in types or not f.get("job_id"):
-                continue
-            if f["type"] == "job.queued" and f.get("from"):
-                continue  # queued again (promoted, retried): not a submission
-            if f["type"] == "job.failed" and f.get("status") not in (None, "FAILED"):
-                continue
-            batch.append((f["job_id"], entry))
-        return batch, (entries[-1][0] if len(entries) == n else "")
+            batch.append((_newest(entry), f.get("job_id") or "", entry))
+            if f.get("type") not in types:
+                batch[-1] = (batch[-1][0], "", entry)
+            elif f["type"] == "job.queued" and f.get("from"):
+                batch[-1] = (batch[-1][0], "", entry)  # queued again: not a submission
+            elif f["type"] == "job.failed" and f.get("status") not in (None, "FAILED"):
+                batch[-1] = (batch[-1][0], "", entry)
+        if len(entries) < n:
+            return batch, "", None
+        return batch, entries[-1][0], _newest(entries[-1][0])
 
     # -- one job ---------------------------------------------------------------------------
 
     async def job(self, job_id: str, *, with_events: bool) -> JobView | None:
-        """A job's record, decoded, with its events when asked (None when unknown)."""
-        record = _codec.with_id(job_id, await self.r.hgetall(self.keys.job(job_id)))
+        """A job's record, decoded, with its events when asked (None when unknown); both
+        read from the job's own partition."""
+        keys = self.queue.keys_of(job_id)
+        record = _codec.with_id(job_id, await self.r.hgetall(keys.job(job_id)))
         if not record or "handler" not in record:
             return None
         job = _codec.definition(record)
@@ -402,25 +577,44 @@ class Reader:
         return view
 
     async def job_events(self, job_id: str, budget: int = 10_000) -> list[dict[str, str]]:
-        """The job's events still in the events stream, oldest first (at most `budget` read,
-        filtered in Redis by job_events.lua)."""
-        found = await self.run("job_events", job_id, budget)
+        """The job's events still in its partition's events stream, oldest first (at most
+        `budget` read, filtered in Redis by job_events.lua)."""
+        found = await self.run("job_events", job_id, budget, keys=self.queue.keys_of(job_id))
         return [{"id": entry, **_codec.pairs(fields)} for entry, fields in reversed(found)]
 
     async def dead_letters(
         self, cursor: str, limit: int = PAGE
     ) -> tuple[list[dict[str, str]], str]:
-        """A page of dead letters, newest first, and the next page's cursor."""
-        top = f"({cursor}" if cursor else "+"
-        entries = await self.r.xrevrange(self.keys.dead, top, "-", count=limit)
-        rows = [{"entry": e, **f} for e, f in entries]
-        for row in rows:
-            row["failed_at_text"] = fmt_ms(row.get("failed_at"))
-        return rows, (entries[-1][0] if len(entries) == limit else "")
+        """A page of dead letters, newest first over every partition, and the next page's
+        cursor (one position per partition, as the jobs list's)."""
+        parts = self.queue.parts
+        positions = split_cursor(cursor, len(parts))
+        live = [p for p, at in enumerate(positions) if at is not None]
+
+        async def read(p: int) -> list[Any]:
+            at = positions[p]
+            top = f"({at}" if at else "+"
+            return list(await self.r.xrevrange(parts[p].dead, top, "-", count=limit))
+
+        reads = await gather([partial(read, p) for p in live])
+        merged = sorted(
+            ((_newest(e), p), e, f) for p, entries in zip(live, reads) for e, f in entries
+        )[:limit]
+        rows = []
+        for (_, p), entry, fields in merged:
+            positions[p] = entry
+            rows.append({"entry": entry, **fields})
+            rows[-1]["failed_at_text"] = fmt_ms(fields.get("failed_at"))
+        taken = {p for (_, p), _, _ in merged}
+        for p, entries in zip(live, reads):
+            shown = p in taken and positions[p] == entries[-1][0]
+            if len(entries) < limit and (not entries or shown):
+                positions[p] = None  # read to its end, and all of it shown
+        return rows, join_cursor(positions)
 
     async def dead_letter_count(self) -> int:
-        """How many dead letters there are."""
-        return int(await self.r.xlen(self.keys.dead))
+        """How many dead letters there are, over every partition."""
+        return sum(int(n) for n in await self.each(lambda k: self.r.xlen(k.dead)))
 
 
 def _row(job_id: str, record: dict[str, str] | None) -> Row:
