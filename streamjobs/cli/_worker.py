@@ -78,14 +78,11 @@ async def _watch_signals(stopper: Stopper, *, task_status: TaskStatus[None]) -> 
 async def _queue_is_empty(svc: JobService) -> bool:
     timings = svc.worker_pool.timings
     queue = metrics_from(await svc.queue.snapshot(timings.registry_ttl), timings)["queue"]
-    if int(queue["pending"]) + int(queue["running"]) + int(queue["retrying"]):
-        return False
-    return not any(limit.waiting for limit in await svc.get_limits())  # parked for a window
+    return int(queue["pending"]) + int(queue["running"]) + int(queue["retrying"]) == 0
 
 
 async def _watch_burst(svc: JobService, stopper: Stopper) -> None:
-    """Stop once nothing is pending, running, waiting to retry or waiting under a limit,
-    twice in a row."""
+    """Stop once nothing is pending, running or waiting to retry, twice in a row."""
     quiet = 0
     while quiet < 2:
         await anyio.sleep(BURST_POLL)
