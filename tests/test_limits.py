@@ -139,6 +139,10 @@ async def test_a_job_without_room_waits_its_turn_without_spending_attempts(
     assert (queue["pending"], queue["limited"], queue["running"]) == (1, 1, 1)
     assert raw.lrange(svc.queue.keys.limit("tenant-a", "waiting"), 0, -1) == [second]
     assert raw.smembers(svc.queue.keys.limit("tenant-a", "active")) == {first}
+    limited = [f for _, f in raw.xrange(svc.queue.keys.events) if f["type"] == "job.limited"]
+    assert [(f["job_id"], f["key"], f["by"]) for f in limited] == [
+        (second, "tenant-a", "concurrency")
+    ]
     release.set()
     await wait_all(svc, [first, second], 10)
     assert seen == [first, second]

@@ -349,8 +349,10 @@ end
 
 -- Park job `job_id` (its record at `key`) under `lkey` until there is room: out of the
 -- streams, PENDING, its attempts untouched; `due` is when its rate window opens, if that is
--- what holds it back. The stats' 'limited' gauge counts the jobs parked.
-local function limit_park(key, job_id, lkey, due)
+-- what holds it back. The stats' 'limited' gauge counts the jobs parked. Emits job.limited
+-- with the key and what holds it back ('concurrency' or 'rate').
+local function limit_park(key, job_id, lkey, due, now)
+  emit('job.limited', job_id, now, {'key', lkey, 'by', due and 'rate' or 'concurrency'})
   redis.call('RPUSH', limit_name(lkey, 'waiting'), job_id)
   redis.call('HINCRBY', STATS, 'limited', 1)
   redis.call('HSET', key, 'parked', lkey)
@@ -372,7 +374,7 @@ local function limit_admit(key, job_id, lkey, now)
   local room, due = limit_room(lkey, spec, now, 0, 1)
   if room <= 0 then
     redis.call('SREM', active, job_id)
-    limit_park(key, job_id, lkey, due)
+    limit_park(key, job_id, lkey, due, now)
     return false
   end
   local _, r, w = limit_spec(spec)

@@ -10,7 +10,8 @@ for an entry now delivered): they are cleared, so that idle readers block until 
 A keyed job started lets its key's next job into the stream (fair_left): the stream is read
 again for those, a bounded number of times; those left unread get a ready token each.
 Jobs whose key's limit has no room are parked (limit_admit), not started.
-Events: job.started per job; job.dead_letter for entries that are not jobs of ours.
+Events: job.started per job; job.limited per job parked; job.dead_letter for entries that
+are not jobs of ours.
 ]]
 local owner, count, lease_ms = ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
 local lowest = tonumber(ARGV[7]) or 4
