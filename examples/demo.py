@@ -109,7 +109,7 @@ async def report(svc: JobService) -> None:
     metrics = await svc.get_metrics()
     queue = {k: v for k, v in metrics["queue"].items() if not isinstance(v, dict)}
     by_priority = metrics["queue"]["by_priority"]
-    print("\nmetrics")
+    print(f"\nmetrics (served by {svc.queue.topology})")
     print("  queue:   ", ", ".join(f"{k}={v}" for k, v in queue.items()))
     print("  pending: ", ", ".join(f"{k}={v}" for k, v in by_priority.items()))
     print("  workers: ", ", ".join(f"{k}={v}" for k, v in metrics["workers"].items()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from ._codec import NewJob
@@ -69,14 +70,24 @@ class Attempts:
 
     def __init__(self, attempts: list[Attempt]) -> None:
         self._attempts = attempts
+        self._entered: list[AbstractContextManager[object]] = []
         self.done = False
 
-    @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            for attempt in self._attempts:
-                stack.enter_context(attempt.running())
-            yield
+    def running(self) -> Attempts:
+        """Entered around the handler: every observer's `running()` in turn (a plain
+        context manager, not a generator: it is entered once per job)."""
+        return self
+
+    def __enter__(self) -> None:
+        self._entered = [attempt.running() for attempt in self._attempts]
+        for manager in self._entered:
+            manager.__enter__()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for manager in reversed(self._entered):
+            manager.__exit__(kind, exc, tb)
 
     def ended(self, outcome: str, error: str | None, detail: str | None) -> None:
         self.done = True

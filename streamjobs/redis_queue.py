@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import anyio
 
 from . import _codec, _limits
-from ._drivers import Driver, connect
+from ._drivers import Driver, open_driver
 from ._drivers._pipeline import ReplyLost
 from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT, wait_for
 from ._drivers.redis_sync import SyncDriver
@@ -55,17 +55,27 @@ T = TypeVar("T")
 
 
 async def gather(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-    """Run calls concurrently in a task group (one per partition); their results in order."""
+    """Run calls concurrently in a task group (one per partition); their results in order.
+    When Redis fails some, the others still finish, and the first failure is raised as
+    itself, as with one partition: callers that back off on a StreamJobsError (a worker's
+    loops, through a failover that takes down the primary of a few partitions) never meet
+    an exception group."""
     if len(calls) == 1:
         return [await calls[0]()]
     results: list[Any] = [None] * len(calls)
+    failures: list[StreamJobsError] = []
 
     async def one(i: int) -> None:
-        results[i] = await calls[i]()
+        try:
+            results[i] = await calls[i]()
+        except StreamJobsError as exc:
+            failures.append(exc)
 
     async with anyio.create_task_group() as tg:
         for i in range(len(calls)):
             tg.start_soon(one, i)
+    if failures:
+        raise failures[0]
     return results
 
 
@@ -277,6 +287,10 @@ class RedisJobQueue:
     replicas acknowledged it (Redis WAIT, up to `wait_timeout` seconds), else raise
     ReplicationError: the change stands on the primary but may be lost in a failover.
     A worker's own changes are never raised for; their shortfall is logged.
+
+    `redis_url` may also name any node of a Redis Cluster: `connect()` asks the server once
+    (INFO) and serves a cluster through a cluster client (see `open_driver`), whatever
+    `driver` names; `topology` then says which it is.
     """
 
     def __init__(
@@ -318,6 +332,9 @@ class RedisJobQueue:
         self._driver: Driver | None = None
         #: Redis' maxmemory-policy as read at connect (None when Redis would not say).
         self.maxmemory_policy: str | None = None
+        #: What the queue runs on, known once connected: "Redis" (one server), or
+        #: "Redis Cluster (3 primaries)" when the URL named a node of a cluster.
+        self.topology: str | None = None
         #: What watches this queue's jobs: metrics and traces (see `_observe`).
         self.observers = default_observers(name)
 
@@ -428,9 +445,10 @@ class RedisJobQueue:
         (recording it when none is) and create the consumer groups."""
         if self._driver is not None:
             return
-        driver = self._driver = connect(self.redis_url, self.driver_name, self.wait)
+        driver = self._driver = await open_driver(self.redis_url, self.driver_name, self.wait)
         try:
             check_version(await driver.server_version())
+            self.topology = getattr(driver, "topology", "Redis")
             keys, args = self.record_partitions_call()
             try:
                 recorded = await driver.eval(script("record_partitions"), keys, args)
@@ -862,8 +880,10 @@ class RedisJobQueue:
         _settled(await self._run("dead_letter", *args, keys=self.parts[d.partition]))
 
     def sync_driver(self) -> SyncDriver:
-        """A blocking driver for a thread of this process (lease renewal)."""
-        return SyncDriver(self.redis_url, self.wait)
+        """A blocking driver for a thread of this process (lease renewal); once connected,
+        the queue knows whether it is on a cluster, and the driver need not ask again."""
+        clustered = None if self.topology is None else self.topology.startswith("Redis Cluster")
+        return SyncDriver(self.redis_url, self.wait, cluster=clustered)
 
     def extend_leases(
         self, driver: SyncDriver, consumer: str, held: Sequence[tuple[str, int, str, int]]
@@ -914,9 +934,7 @@ class RedisJobQueue:
         purged = left = 0
         for keys in self.parts:
             if purged < limit:
-                done, rest = await self._run_strict(
-                    "purge_dead_letters", limit - purged, keys=keys
-                )
+                done, rest = await self._run_strict("purge_dead_letters", limit - purged, keys=keys)
                 purged, left = purged + int(done), left + int(rest)
             else:  # the limit is reached: only count what is left (metrics.lua reads only)
                 left += int((await self._run("metrics", 0, keys=keys))[2])

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from streamjobs import AsyncWorkerPool, JobService, RedisJobQueue, Timings
+from tests._cluster import ClusterUnavailable, RedisCluster
 from tests._redis import RedisProcess
 
 _names = itertools.count()
@@ -77,6 +78,37 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield server.url
         finally:
             server.kill()
+
+
+def start_cluster(directory: Path, replicas: int) -> RedisCluster:
+    """A 3-primary Redis Cluster (`replicas` per primary); skips where this redis-server
+    cannot run one."""
+    cluster = RedisCluster(directory, primaries=3, replicas=replicas)
+    try:
+        return cluster.start()
+    except ClusterUnavailable as exc:
+        cluster.stop()
+        pytest.skip(f"no Redis Cluster here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-primary Redis Cluster shared by the tests that do not fault it (each its own queue)."""
+    cluster = start_cluster(tmp_path_factory.mktemp("cluster"), replicas=0)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def faulty_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A Redis Cluster of the test's own, 3 primaries each with a replica, to fail over."""
+    cluster = start_cluster(tmp_path / "cluster", replicas=1)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

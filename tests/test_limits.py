@@ -32,6 +32,7 @@ from streamjobs._keys import QueueKeys, key_slot
 from streamjobs._limits import parse_rate, rate_text
 from streamjobs.cli import main
 from streamjobs.sync import SyncJobClient
+from tests._cluster import RedisCluster
 from tests.conftest import FAST
 
 pytestmark = pytest.mark.anyio
@@ -361,3 +362,31 @@ def test_limit_keys_share_the_queue_slot_and_rates_read_back_as_set() -> None:
         (100, 1000), (600, 60_000), (10_000, 3_600_000),
     ]  # fmt: skip
     assert [rate_text(*parse_rate(r)) for r in ("100/s", "600/m")] == ["100/s", "600/m"]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the cluster client: one run is enough
+async def test_on_a_cluster_with_partitions_a_limit_holds_and_tenants_take_turns(
+    redis_cluster: RedisCluster, queue_name: str
+) -> None:
+    queue = RedisJobQueue(redis_cluster.url, name=queue_name, partitions=6)
+    async with JobService(queue=queue, worker_pool=AsyncWorkerPool(queue, timings=FAST)) as svc:
+        await svc.set_limit("api", concurrency=1, rate="100/s")
+        running, most = 0, 0
+        order: list[str] = []
+
+        async def call(job: JobDefinition, progress: Any) -> None:
+            nonlocal running, most
+            order.append(job.args[0])
+            if job.args[0] == "api":  # b has no limit: only api's jobs are counted
+                running += 1
+                most = max(most, running)
+                await anyio.sleep(0.005)
+                running -= 1
+
+        svc.register_handler("call", call)
+        ids = await svc.submit_many([{"handler": "call", "args": ["api"], "limit_key": "api"}] * 30)
+        ids += await svc.submit_many([{"handler": "call", "args": ["b"], "limit_key": "b"}] * 3)
+        await svc.start_workers(4)
+        await wait_all(svc, ids, 30)
+        assert most == 1
+        assert order.index("b") < 10 and order.count("b") == 3  # b's jobs did not wait for api's

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from .._scripts import Script
-from ..errors import ConfigurationError
-from ._replicas import Wait
+from ..errors import ConfigurationError, RedisAuthError
+from ._replicas import CLUSTER_WAIT, Wait
 from .sentinel import is_sentinel
 
 Entry = tuple[str, dict[str, str]]
@@ -151,6 +151,42 @@ def connect(url: str, name: str | None = None, wait: Wait | None = None) -> Driv
 
         return RedisPyDriver(url, wait)
     raise ConfigurationError(f"driver={name!r} is not one of {', '.join(DRIVERS)} (or None)")
+
+
+async def open_driver(url: str, name: str | None = None, wait: Wait | None = None) -> Driver:
+    """The driver for `url`, asking the server once whether it is a node of a Redis Cluster
+    (`INFO server`'s `redis_mode`: the section managed Redis allows where it refuses others).
+
+    A single server gets `connect(url, name)`'s driver, the probe's connection kept for what
+    follows. Any node of a cluster gets a cluster client, which learns every node from it:
+    redis-py's under asyncio (for `name` None, "resp" or "redis-py"), coredis' under trio or
+    for "coredis". A cluster client rather than an error for "resp": it follows MOVED and ASK
+    and rebuilds its map of the slots after a failover, which our RESP connection does not,
+    and one setting (a CLI's `--driver`) then serves a single Redis and a cluster alike. The
+    URL's username, password and TLS options apply to every node. `wait` (WAIT after every
+    script) is refused on a cluster with a ConfigurationError, for now."""
+    driver = connect(url, name, wait)
+    if url.startswith("unix://") or is_sentinel(url):
+        return driver  # a socket path is one server; sentinels watch primaries, not a cluster
+    try:
+        clustered = (await driver.info("server")).get("redis_mode") == "cluster"
+    except RedisAuthError:  # INFO refused: a server that hides this much is served as one
+        clustered = False
+    except BaseException:
+        await driver.aclose()
+        raise
+    if not clustered:
+        return driver
+    await driver.aclose()
+    if wait is not None:
+        raise ConfigurationError(CLUSTER_WAIT)
+    if running_library() == "trio" or name == "coredis":
+        from .cluster_coredis import CoredisClusterDriver
+
+        return CoredisClusterDriver(url)
+    from .cluster_redis_py import RedisPyClusterDriver
+
+    return RedisPyClusterDriver(url)
 
 
 def _coredis(url: str, wait: Wait | None) -> Driver:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ssl
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 from redis import exceptions as rex
 
@@ -14,6 +16,7 @@ from ..errors import (
     RedisUnavailableError,
     StreamJobsError,
 )
+from ._pipeline import ReplyLost
 
 
 class MissingGroupError(StreamJobsError):
@@ -22,7 +25,7 @@ class MissingGroupError(StreamJobsError):
 
 #: Error codes of a server that cannot serve now but will (failover, resync, loading, a busy
 #: script, a cluster slot moving), and of refused credentials or commands.
-NOT_READY = frozenset({"READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "BUSY"})
+NOT_READY = frozenset({"READONLY", "MASTERDOWN", "LOADING", "TRYAGAIN", "BUSY", "CLUSTERDOWN"})
 REFUSED = frozenset({"NOAUTH", "WRONGPASS", "NOPERM"})
 
 #: redis-py's classes for codes that its parser strips from the message.
@@ -31,12 +34,16 @@ _REDIS_PY_CODES: tuple[tuple[type[Exception], str], ...] = (
     (rex.BusyLoadingError, "LOADING"), (rex.TryAgainError, "TRYAGAIN"),
     (rex.AuthenticationError, "NOAUTH"), (rex.AuthorizationError, "NOPERM"),
     (rex.NoPermissionError, "NOPERM"),
+    # A cluster mid-failover: slots uncovered, or redirections that never settled.
+    (rex.ClusterDownError, "CLUSTERDOWN"), (rex.ClusterError, "CLUSTERDOWN"),
+    (rex.SlotNotCoveredError, "CLUSTERDOWN"),
 )  # fmt: skip
 #: coredis' classes for the same codes (by name: coredis is an optional extra).
 _COREDIS_CODES = (
     ("ReadOnlyError", "READONLY"), ("BusyLoadingError", "LOADING"),
     ("TryAgainError", "TRYAGAIN"), ("AuthenticationError", "NOAUTH"),
-    ("AuthorizationError", "NOPERM"),
+    ("AuthorizationError", "NOPERM"), ("ClusterDownError", "CLUSTERDOWN"),
+    ("ClusterError", "CLUSTERDOWN"),
 )  # fmt: skip
 
 
@@ -68,10 +75,13 @@ def error_code(exc: Exception) -> str:
 
 
 def _unreachable(exc: Exception) -> bool:
-    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`), or no
-    primary found behind the sentinels (yet: a failover under way)."""
+    """Connection refused, lost or timed out (`OSError` covers `TimeoutError`); no primary
+    found behind the sentinels (yet: a failover under way); or a cluster client that reached
+    no node at all (redis-py's `RedisClusterException`: "Redis Cluster cannot be connected",
+    no node to send to while its map of the slots is rebuilt)."""
     return isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError,
-                            *_coredis("ConnectionError"), *_coredis("SentinelError")))  # fmt: skip
+                            rex.RedisClusterException, *_coredis("ConnectionError"),
+                            *_coredis("SentinelError")))  # fmt: skip
 
 
 def _with_tls_cause(exc: Exception, text: str) -> str:
@@ -112,3 +122,13 @@ def translate(exc: Exception) -> StreamJobsError:
     if "maxmemory" in text:  # "OOM command not allowed when used memory > 'maxmemory'"
         return QueueFullError(f"Redis is out of memory, nothing was written: {text}")
     return StreamJobsError(f"Redis error: {text}")
+
+
+def lost_replies(replies: Sequence[Any]) -> list[Any]:
+    """A cluster pipeline's replies, where a connection that failed while its replies were
+    read is a `ReplyLost` (redis-py files the failure in each unread call's place, as if
+    Redis had refused the call, when the call may have run)."""
+    return [
+        ReplyLost(translate(r)) if isinstance(r, (rex.ConnectionError, rex.TimeoutError)) else r
+        for r in replies
+    ]

@@ -60,3 +60,11 @@ def check_written(wait: Wait, acknowledged: Any, outcomes: list[Any]) -> None:
     if all(isinstance(o, StreamJobsError) for o in outcomes):
         return
     wait.check(0 if isinstance(acknowledged, Exception) else acknowledged, outcomes)
+
+
+#: Why a queue on a Redis Cluster refuses `wait_replicas`: WAIT must follow each script on the
+#: connection to the node that ran it, which the cluster clients do not offer yet.
+CLUSTER_WAIT = (
+    "wait_replicas is not supported on a Redis Cluster yet (WAIT must follow each script on the "
+    "connection of the node that ran it); use wait_replicas=0 there"
+)

@@ -48,6 +48,8 @@ async def _translated(deadline: float) -> AsyncIterator[None]:
 class CoredisDriver:
     """Carries streamjobs' commands over one coredis connection pool."""
 
+    name = "coredis"
+
     def __init__(self, url: str, wait: Wait | None = None) -> None:
         # No retries inside the client: its default runs a command again after a lost reply,
         # scripts included, where every other driver raises RedisUnavailableError and leaves
@@ -57,6 +59,7 @@ class CoredisDriver:
         self._wait = wait
         #: What the pool's opening enters, in order: the sentinels' clients first, if any.
         self._contexts: list[Any] = []
+        self._client: coredis.Redis[str] | coredis.RedisCluster[str]
         if is_sentinel(url):
             from .sentinel import coredis_client
 
@@ -101,7 +104,9 @@ class CoredisDriver:
             return True
 
     @asynccontextmanager
-    async def _command(self, block: float = 0.0) -> AsyncIterator[coredis.Redis[str]]:
+    async def _command(
+        self, block: float = 0.0
+    ) -> AsyncIterator[coredis.Redis[str] | coredis.RedisCluster[str]]:
         """The client for one command, bounded in time (`block` seconds on top for a blocking
         one) and with its errors translated; a failed first command closes the pool again
         (see the module docstring). The pool opens outside the deadline's scope."""

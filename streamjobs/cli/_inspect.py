@@ -83,6 +83,7 @@ async def collect_info(svc: JobService) -> dict[str, Any]:
         "workers": metrics["workers"],
         "pools": pools(workers_from(snapshot, timings), now_ms / 1000),
         "maxmemory_policy": svc.queue.maxmemory_policy,
+        "topology": svc.queue.topology,
         "limits": limits_dicts(await svc.get_limits()),
     }  # fmt: skip
 

@@ -81,7 +81,8 @@ def _queue_table(data: dict[str, Any]) -> Table:
             ("failed, last minute", data["last_minute"]["failed"]),
             ("completed, all time", data["totals"]["completed"]),
             ("failed, all time", data["totals"]["failed"]),
-            ("maxmemory-policy", data["maxmemory_policy"] or "unknown")]  # fmt: skip
+            ("maxmemory-policy", data["maxmemory_policy"] or "unknown"),
+            ("served by", data.get("topology") or "Redis")]  # fmt: skip
     for name, value in rows:
         table.add_row(name, str(value))
     return table

@@ -67,6 +67,15 @@ def _records(client: redis.Redis, keys: QueueKeys) -> dict[str, dict[str, str]]:
     return records
 
 
+def _url(client: redis.Redis) -> str:
+    """The URL `client` reads from; for a `redis.RedisCluster` client (whose partitions may
+    be on any node), a primary of the cluster's current map."""
+    if isinstance(client, redis.RedisCluster):
+        node = client.get_primaries()[0]
+        return f"redis://{node.host}:{node.port}/0"
+    return "redis://{host}:{port}/{db}".format(**client.connection_pool.connection_kwargs)
+
+
 def _metrics(url: str, keys: QueueKeys) -> dict[str, Any]:
     async def read() -> dict[str, Any]:
         queue = RedisJobQueue(url, keys.key_prefix, name=keys.name)
@@ -234,7 +243,7 @@ def check_invariants(
     c.delayed_future(promote_slack)
     statuses = Counter(r.get("status", "") for r in c.records.values())
     foreign = [f for _, f in c.dead if not f.get("id")]
-    url = "redis://{host}:{port}/{db}".format(**client.connection_pool.connection_kwargs)
+    url = _url(client)
     metrics = _metrics(url, keys)
     problems = c.problems + _metric_problems(metrics, statuses, expired, len(foreign),
                                              len(c.dead))  # fmt: skip
