@@ -229,8 +229,25 @@ def observed_cost(results: dict[str, Result]) -> str | None:
             "plain streamjobs")  # fmt: skip
 
 
+def limited_cost(results: dict[str, Result]) -> list[str]:
+    """Rates with every job under a limit key with room, against plain streamjobs."""
+    if "streamjobs" not in results or "streamjobs_limited" not in results:
+        return []
+    found = []
+    for workload in ("enqueue-one", "enqueue-bulk", "e2e"):
+        plain = figure(results["streamjobs"], workload, "jobs_per_s")
+        limited = figure(results["streamjobs_limited"], workload, "jobs_per_s")
+        if isinstance(plain, str) or isinstance(limited, str) or not plain:
+            continue
+        found.append(f"streamjobs_limited (every job under a limit key with room, tenants "
+                     f"taking turns) runs {workload} at {limited / plain:.2f}x plain "
+                     "streamjobs")  # fmt: skip
+    return found
+
+
 def notes(results: dict[str, Result]) -> list[str]:
     found = [cost] if (cost := observed_cost(results)) else []
+    found += limited_cost(results)
     for peer, result in results.items():
         if "skipped" in result or "error" in result:
             found.append(f"{peer}: {result.get('skipped') or result.get('error')}")

@@ -30,6 +30,7 @@ from .models import (
     JobProgress,
     JobResult,
     JobStatus,
+    LimitInfo,
     WorkerInfo,
 )
 from .redis_queue import RedisJobQueue
@@ -51,6 +52,7 @@ __all__ = [
     "JobResult",
     "JobService",
     "JobStatus",
+    "LimitInfo",
     "PartialSubmitError",
     "QueueFullError",
     "RedisAuthError",

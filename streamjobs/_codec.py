@@ -58,6 +58,7 @@ class NewJob(NamedTuple):
     #: of them ends without completing: "cancel" or "run".
     depends_on: tuple[str, ...] = ()
     on_dependency_failure: str = "cancel"
+    limit_key: str | None = None  # a tenant: queued fairly by enqueue_fair.lua
 
 
 #: Deduplication modes: the first job stands until it is done, or for the window whatever it
@@ -209,6 +210,7 @@ def new_job(
     dedupe_key: object = None,
     dedupe_for: object = None,
     dedupe_mode: object = None,
+    limit_key: object = None,
     depends_on: object = None,
     on_dependency_failure: object = None,
 ) -> NewJob:
@@ -218,7 +220,7 @@ def new_job(
             handler, args, kwargs, priority=priority, timeout=timeout, max_retries=max_retries,
             retry_delay=retry_delay, retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
-            dedupe_mode=dedupe_mode,
+            dedupe_mode=dedupe_mode, limit_key=limit_key,
         )  # fmt: skip
         return dependent(job, depends_on, on_dependency_failure)
     deduped = (
@@ -247,7 +249,16 @@ def new_job(
         fields += ("args", args_json)
     if kwargs_json != "{}":
         fields += ("kwargs", kwargs_json)
-    return NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped)
+    job = NewJob(new_id, handler, prio, delay_ms, (*fields, *option_fields), deduped)
+    return job if limit_key is None else keyed(job, limit_key)
+
+
+def keyed(job: NewJob, limit_key: object) -> NewJob:
+    """`job` under a limit key (recorded as `limit_key`, queued fairly); InvalidJobError
+    unless the key is a non-empty str without spaces."""
+    if not isinstance(limit_key, str) or not _HANDLER.match(limit_key):
+        raise InvalidJobError("limit_key", f"{limit_key!r} must be a non-empty name without spaces")
+    return job._replace(fields=(*job.fields, "limit_key", limit_key), limit_key=limit_key)
 
 
 #: What a dependent job may do when a dependency ends without completing.
@@ -336,6 +347,9 @@ def new_jobs(
             if place is not None and (every or "partition_key" in spec or "depends_on" in spec):
                 spec = dict(spec)
                 key = spec.pop("partition_key", None)
+                tenant = spec.get("limit_key")  # a limit holds in one partition: its key's
+                if tenant and isinstance(tenant, str) and not spec.get("job_id"):
+                    key = key if spec.get("depends_on") else tenant
                 spec["job_id"] = place(
                     spec.get("job_id"), key, spec.get("dedupe_key"), spec.get("depends_on")
                 )
@@ -348,7 +362,7 @@ def new_jobs(
 _SUBMIT_KEYWORDS = frozenset(
     {"handler", "args", "kwargs", "priority", "timeout", "max_retries", "retry_delay",
      "retry_backoff", "job_id", "delay", "dedupe_key", "dedupe_for", "dedupe_mode",
-     "partition_key", "depends_on", "on_dependency_failure"}
+     "partition_key", "limit_key", "depends_on", "on_dependency_failure"}
 )  # fmt: skip
 
 

@@ -191,6 +191,32 @@ class QueueKeys:
         return (*self.all, *self.schedule_keys)
 
     @property
+    def limits(self) -> str:
+        """Hash of limit key -> "concurrency rate window_ms" (0 = none), set by set_limit.lua.
+        The limit names below are built in the scripts from the job prefix the same way
+        (`lua/_prelude.lua`): they share the queue's hash tag."""
+        return f"{self.base}limits"
+
+    @property
+    def limits_due(self) -> str:
+        """Sorted set of limit key -> when its rate window next opens (ms), for the promoter."""
+        return f"{self.base}limits:due"
+
+    def limit(self, key: str, part: str) -> str:
+        """One of a limit key's keys: `active` (set of the ids holding its slots), `log` (its
+        starts in the rate window), `waiting` (list of its jobs parked until it has room)."""
+        return f"{self.base}limit:{key}:{part}"
+
+    @property
+    def fair(self) -> str:
+        """Hash of "<priority>:<limit key>" -> the key's jobs in that stream not yet started."""
+        return f"{self.base}fair"
+
+    def fair_line(self, priority: int, key: str) -> str:
+        """The line of a limit key's jobs at a priority, waiting their turn in the stream."""
+        return f"{self.fair}:{priority}:{key}"
+
+    @property
     def dashboard_minutes(self) -> str:
         """Hash the dashboard samples completed/failed counters into, one field per minute."""
         return f"{self.base}dashboard:minutes"

@@ -59,11 +59,15 @@ def metrics_from(snapshot: list[Any], timings: Timings) -> dict[str, Any]:
     }
     ages = [int(age) for _, _, age in streams if int(age) >= 0]
     retrying = max(0, counters.get("retrying", 0))
+    # PENDING jobs out of the streams: parked under a limit, or in their key's line
+    limited, in_line = max(0, counters.get("limited", 0)), max(0, counters.get("in_line", 0))
     workers = workers_from(snapshot, timings)
     busy = sum(1 for w in workers if w.status == "busy")
     return {
         "queue": {
-            "pending": sum(by_priority.values()),
+            "pending": sum(by_priority.values()) + limited + in_line,
+            "limited": limited,
+            "in_line": in_line,
             "running": sum(running_by_priority.values()),
             "scheduled": max(0, delayed - retrying),
             # waiting for their dependencies (depends_on) to complete

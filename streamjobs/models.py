@@ -143,3 +143,17 @@ class WorkerInfo:
     current_job: str | None = None
     last_heartbeat: float = 0.0
     loop_lag: float = 0.0
+
+
+@dataclass(frozen=True)
+class LimitInfo:
+    """A limit key's limit and what it holds now, summed over the partitions: `rate` as set
+    ("100/s"), `held_back` says what keeps its waiting jobs from starting ("concurrency",
+    "rate", or None when nothing does)."""
+
+    key: str
+    concurrency: int | None
+    rate: str | None
+    running: int
+    waiting: int
+    held_back: str | None = None

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import anyio
 
-from . import _codec
+from . import _codec, _limits
 from ._drivers import Driver, open_driver
 from ._drivers._pipeline import ReplyLost
 from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT, wait_for
@@ -37,11 +37,13 @@ from .errors import (
     ReplicationError,
     StreamJobsError,
 )
-from .models import CancelOutcome, JobDefinition, JobStatus
+from .models import CancelOutcome, JobDefinition, JobStatus, LimitInfo
 
 DEFAULT_URL = "redis://localhost:6379/0"
 #: Jobs per enqueue.lua call in a bulk submit: calls stay short, so Redis never stalls long.
 ENQUEUE_CHUNK = 200
+#: The script that submits jobs, by whether they carry a limit key (queued fairly).
+ENQUEUE = {False: "enqueue", True: "enqueue_fair"}
 MIN_REDIS = (6, 2)
 #: How long a pool's control list outlives its last push (ms): a live pool pops at once, and
 #: one that died leaves nothing behind for long.
@@ -517,13 +519,20 @@ class RedisJobQueue:
 
     # -- submitting -----------------------------------------------------------------------
 
-    def enqueue_calls(self, jobs: Sequence[_codec.NewJob]) -> list[tuple[Any, ...]]:
-        """enqueue.lua's ARGV for validated jobs, ENQUEUE_CHUNK jobs per call."""
+    def enqueue_calls(
+        self, jobs: Sequence[_codec.NewJob], fair: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """enqueue.lua's ARGV for validated jobs, ENQUEUE_CHUNK jobs per call; with `fair`,
+        enqueue_fair.lua's (jobs with a limit key: the key after the delay)."""
         calls = []
         for start in range(0, len(jobs), ENQUEUE_CHUNK):
             flat: list[Any] = []
             for job in jobs[start : start + ENQUEUE_CHUNK]:
-                flat += (job.id, int(job.priority), job.delay_ms, len(job.fields), *job.fields)
+                if fair:
+                    flat += (job.id, int(job.priority), job.delay_ms, job.limit_key)
+                    flat += (len(job.fields), *job.fields)
+                else:
+                    flat += (job.id, int(job.priority), job.delay_ms, len(job.fields), *job.fields)
             calls.append(self.script_args(*flat))
         return calls
 
@@ -538,10 +547,11 @@ class RedisJobQueue:
     async def enqueue(self, job: _codec.NewJob) -> bool:
         """Write a validated job; False when its id already had a record (nothing written).
         A replication shortfall raises ReplicationError naming the job (it was written)."""
-        [call] = self.enqueue_calls([job])
+        fair = job.limit_key is not None
+        [call] = self.enqueue_calls([job], fair)
         keys = self.keys if self._n == 1 else self.keys_of(job.id)
         try:
-            [code] = await self.driver.eval(script("enqueue"), keys.all, call)
+            [code] = await self.driver.eval(script(ENQUEUE[fair]), keys.all, call)
         except ReplicationError as exc:
             raise exc.for_jobs([job.id]) from None
         return bool(code)
@@ -549,11 +559,25 @@ class RedisJobQueue:
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
         """Write many jobs in one round trip per partition; each chunk of them is one atomic
         enqueue on one partition (see `enqueued` for what a failed chunk raises, and
-        `enqueued_replicated` for a replication shortfall)."""
+        `enqueued_replicated` for a replication shortfall). Jobs with a limit key go in
+        chunks of their own, queued fairly (enqueue_fair.lua)."""
+        keyed = [i for i, job in enumerate(jobs) if job.limit_key is not None]
+        if not keyed:
+            return await self._enqueue_many(jobs, False)
+        plain = [i for i, job in enumerate(jobs) if job.limit_key is None]
+        codes = [False] * len(jobs)
+        for at, fair in ((plain, False), (keyed, True)):
+            if at:
+                for i, code in zip(at, await self._enqueue_many([jobs[i] for i in at], fair)):
+                    codes[i] = code
+        return codes
+
+    async def _enqueue_many(self, jobs: Sequence[_codec.NewJob], fair: bool) -> list[bool]:
+        name = ENQUEUE[fair]
         if self._n == 1:
-            calls = self.enqueue_calls(jobs)
+            calls = self.enqueue_calls(jobs, fair)
             try:
-                replies = await self.driver.eval_many(script("enqueue"), self.keys.all, calls)
+                replies = await self.driver.eval_many(script(name), self.keys.all, calls)
             except ReplicationError as exc:
                 raise enqueued_replicated(jobs, exc) from None
             return enqueued(jobs, replies)
@@ -561,9 +585,9 @@ class RedisJobQueue:
 
         async def send(p: int, at: list[int]) -> list[tuple[Sequence[int], Any]]:
             part = [jobs[i] for i in at]
-            calls = self.enqueue_calls(part)
+            calls = self.enqueue_calls(part, fair)
             try:
-                replies = await self.driver.eval_many(script("enqueue"), self.parts[p].all, calls)
+                replies = await self.driver.eval_many(script(name), self.parts[p].all, calls)
             except ReplicationError as exc:
                 raise enqueued_replicated(part, exc) from None
             starts = range(0, len(at), ENQUEUE_CHUNK)
@@ -727,6 +751,24 @@ class RedisJobQueue:
         """Queue a dead-lettered job again with fresh attempts."""
         keys = self.keys_of(job_id)
         return bool(await self._run_strict("retry_dead_letter", job_id, keys=keys))
+
+    # -- limits ---------------------------------------------------------------------------
+
+    async def set_limit(self, key: str, concurrency: int | None, rate: str | None) -> None:
+        """Set a limit key's limit in every partition (see `_limits.limit_args`): jobs with
+        an explicit limit key all live in its partition, so that one enforces it."""
+        args = _limits.limit_args(key, concurrency, rate)
+        await self._each(lambda k, p: self._run("set_limit", *args, keys=k))
+
+    async def remove_limit(self, key: str) -> bool:
+        """Drop a limit key's limit everywhere, its parked jobs queued again; False when it
+        had none."""
+        name = _limits.check_key(key)
+        return any(await self._each(lambda k, p: self._run("remove_limit", name, keys=k)))
+
+    async def get_limits(self) -> list[LimitInfo]:
+        """Every limit with its running and waiting jobs, by key."""
+        return _limits.limits_from(await self._each(lambda k, p: self._run("get_limits", keys=k)))
 
     # -- working --------------------------------------------------------------------------
 

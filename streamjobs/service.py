@@ -34,6 +34,7 @@ from .models import (
     JobProgress,
     JobResult,
     JobStatus,
+    LimitInfo,
     WorkerInfo,
 )
 from .redis_queue import RedisJobQueue, gather
@@ -168,6 +169,7 @@ class JobService:
         dedupe_for: float | timedelta | None = None,
         dedupe_mode: DedupeMode | None = None,
         partition_key: str | None = None,
+        limit_key: str | None = None,
         depends_on: Iterable[str] | None = None,
         on_dependency_failure: DependencyFailure | None = None,
     ) -> str:
@@ -191,7 +193,14 @@ class JobService:
 
         With many partitions, jobs sharing a `partition_key` share a partition (a `job_id`
         decides its own; else a `dedupe_key` picks it; none: jobs are spread evenly); with
-        one, it is ignored."""
+        one, it is ignored.
+
+        `limit_key` names the limit the job counts against (see `set_limit`; its handler's
+        name when not given) and makes it a tenant of fair service: keyed jobs of one
+        priority start round-robin over their keys. With many partitions it decides the
+        job's partition, so that one partition enforces the key's limit."""
+        if limit_key is not None and job_id is None and not depends_on:
+            partition_key = limit_key  # a limit holds in one partition: its key's
         if partition_key is not None or self._queue.partition_count > 1:
             job_id = self._queue.place(job_id, partition_key, dedupe_key, depends_on)
         job = _codec.new_job(
@@ -199,7 +208,7 @@ class JobService:
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
-            dedupe_mode=dedupe_mode, depends_on=depends_on,
+            dedupe_mode=dedupe_mode, limit_key=limit_key, depends_on=depends_on,
             on_dependency_failure=on_dependency_failure,
         )  # fmt: skip
         if self._queue.observers:
@@ -265,6 +274,29 @@ class JobService:
         """Write jobs as the observers see fit (a trace's context added to each, say)."""
         with self._queue.observers.submitting(specs) as observed:
             return await self._queue.submit(observed)
+
+    async def set_limit(
+        self, key: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> None:
+        """Limit the jobs of a limit key (a job's `limit_key`, else its handler's name) in
+        every pool and process: at most `concurrency` running at once, at most `rate` starts
+        ("100/s", "600/m", "10000/h") in any window of that period. A job with no room waits
+        outside the streams, its attempts untouched, until a slot frees or the window moves.
+        Setting it again replaces it. Bad input raises ConfigurationError, writing nothing.
+
+        With many partitions the limit is written to each; jobs with an explicit
+        `limit_key` all live in that key's partition, which enforces it exactly. Jobs
+        limited by their handler's name are spread over the partitions, each holding the
+        limit on its own: give them `limit_key=<handler>` for one cap over the queue."""
+        await self._queue.set_limit(key, concurrency, rate)
+
+    async def remove_limit(self, key: str) -> bool:
+        """Drop a key's limit; its waiting jobs are queued at once. False when it had none."""
+        return await self._queue.remove_limit(key)
+
+    async def get_limits(self) -> list[LimitInfo]:
+        """Every limit set, with its running and waiting jobs and what holds them back."""
+        return await self._queue.get_limits()
 
     async def cancel_job(self, job_id: str) -> CancelOutcome:
         """Cancel a job, from any process. Before it started (pending, scheduled, waiting to

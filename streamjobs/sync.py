@@ -20,7 +20,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from . import _codec, _schedules
+from . import _codec, _limits, _schedules
 from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._keys import QueueKeys
 from ._metrics import metrics_from
@@ -36,9 +36,11 @@ from .models import (
     JobPriority,
     JobResult,
     JobStatus,
+    LimitInfo,
 )
 from .redis_queue import (
     CONTROL_TTL_MS,
+    ENQUEUE,
     ENQUEUE_CHUNK,
     RedisJobQueue,
     cancel_outcome,
@@ -147,15 +149,18 @@ class SyncJobClient:
         dedupe_for: float | timedelta | None = None,
         dedupe_mode: DedupeMode | None = None,
         partition_key: str | None = None,
+        limit_key: str | None = None,
         depends_on: Iterable[str] | None = None,
         on_dependency_failure: DependencyFailure | None = None,
     ) -> str:
         """Queue a job and return its id, exactly as `JobService.submit_job` does: invalid
         input raises InvalidJobError naming the field and writes nothing; a `job_id` that
         already has a record enqueues nothing; with a `dedupe_key`, the id returned is that
-        of the job standing for the key; `partition_key`, `depends_on` and
+        of the job standing for the key; `partition_key`, `limit_key`, `depends_on` and
         `on_dependency_failure` as there."""
         q = self._parts()
+        if limit_key is not None and job_id is None and not depends_on:
+            partition_key = limit_key  # a limit holds in one partition: its key's
         if partition_key is not None or q.partition_count > 1:
             job_id = q.place(job_id, partition_key, dedupe_key, depends_on)
         job = _codec.new_job(
@@ -163,7 +168,7 @@ class SyncJobClient:
             priority=priority, timeout=timeout, max_retries=max_retries, retry_delay=retry_delay,
             retry_backoff=retry_backoff, job_id=job_id, delay=delay,
             max_payload=self._queue.max_payload, dedupe_key=dedupe_key, dedupe_for=dedupe_for,
-            dedupe_mode=dedupe_mode, depends_on=depends_on,
+            dedupe_mode=dedupe_mode, limit_key=limit_key, depends_on=depends_on,
             on_dependency_failure=on_dependency_failure,
         )  # fmt: skip
         if q.observers:
@@ -179,9 +184,10 @@ class SyncJobClient:
                 return deduped_id(self._driver.eval(script("enqueue_deduped"), keys, call))
             except ReplicationError as exc:
                 raise exc.for_jobs([deduped_id(exc.reply)]) from None
-        [call] = q.enqueue_calls([job])
+        fair = job.limit_key is not None
+        [call] = q.enqueue_calls([job], fair)
         try:
-            self._driver.eval(script("enqueue"), q.keys_of(job.id).all, call)
+            self._driver.eval(script(ENQUEUE[fair]), q.keys_of(job.id).all, call)
         except ReplicationError as exc:
             raise exc.for_jobs([job.id]) from None
         return job.id
@@ -268,21 +274,32 @@ class SyncJobClient:
         return submitted(specs, plain, deduped, replies)
 
     def _write_plain(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob]) -> None:
-        """Write jobs without a dedupe key: one pipeline of enqueue.lua chunks per partition
-        (a replication shortfall names the jobs written, see `enqueued_replicated`)."""
+        """Write jobs without a dedupe key: one pipeline of enqueue.lua chunks per partition,
+        those with a limit key in chunks of their own, queued fairly (enqueue_fair.lua), as
+        the queue does (a replication shortfall names the jobs written, see
+        `enqueued_replicated`)."""
+        keyed = [job for job in specs if job.limit_key is not None]
+        if keyed:
+            self._write_chunks(q, keyed, True)
+            specs = [job for job in specs if job.limit_key is None]
+        if specs:
+            self._write_chunks(q, specs, False)
+
+    def _write_chunks(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob], fair: bool) -> None:
+        name = ENQUEUE[fair]
         if q.partition_count == 1:
-            calls = q.enqueue_calls(specs)
+            calls = q.enqueue_calls(specs, fair)
             try:
-                replies = self._driver.eval_many(script("enqueue"), q.keys.all, calls)
+                replies = self._driver.eval_many(script(name), q.keys.all, calls)
             except ReplicationError as exc:
                 raise enqueued_replicated(specs, exc) from None
             enqueued(specs, replies)
             return
         chunks: list[tuple[list[int], Any]] = []
         for p, at in q.by_partition([job.id for job in specs]).items():
-            calls = q.enqueue_calls([specs[i] for i in at])
+            calls = q.enqueue_calls([specs[i] for i in at], fair)
             try:
-                replies = self._driver.eval_many(script("enqueue"), q.parts[p].all, calls)
+                replies = self._driver.eval_many(script(name), q.parts[p].all, calls)
             except ReplicationError as exc:
                 raise enqueued_replicated([specs[i] for i in at], exc) from None
             starts = range(0, len(at), ENQUEUE_CHUNK)
@@ -293,6 +310,24 @@ class SyncJobClient:
         """Write jobs as the observers see fit (a trace's context added to each, say)."""
         with self._queue.observers.submitting(specs) as observed:
             return self._write(observed)
+
+    def set_limit(
+        self, key: str, *, concurrency: int | None = None, rate: str | None = None
+    ) -> None:
+        """Set a limit key's limit, as `JobService.set_limit` does (in every partition)."""
+        q = self._parts()
+        args = _limits.limit_args(key, concurrency, rate)
+        for keys in q.parts:
+            self._run("set_limit", *args, keys=keys)
+
+    def remove_limit(self, key: str) -> bool:
+        """Drop a key's limit, its waiting jobs queued again; False when it had none."""
+        name = _limits.check_key(key)
+        return any([bool(self._run("remove_limit", name, keys=k)) for k in self._parts().parts])
+
+    def get_limits(self) -> list[LimitInfo]:
+        """Every limit set, with its running and waiting jobs, as `JobService.get_limits`."""
+        return _limits.limits_from([self._run("get_limits", keys=k) for k in self._parts().parts])
 
     def cancel_job(self, job_id: str) -> CancelOutcome:
         """Cancel a job, as `JobService.cancel_job` does: CANCELLED before it started,

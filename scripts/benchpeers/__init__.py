@@ -6,10 +6,10 @@ import importlib
 
 from ._peer import Peer
 
-PEERS = ("streamjobs", "streamjobs_observed", "arq", "saq", "streaq", "taskiq", "rq", "celery",
-         "dramatiq", "huey")  # fmt: skip
+PEERS = ("streamjobs", "streamjobs_observed", "streamjobs_limited", "arq", "saq", "streaq",
+         "taskiq", "rq", "celery", "dramatiq", "huey")  # fmt: skip
 #: Variants of streamjobs itself: shown beside it, never counted as a peer to beat.
-OWN = ("streamjobs", "streamjobs_observed")
+OWN = ("streamjobs", "streamjobs_observed", "streamjobs_limited")
 
 
 def load(name: str) -> type[Peer]:

@@ -1,9 +1,9 @@
 """The `streamjobs` command: worker processes and the operator's inspection tools.
 
 `streamjobs worker MODULE:ATTR` runs an app's handlers; `info`, `workers`, `jobs show`,
-`events`, `dead-letters`, `schedules` and `submit` inspect and steer a queue. Every failure an
-operator can fix prints one line on stderr and exits 1; usage errors print one line too and
-exit 2.
+`events`, `dead-letters`, `schedules`, `limits` and `submit` inspect and steer a queue.
+Every failure an operator can fix prints one line on stderr and exits 1; usage errors print
+one line too and exit 2.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import anyio
 
 from ..errors import StreamJobsError
 from ..service import JobService
-from . import _dead, _inspect, _logs, _parser, _prom, _sched, _submit, _web
+from . import _dead, _inspect, _limits, _logs, _parser, _prom, _sched, _submit, _web
 from ._app import load_service, worker_service
 from ._common import CliError, open_service
 from ._supervisor import Supervisor, child_argv
@@ -45,6 +45,9 @@ COMMANDS: dict[str, Command] = {
     "schedules resume": lambda svc, o: _sched.resume(svc, o.name, o.json),
     "schedules trigger": lambda svc, o: _sched.trigger(svc, o.name, o.json),
     "schedules remove": lambda svc, o: _sched.remove(svc, o.name, o.json),
+    "limits set": _limits.set_limit,
+    "limits list": lambda svc, o: _limits.list_limits(svc, o.json),
+    "limits remove": lambda svc, o: _limits.remove(svc, o.key, o.json),
     "submit": _submit.submit,
 }
 

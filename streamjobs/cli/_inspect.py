@@ -15,6 +15,7 @@ from ..redis_queue import RedisJobQueue, newest_first
 from ..service import JobService
 from . import _render
 from ._common import CliError, console, print_json
+from ._limits import limits_dicts
 
 #: "Completed/failed in the last minute" counts job.completed and job.failed events (the
 #: latter includes dead letters) whose stream entry id falls in the last 60 s of server time.
@@ -83,6 +84,7 @@ async def collect_info(svc: JobService) -> dict[str, Any]:
         "pools": pools(workers_from(snapshot, timings), now_ms / 1000),
         "maxmemory_policy": svc.queue.maxmemory_policy,
         "topology": svc.queue.topology,
+        "limits": limits_dicts(await svc.get_limits()),
     }  # fmt: skip
 
 

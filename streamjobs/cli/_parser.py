@@ -159,6 +159,28 @@ def _schedules(sub: argparse._SubParsersAction[_Parser]) -> None:
         one.set_defaults(command=f"schedules {action}")
 
 
+def _limits(sub: argparse._SubParsersAction[_Parser]) -> None:
+    conn = _connection()
+    p = sub.add_parser("limits", help="set, list or remove limits per limit key",
+                       description="A limit key is a job's limit_key, else its handler's name. "
+                       "Limits hold across every pool and process; a job without room waits "
+                       "outside the streams until its key has room.")  # fmt: skip
+    actions = p.add_subparsers(required=True)
+    put = actions.add_parser("set", parents=[conn], help="set (or replace) a key's limit")
+    put.add_argument("key", metavar="KEY")
+    put.add_argument("--concurrency", type=int, default=None, metavar="N",
+                     help="most of the key's jobs running at once")  # fmt: skip
+    put.add_argument("--rate", default=None, metavar="R",
+                     help="most starts per second, minute or hour: 100/s, 600/m, 10000/h")
+    put.set_defaults(command="limits set")
+    actions.add_parser("list", parents=[conn], help="every limit, its running and waiting jobs "
+                       "and what holds them back").set_defaults(command="limits list")  # fmt: skip
+    drop = actions.add_parser("remove", parents=[conn], help="drop a key's limit; its waiting "
+                              "jobs are queued at once")  # fmt: skip
+    drop.add_argument("key", metavar="KEY")
+    drop.set_defaults(command="limits remove")
+
+
 def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser("submit", parents=[_connection()], help="queue a job")
     p.add_argument("handler", metavar="HANDLER")
@@ -177,6 +199,9 @@ def _submit(sub: argparse._SubParsersAction[_Parser]) -> None:
                    help="until_done (default), throttle or debounce")  # fmt: skip
     p.add_argument("--partition-key", default=None,
                    help="jobs with the same key share a partition (not with --job-id)")  # fmt: skip
+    p.add_argument("--limit-key", default=None,
+                   help="the limit the job counts against, and its tenant for fair turns "
+                   "(default: its handler's name, no turns)")  # fmt: skip
     p.set_defaults(command="submit")
 
 
@@ -208,6 +233,8 @@ def build() -> argparse.ArgumentParser:
         prog="streamjobs", description="Run and inspect streamjobs queues on Redis Streams."
     )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    for add in (_worker, _inspection, _dead_letters, _schedules, _submit, _metrics, _web):
+    for add in (
+        _worker, _inspection, _dead_letters, _schedules, _limits, _submit, _metrics, _web,
+    ):
         add(sub)
     return parser

@@ -101,10 +101,25 @@ def _pools_table(pools: list[dict[str, Any]]) -> Table:
     return table
 
 
+def limits_table(limits: list[dict[str, Any]]) -> Table:
+    """Per limit key: its waiting jobs and what holds them back."""
+    table = Table(title="limits")
+    for column in ("key", "concurrency", "rate", "running", "waiting", "held back by"):
+        table.add_column(column, justify="right" if column in ("running", "waiting") else "left")
+    for lim in limits:
+        table.add_row(
+            lim["key"], str(lim["concurrency"] or "-"), lim["rate"] or "-", str(lim["running"]),
+            str(lim["waiting"]), lim["held_back"] or "",
+        )  # fmt: skip
+    return table
+
+
 def info(out: Console, data: dict[str, Any]) -> None:
     """`streamjobs info` for people: the queue's numbers, then its worker processes."""
     out.print(_queue_table(data))
     out.print(_pools_table(data["pools"]))
+    if data.get("limits"):
+        out.print(limits_table(data["limits"]))
 
 
 def job(out: Console, view: dict[str, Any]) -> None:

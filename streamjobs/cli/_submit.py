@@ -36,7 +36,7 @@ async def submit(svc: JobService, opts: Any) -> int:
             opts.handler, args, kwargs, priority=opts.priority, timeout=opts.timeout,
             max_retries=opts.max_retries, job_id=opts.job_id, delay=opts.delay,
             dedupe_key=opts.dedupe_key, dedupe_for=opts.dedupe_for, dedupe_mode=opts.dedupe_mode,
-            partition_key=opts.partition_key,
+            partition_key=opts.partition_key, limit_key=opts.limit_key,
         )  # fmt: skip
     except InvalidJobError as exc:
         raise CliError(f"job refused: {exc}") from None

@@ -274,6 +274,171 @@ local function bury_raw(stream, entry, fields, reason, now)
   emit('job.dead_letter', '', now, {'error', reason, 'reason', reason, 'entry', entry})
 end
 
+-- Limits (set_limit.lua). LIMITS: hash of limit key -> "concurrency rate window_ms" (0 =
+-- none). Per limited key: <base>limit:<key>:active, set of the ids of its jobs holding a slot;
+-- :log, sorted set of its starts within the rate window (by time, ms); :waiting, list of its
+-- jobs parked outside the streams until it has room. LIMITS_DUE: sorted set of limit key ->
+-- when its rate window next opens (ms), read by promote.lua. A job's limit key is its
+-- `limit_key` field, else its handler. The names are built from the job prefix, which carries
+-- the queue's hash tag, so every one of them lives in the partition's slot.
+local LIMIT_BASE = string.sub(JOB_PREFIX, 1, -5)
+local LIMITS = LIMIT_BASE .. 'limits'
+local LIMITS_DUE = LIMIT_BASE .. 'limits:due'
+local limit_state = {}
+
+local function limit_name(lkey, part)
+  return LIMIT_BASE .. 'limit:' .. lkey .. ':' .. part
+end
+
+-- True when any limit is set: read once per script call, the one cost a job without a
+-- limit pays.
+local function limited()
+  if limit_state.on == nil then limit_state.on = redis.call('EXISTS', LIMITS) == 1 end
+  return limit_state.on
+end
+
+-- A limit's spec as concurrency, rate, window (ms).
+local function limit_spec(spec)
+  local c, r, w = string.match(spec, '^(%d+) (%d+) (%d+)$')
+  return tonumber(c), tonumber(r), tonumber(w)
+end
+
+-- Wake the promoter when `due` is sooner than anything it waits for.
+local function limit_wake_promoter(due)
+  local first = redis.call('ZRANGE', LIMITS_DUE, 0, 0, 'WITHSCORES')
+  if not first[2] or tonumber(first[2]) > due then wake_if_first(due) end
+end
+
+-- Move up to `n` jobs parked under `lkey` back to the tail of their streams, PENDING, and
+-- wake readers for them. Returns how many moved.
+local function limit_wake(lkey, n)
+  local waiting, moved = limit_name(lkey, 'waiting'), 0
+  while moved < n do
+    local job_id = redis.call('LPOP', waiting)
+    if not job_id then break end
+    redis.call('HINCRBY', STATS, 'limited', -1)
+    local key = JOB_PREFIX .. job_id
+    local s = redis.call('HMGET', key, 'status', 'priority', 'parked')
+    if s[1] == 'PENDING' and s[3] then
+      redis.call('HDEL', key, 'parked')
+      push(key, job_id, s[2])
+      moved = moved + 1
+    end
+  end
+  signal_ready(moved)
+  return moved
+end
+
+-- How many jobs of `lkey` may start now under `spec`, and, when its rate is what holds it
+-- back, the time its window opens for one more start given `extra` starts about to come.
+-- `held`: slots counted already for the caller's job (1 when it was just added to them).
+local function limit_room(lkey, spec, now, extra, held)
+  local c, r, w = limit_spec(spec)
+  local room = 1e9
+  if c > 0 then room = c + held - redis.call('SCARD', limit_name(lkey, 'active')) end
+  if r == 0 then return room, nil end
+  local log = limit_name(lkey, 'log')
+  redis.call('ZREMRANGEBYSCORE', log, '-inf', now - w)
+  local count = redis.call('ZCARD', log)
+  if r - count < room then room = r - count end
+  local k = count + extra - r  -- the start whose leaving the window makes room
+  if k < 0 then return room, nil end
+  local at = redis.call('ZRANGE', log, k, k, 'WITHSCORES')
+  return room, (at[2] and tonumber(at[2]) or now) + w
+end
+
+-- Park job `job_id` (its record at `key`) under `lkey` until there is room: out of the
+-- streams, PENDING, its attempts untouched; `due` is when its rate window opens, if that is
+-- what holds it back. The stats' 'limited' gauge counts the jobs parked. Emits job.limited
+-- with the key and what holds it back ('concurrency' or 'rate').
+local function limit_park(key, job_id, lkey, due, now)
+  emit('job.limited', job_id, now, {'key', lkey, 'by', due and 'rate' or 'concurrency'})
+  redis.call('RPUSH', limit_name(lkey, 'waiting'), job_id)
+  redis.call('HINCRBY', STATS, 'limited', 1)
+  redis.call('HSET', key, 'parked', lkey)
+  redis.call('HDEL', key, 'entry')
+  if due then
+    limit_wake_promoter(due)
+    redis.call('ZADD', LIMITS_DUE, 'LT', due, lkey)
+  end
+end
+
+-- Admit a job about to start under its key's limit (true), taking a slot and logging the
+-- start; or park it (false). A job that holds its slot already (taken over by reclaim after
+-- its worker died) keeps it: it is counted in first, and out again when parked.
+local function limit_admit(key, job_id, lkey, now)
+  local spec = redis.call('HGET', LIMITS, lkey)
+  if not spec then return true end
+  local active = limit_name(lkey, 'active')
+  if redis.call('SADD', active, job_id) == 0 then return true end
+  local room, due = limit_room(lkey, spec, now, 0, 1)
+  if room <= 0 then
+    redis.call('SREM', active, job_id)
+    limit_park(key, job_id, lkey, due, now)
+    return false
+  end
+  local _, r, w = limit_spec(spec)
+  if r > 0 then
+    local log = limit_name(lkey, 'log')
+    redis.call('ZADD', log, now, job_id .. '@' .. now)
+    redis.call('PEXPIRE', log, w)
+  end
+  return true
+end
+
+-- Give back the slot a job holds under its limit key, if any, and move one parked job of
+-- that key back to its stream. Called by every script that ends a running attempt.
+local function limit_release(key, job_id)
+  if not limited() then return end
+  local s = redis.call('HMGET', key, 'limit_key', 'handler')
+  local lkey = s[1] or s[2]
+  if not lkey or redis.call('SREM', limit_name(lkey, 'active'), job_id) == 0 then return end
+  limit_wake(lkey, 1)
+end
+
+-- Move as many parked jobs of `lkey` back to their streams as it has room for now; when some
+-- still wait on its rate, note when its window opens next (LIMITS_DUE).
+local function limit_resume(lkey, now)
+  local spec = redis.call('HGET', LIMITS, lkey)
+  if not spec then return 0 end
+  local room = limit_room(lkey, spec, now, 0, 0)
+  local moved = room > 0 and limit_wake(lkey, room) or 0
+  if redis.call('LLEN', limit_name(lkey, 'waiting')) > 0 then
+    local _, due = limit_room(lkey, spec, now, moved, 0)
+    if due then
+      redis.call('ZADD', LIMITS_DUE, 'LT', due, lkey)
+    end
+  end
+  return moved
+end
+
+-- Fair service: a job submitted with a limit_key (a tenant) enters its priority stream only
+-- while its key has fewer than FAIR_AHEAD jobs there not yet started (FAIR: hash of
+-- "<priority>:<key>" -> that count); the rest wait in line in the key's list
+-- (<base>fair:<priority>:<key>), out of the streams. Each time one of its jobs leaves the
+-- stream (starts, is parked or cancelled), the next in its line takes its place at the tail:
+-- keys with work take turns in the stream, however many jobs each has waiting. The stats'
+-- 'in_line' gauge counts the jobs in lines.
+local FAIR = LIMIT_BASE .. 'fair'
+local FAIR_AHEAD = 8
+local fair_state = {fed = 0}
+
+-- A keyed job counted in its stream left it (started, parked or cancelled): the next job in
+-- its key's line takes its place at the tail of the stream.
+local function fair_left(key, priority, lkey)
+  local slot = priority .. ':' .. lkey
+  redis.call('HDEL', key, 'fair')
+  local nxt = redis.call('LPOP', FAIR .. ':' .. slot)
+  if nxt then  -- takes the place left in the stream: the count stays
+    redis.call('HINCRBY', STATS, 'in_line', -1)
+    local entry = redis.call('XADD', stream_of(priority), '*', 'id', nxt)
+    redis.call('HSET', JOB_PREFIX .. nxt, 'status', 'PENDING', 'entry', entry, 'fair', 'stream')
+    fair_state.fed = fair_state.fed + 1
+  elseif redis.call('HINCRBY', FAIR, slot, -1) <= 0 then
+    redis.call('HDEL', FAIR, slot)
+  end
+end
+
 -- Set `name` in a flat record read by HGETALL, `at` mapping each field to its value's index.
 local function set_field(record, at, name, value)
   if at[name] then
@@ -307,6 +472,14 @@ local function start_entry(index, entry, fields, owner, now, lease_ms)
   for i = 1, #record, 2 do at[record[i]] = i + 1 end
   if record[at.status] ~= 'PENDING' or (at.entry and record[at.entry]) ~= entry then
     drop_entry(stream, entry)
+    return nil
+  end
+  if at.fair and record[at.fair] == 'stream' then  -- its key's next takes its place
+    fair_left(key, at.priority and record[at.priority] or '10', record[at.limit_key])
+  end
+  if limited() and not limit_admit(key, job_id, record[at.limit_key] or record[at.handler], now)
+  then
+    drop_entry(stream, entry)  -- parked under its limit key until there is room
     return nil
   end
   local attempt = (at.attempts and tonumber(record[at.attempts]) or 0) + 1

@@ -35,6 +35,7 @@ for _, i in ipairs(fresh) do
   redis.call('HSET', key, 'result', ARGV[i + 5], 'status', 'COMPLETED', 'finished_at', now)
   redis.call('PEXPIRE', key, RESULT_TTL_MS)
   emit('job.completed', ARGV[i], now, {'attempt', ARGV[i + 2]})
+  limit_release(key, ARGV[i])
 end
 if #fresh > 0 then redis.call('HINCRBY', STATS, 'completed', #fresh) end
 for _, i in ipairs(waited_for) do

@@ -13,6 +13,7 @@ local key = JOB_PREFIX .. job_id
 local check = settle_check(key, owner, attempt)
 if check ~= 'ok' then return check == 'done' and 1 or 0 end
 drop_entry(STREAMS[index], entry)
+limit_release(key, job_id)
 redis.call('HSET', key, 'traceback', ARGV[11] or '')
 bury(key, job_id, error, reason, now_ms())
 return 1

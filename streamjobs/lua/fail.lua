@@ -15,6 +15,7 @@ local now = now_ms()
 drop_entry(STREAMS[index], entry)
 redis.call('HSET', key, 'error', error, 'traceback', ARGV[10] or '')
 finish(key, 'FAILED', now)
+limit_release(key, job_id)
 redis.call('HINCRBY', STATS, 'failed', 1)
 emit('job.failed', job_id, now, {'status', 'FAILED', 'error', error, 'attempt', attempt})
 if dependents then signal_ready(release_dependents(job_id, 'FAILED', nil, now)) end

@@ -13,7 +13,8 @@ ARGV 4 consumer, 5 count, 6 lease (ms: this pool's, recorded for the jobs it sta
 one for entries with none), 7 max crashes, 8-11 scan cursors per stream (entry ids, '0-0' to
 start over; kept by the caller between passes).
 Returns {cursors (4), started jobs as in start.lua}.
-Events: job.lost per crash counted; job.started; job.dead_letter past max crashes.
+Events: job.lost per crash counted; job.started (or job.limited, see start.lua);
+job.dead_letter past max crashes.
 ]]
 local owner, count = ARGV[4], tonumber(ARGV[5])
 local lease_ms, max_crashes = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -56,6 +57,7 @@ local function take_over(index, entry, fields, job_id, s, lease)
       bury(key, job_id, 'its worker was lost ' .. crashes .. ' times while running it',
            'worker lost', now)
       redis.call('HDEL', key, 'owner', 'lease')  -- its attempt is over: a late word is stale
+      limit_release(key, job_id)
       return
     end
     redis.call('HSET', key, 'status', 'PENDING')

@@ -29,6 +29,7 @@ local function hand_back(stream, entry)
   if s[1] == 'RUNNING' and s[3] == owner then
     redis.call('HINCRBY', key, 'attempts', -1)
     redis.call('HDEL', key, 'owner', 'started_at')
+    limit_release(key, job_id)
   elseif s[1] ~= 'PENDING' then
     return
   end

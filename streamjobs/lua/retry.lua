@@ -13,6 +13,7 @@ if check ~= 'ok' then return check == 'done' and 1 or 0 end
 local now = now_ms()
 local due = now + delay_ms
 drop_entry(STREAMS[index], entry)
+limit_release(key, job_id)
 redis.call('HSET', key, 'status', 'RETRYING', 'error', error, 'retry_at', due,
            'traceback', ARGV[11] or '')
 wake_if_first(due)
