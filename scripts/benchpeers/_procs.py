@@ -48,31 +48,27 @@ def _pings(url: str) -> bool:
         return False
 
 
+def _spawn(binary: str, port: int, tmp: str, *extra: str) -> subprocess.Popen[bytes]:
+    """A private, non-persistent redis-server on `port` (loopback), started; not yet waited for."""
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--dir", tmp, "--loglevel", "warning", *extra]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _await_ping(url: str, what: str) -> None:
+    if not wait_until(lambda: _pings(url), 10, 0.05):
+        raise RuntimeError(f"{what} at {url} did not start")
+
+
 @contextlib.contextmanager
 def redis_server(binary: str = "redis-server") -> Iterator[str]:
     """Start a private, non-persistent redis-server on a free loopback port; yield its URL."""
     tmp = tempfile.mkdtemp(prefix="bench-redis-")
     port = free_port()
-    cmd = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        tmp,
-        "--loglevel",
-        "warning",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = _spawn(binary, port, tmp)
     url = f"redis://127.0.0.1:{port}/0"
     try:
-        if not wait_until(lambda url=url: _pings(url), 10, 0.05):  # type: ignore[misc]
-            raise RuntimeError(f"redis-server on port {port} did not start")
+        _await_ping(url, "redis-server")
         yield url
     finally:
         stop(proc)
@@ -88,31 +84,11 @@ def redis_cluster(primaries: int = 3, binary: str = "redis-server") -> Iterator[
     procs = []
     try:
         for port in ports:
-            cmd = [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                tmp,
-                "--loglevel",
-                "warning",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"nodes-{port}.conf",
-            ]
-            procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))  # fmt: skip
+            procs.append(_spawn(binary, port, tmp, "--cluster-enabled", "yes",
+                                "--cluster-config-file", f"nodes-{port}.conf"))  # fmt: skip
         urls = [f"redis://127.0.0.1:{port}/0" for port in ports]
         for url in urls:
-            if not wait_until(lambda url=url: _pings(url), 10, 0.05):  # type: ignore[misc]
-                raise RuntimeError(f"cluster node {url} did not start")
+            _await_ping(url, "cluster node")
         cli = str(Path(binary).with_name("redis-cli")) if os.sep in binary else "redis-cli"
         create = [cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports),
                   "--cluster-yes"]  # fmt: skip

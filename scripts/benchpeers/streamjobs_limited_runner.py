@@ -14,7 +14,7 @@ from streamjobs import JobService
 
 from . import _probe
 from ._peer import JOB_RETRIES, JOB_TIMEOUT_S
-from .streamjobs_runner import CONCURRENCY, WORKER_LIFETIME_S, StreamjobsPeer, job
+from .streamjobs_runner import StreamjobsPeer, serve
 
 TENANTS = 8
 ROOM = 1_000_000  # each tenant's concurrency limit: never reached
@@ -61,12 +61,5 @@ class LimitedPeer(StreamjobsPeer):
 PEER = LimitedPeer
 
 
-async def _serve() -> None:
-    async with JobService(redis_url=_probe.redis_url()) as svc:
-        svc.register_handler("job", job)
-        await svc.start_workers(CONCURRENCY)
-        await asyncio.sleep(WORKER_LIFETIME_S)
-
-
 if __name__ == "__main__":
-    asyncio.run(_serve())
+    asyncio.run(serve(JobService(redis_url=_probe.redis_url())))

@@ -22,7 +22,7 @@ from streamjobs import JobService
 from streamjobs.prometheus import WorkerMetrics
 
 from . import _probe
-from .streamjobs_runner import CONCURRENCY, WORKER_LIFETIME_S, StreamjobsPeer, job
+from .streamjobs_runner import StreamjobsPeer, serve
 
 
 class _Dropped(SpanExporter):
@@ -58,12 +58,5 @@ class ObservedPeer(StreamjobsPeer):
 PEER = ObservedPeer
 
 
-async def _serve() -> None:
-    async with observe(JobService(redis_url=_probe.redis_url())) as svc:
-        svc.register_handler("job", job)
-        await svc.start_workers(CONCURRENCY)
-        await asyncio.sleep(WORKER_LIFETIME_S)
-
-
 if __name__ == "__main__":
-    asyncio.run(_serve())
+    asyncio.run(serve(observe(JobService(redis_url=_probe.redis_url()))))

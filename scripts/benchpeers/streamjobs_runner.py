@@ -73,12 +73,13 @@ class StreamjobsPeer(Peer):
 PEER = StreamjobsPeer
 
 
-async def _serve() -> None:
-    async with JobService(redis_url=_probe.redis_url()) as svc:
+async def serve(svc: JobService) -> None:
+    """A worker process: `svc` runs the benchmark's job until the harness kills it."""
+    async with svc:
         svc.register_handler("job", job)
         await svc.start_workers(CONCURRENCY)
         await asyncio.sleep(WORKER_LIFETIME_S)
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve())
+    asyncio.run(serve(JobService(redis_url=_probe.redis_url())))

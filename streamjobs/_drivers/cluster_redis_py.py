@@ -10,9 +10,8 @@ again as EVAL with its source, which the owning node caches from then on.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -26,6 +25,7 @@ from ..errors import RedisUnavailableError
 from . import COMMAND_DEADLINE
 from ._errors import lost_replies, translate
 from ._pipeline import ReloadingCalls
+from ._redis_py_reads import RedisPyReads
 
 Entry = tuple[str, dict[str, str]]
 
@@ -48,7 +48,7 @@ def _version(text: object) -> tuple[int, ...]:
     return tuple(int(part) for part in str(text).split(".")[:3])
 
 
-class RedisPyClusterDriver:
+class RedisPyClusterDriver(RedisPyReads):
     """Carries streamjobs' commands to a Redis Cluster over redis-py: one connection pool per
     node; every key of a call shares one hash tag, so each call goes to one node."""
 
@@ -124,35 +124,8 @@ class RedisPyClusterDriver:
             reply: Any = await self._client.xread({key: last_id}, count=count, block=block_ms)
         return [(entry, fields) for _, entries in reply or [] for entry, fields in entries]
 
-    async def stream_range(self, key: str, count: int, *, reverse: bool) -> list[Entry]:
-        async with _translated():
-            if reverse:
-                entries: Any = await self._client.xrevrange(key, count=count)
-            else:
-                entries = await self._client.xrange(key, count=count)
-        return list(entries)
-
-    async def hget(self, key: str, field: str) -> str | None:
-        async with _translated():
-            value: Any = await self._client.hget(key, field)
-            return None if value is None else str(value)
-
-    async def hgetall(self, key: str) -> dict[str, str]:
-        async with _translated():
-            record: Any = await self._client.hgetall(key)
-            return dict(record)
-
-    async def create_group(self, stream: str, group: str) -> None:
-        async with _translated():
-            with contextlib.suppress(rex.ResponseError):  # no such key yet
-                groups: Any = await self._client.xinfo_groups(stream)
-                if any(g["name"] == group for g in groups):
-                    return  # asked first: a full Redis refuses XGROUP CREATE even when it exists
-            try:
-                await self._client.xgroup_create(stream, group, id="0", mkstream=True)
-            except rex.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+    def _guarded(self) -> AbstractAsyncContextManager[None]:
+        return _translated()
 
     async def _per_primary(self, *command: Any) -> list[Any]:
         """`command`'s reply from every primary that answers (the queue's slots may be on any

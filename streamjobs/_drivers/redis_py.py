@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -16,6 +15,7 @@ from ..errors import RedisUnavailableError
 from . import COMMAND_DEADLINE
 from ._errors import translate
 from ._pipeline import ReloadingCalls
+from ._redis_py_reads import RedisPyReads
 from ._replicas import READ_ONLY, Wait, check_written
 from .sentinel import is_sentinel
 
@@ -42,7 +42,7 @@ def _blocking_deadline(block_ms: int | None) -> float:
     return COMMAND_DEADLINE + (block_ms or 0) / 1000
 
 
-class RedisPyDriver:
+class RedisPyDriver(RedisPyReads):
     """Carries streamjobs' commands over redis-py: one bounded pool for commands, and a
     separate one for blocking reads so that they can never starve the rest."""
 
@@ -171,35 +171,8 @@ class RedisPyDriver:
             reply: Any = await client.xread({key: last_id}, count=count, block=block_ms)
         return [(entry, fields) for _, entries in reply or [] for entry, fields in entries]
 
-    async def stream_range(self, key: str, count: int, *, reverse: bool) -> list[Entry]:
-        async with _translated():
-            if reverse:
-                entries: Any = await self._client.xrevrange(key, count=count)
-            else:
-                entries = await self._client.xrange(key, count=count)
-        return list(entries)
-
-    async def hget(self, key: str, field: str) -> str | None:
-        async with _translated():
-            value: Any = await self._client.hget(key, field)
-            return None if value is None else str(value)
-
-    async def hgetall(self, key: str) -> dict[str, str]:
-        async with _translated():
-            record: Any = await self._client.hgetall(key)
-            return dict(record)
-
-    async def create_group(self, stream: str, group: str) -> None:
-        async with _translated():
-            with contextlib.suppress(rex.ResponseError):  # no such key yet
-                groups: Any = await self._client.xinfo_groups(stream)
-                if any(g["name"] == group for g in groups):
-                    return  # asked first: a full Redis refuses XGROUP CREATE even when it exists
-            try:
-                await self._client.xgroup_create(stream, group, id="0", mkstream=True)
-            except rex.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+    def _guarded(self) -> AbstractAsyncContextManager[None]:
+        return _translated()
 
     async def server_version(self) -> tuple[int, ...]:
         async with _translated():
