@@ -4,8 +4,10 @@ With the API installed, every service traces as soon as the app sets a tracer pr
 switch): a PRODUCER span `send {queue}` per submit (one per bulk call, with the count), whose
 W3C trace context travels in the job's record, and a CONSUMER span `process {queue}` per
 attempt, linked to the producer's context (or its child, with `trace_parent="child"`),
-carrying the messaging semantic conventions' attributes. Retries and dead-lettering are
-events on the attempt's span; a failed attempt sets `error.type` and an error status.
+carrying the messaging semantic conventions' attributes. An attempt follows its submit's
+sampling decision: a job submitted in an unsampled trace makes no attempt spans. Retries and
+dead-lettering are events on the attempt's span; a failed attempt sets `error.type` and an
+error status.
 """
 
 from __future__ import annotations
@@ -97,6 +99,20 @@ class _Attempt:
         span.end()
 
 
+class _Unsampled:
+    """An attempt whose submit's trace was not sampled: it makes no span either, so a sampled
+    trace holds both sides of a job and an unsampled one costs a worker next to nothing."""
+
+    def running(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def ended(self, outcome: str, error: str | None, detail: str | None) -> None:
+        """Nothing to record."""
+
+
+_UNSAMPLED = _Unsampled()
+
+
 class Tracing:
     """The tracing observer; `trace_parent` is "link" (the attempt's span starts a trace of
     its own, linked to the submit's: the default of the messaging conventions, as a job may
@@ -143,8 +159,10 @@ class Tracing:
                           for part in (key, carrier[key]))  # fmt: skip
             yield [job._replace(fields=(*job.fields, *extra)) for job in jobs] if extra else jobs
 
-    def attempt(self, queue: str, d: Delivery) -> _Attempt:
+    def attempt(self, queue: str, d: Delivery) -> _Attempt | _Unsampled:
         sent = _sent(d.record)
+        if sent.is_valid and not sent.trace_flags.sampled:
+            return _UNSAMPLED  # its submit was not sampled: neither are its attempts
         child = self.trace_parent == "child" and sent.is_valid
         producer = trace.set_span_in_context(NonRecordingSpan(sent)) if child else None
         links = [Link(sent)] if sent.is_valid and not child else []

@@ -1,7 +1,7 @@
 """A process that traces with the OpenTelemetry SDK's in-memory exporter, then writes the spans
 it made to a JSON file: `submit` submits the test's jobs, `work` runs them (tests/test_tracing.py).
 
-    python -m tests._traced_app submit|work URL QUEUE OUT.json [--child]
+    python -m tests._traced_app submit|work URL QUEUE OUT.json [--child] [--unsampled]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
 from streamjobs import JobDefinition, JobService
 
@@ -69,7 +70,8 @@ async def main(mode: str, url: str, queue: str, child: bool) -> None:
 if __name__ == "__main__":
     mode, url, queue, out = sys.argv[1:5]
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    sampler = ALWAYS_OFF if "--unsampled" in sys.argv else ALWAYS_ON
+    provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     anyio.run(main, mode, url, queue, "--child" in sys.argv)

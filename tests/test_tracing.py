@@ -78,3 +78,14 @@ def test_trace_parent_child_nests_each_attempt_under_its_submit(
         for span in spans:
             assert span["trace_id"] == producer["trace_id"]
             assert span["parent_span_id"] == producer["span_id"] and span["links"] == []
+
+
+def test_a_job_submitted_in_an_unsampled_trace_makes_no_attempt_spans(
+    redis_url: str, queue_name: str, tmp_path: Path
+) -> None:
+    """The submitting process samples nothing; the worker samples everything it is asked
+    to: its attempts follow their submits' decision, so none makes a span."""
+    sent = run("submit", redis_url, queue_name, tmp_path / "sent.json", "--unsampled")
+    ran = run("work", redis_url, queue_name, tmp_path / "ran.json")
+    assert sent == []
+    assert [s for s in ran if s["name"] == f"process {queue_name}"] == []
