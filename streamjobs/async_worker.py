@@ -41,6 +41,7 @@ from ._observe import Attempts, observed
 from ._outcome import Outcome, Verdict
 from ._publisher import FLUSH_GRACE, EventPublisher
 from ._recorder import CompletionRecorder
+from ._replies import gather
 from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
 from ._slots import Inbox, Slots, Worker
 from ._threads import HandlerThreads
@@ -48,7 +49,7 @@ from ._timeouts import TimeoutWatch
 from ._timings import Timings, default_worker_count
 from .errors import ConfigurationError, JobCancelled, StreamJobsError
 from .events import EventBus
-from .redis_queue import Delivery, LeaseLostError, RedisJobQueue, gather
+from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
 
 log = logging.getLogger("streamjobs.worker")
 

@@ -23,6 +23,7 @@ from .async_worker import AsyncWorkerPool, Timings
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
+from ._replies import gather
 from .errors import ConfigurationError, JobNotFoundError
 from .events import EventBus
 from .models import (
@@ -37,7 +38,7 @@ from .models import (
     LimitInfo,
     WorkerInfo,
 )
-from .redis_queue import RedisJobQueue, gather
+from .redis_queue import RedisJobQueue
 
 #: How often `events()` looks at the partitions' streams when there were none (seconds).
 POLL = 0.25

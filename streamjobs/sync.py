@@ -24,6 +24,20 @@ from . import _codec, _limits, _schedules
 from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._keys import QueueKeys
 from ._metrics import metrics_from
+from ._queue_submit import CONTROL_TTL_MS, ENQUEUE
+from ._replies import (
+    ENQUEUE_CHUNK,
+    cancel_outcome,
+    deduped_id,
+    dependent_codes,
+    enqueued,
+    enqueued_chunks,
+    enqueued_replicated,
+    merge_snapshots,
+    newest_first,
+    replicated_anyway,
+    submitted,
+)
 from ._schedules import ScheduleInfo
 from ._scripts import script
 from .async_worker import Timings
@@ -38,22 +52,7 @@ from .models import (
     JobStatus,
     LimitInfo,
 )
-from .redis_queue import (
-    CONTROL_TTL_MS,
-    ENQUEUE,
-    ENQUEUE_CHUNK,
-    RedisJobQueue,
-    cancel_outcome,
-    deduped_id,
-    dependent_codes,
-    enqueued,
-    enqueued_chunks,
-    enqueued_replicated,
-    merge_snapshots,
-    newest_first,
-    replicated_anyway,
-    submitted,
-)
+from .redis_queue import RedisJobQueue
 
 __all__ = ["SyncJobClient"]
 

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from streamjobs import JobService, PartialSubmitError, QueueFullError, RedisJobQueue
-from streamjobs.redis_queue import ENQUEUE_CHUNK
+from streamjobs._replies import ENQUEUE_CHUNK
 from streamjobs.sync import SyncJobClient
 from tests import _combos
 from tests._redis import RedisProcess

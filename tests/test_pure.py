@@ -11,8 +11,8 @@ from streamjobs import InvalidJobError, JobPriority, RedisVersionError
 from streamjobs._codec import definition, new_job, parse_priority, with_id
 from streamjobs._keys import QueueKeys
 from streamjobs._outcome import RetryPolicy, Verdict, after_error, reconnect_delay
+from streamjobs._replies import check_version
 from streamjobs._scripts import script, with_prelude
-from streamjobs.redis_queue import check_version
 
 
 def crc16(data: bytes) -> int:

@@ -10,8 +10,9 @@ from typing import Any
 import anyio
 
 from .._metrics import metrics_from, workers_from
+from .._replies import newest_first
 from ..models import JobPriority, WorkerInfo
-from ..redis_queue import RedisJobQueue, newest_first
+from ..redis_queue import RedisJobQueue
 from ..service import JobService
 from . import _render
 from ._common import CliError, console, print_json

@@ -26,9 +26,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._drivers.sentinel import is_sentinel, redis_py_async
 from .._metrics import metrics_from, workers_from
+from .._replies import gather
 from ..async_worker import Timings
 from ..errors import ConfigurationError
-from ..redis_queue import RedisJobQueue, gather
+from ..redis_queue import RedisJobQueue
 from ..service import JobService
 from . import _data, _security
 from ._data import Reader

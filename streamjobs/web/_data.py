@@ -26,9 +26,10 @@ from redis.asyncio import Redis
 
 from .. import _codec
 from .._keys import GROUP, PRIORITIES, QueueKeys
+from .._replies import gather
 from .._scripts import script
 from ..models import JobDefinition, JobProgress, JobResult
-from ..redis_queue import RedisJobQueue, gather
+from ..redis_queue import RedisJobQueue
 
 T = TypeVar("T")
 
