@@ -1,18 +1,14 @@
 """The worker layer: a pool of workers that reads, leases, runs and settles jobs.
 
-One reader takes only as many jobs as the pool has idle workers, highest priority first, and
-blocks on the queue's ready list when it is empty (start.lua runs the moment a job's token
-arrives, in the same round trip). It also takes over jobs whose lease lapsed
-(reclaim). A promoter moves due delayed jobs; a scheduler fires due schedules (every pool
-does, each tick once); a thread keeps leases fresh; heartbeats feed the registry behind
-`get_workers()`. Everything lives in the pool's task group.
+An intake (`_intake`) takes only as many jobs as the pool has idle workers, lapsed leases
+first, then the highest priority waiting, and blocks when none waits. A promoter moves due
+delayed jobs; a scheduler fires due schedules (every pool does, each tick once); a canceller
+stops jobs cancelled while running; a thread keeps leases fresh; heartbeats feed the registry
+behind `get_workers()`. Everything lives in the pool's task group.
 
 Every pool serves every partition of a partitioned queue: it registers in each partition's
-registry, reclaims, promotes and reaps in each, and its intake asks every partition for the
-best priority waiting there, then starts jobs only from the partitions holding the best one,
-and only of that priority, so that no lower-priority job starts while a higher one waits in
-any partition. When none waits, one task per partition blocks on that partition's ready list
-and wakes the intake (no script ever touches two partitions). Schedules live in partition 0.
+registry, reclaims, promotes, reaps and hears of cancels in each, and its intake keeps
+priority across partitions. Schedules live in partition 0.
 """
 
 from __future__ import annotations
@@ -28,20 +24,18 @@ from functools import partial
 from typing import Any
 
 import anyio
-import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from . import _canceller, _codec, _promoter, _reaper, _scheduler
 from ._backoff import pause
 from ._drivers import library_pinned
-from ._drivers._errors import MissingGroupError
 from ._heartbeat import Heartbeat
+from ._intake import Intake
 from ._lease import LeaseKeeper
 from ._observe import Attempts, observed
 from ._outcome import Outcome, Verdict
 from ._publisher import FLUSH_GRACE, EventPublisher
 from ._recorder import CompletionRecorder
-from ._replies import gather
 from ._runner import Completed, Handler, ProgressCallback, deadline, execute, timed_out
 from ._slots import Inbox, Slots, Worker
 from ._threads import HandlerThreads
@@ -52,10 +46,6 @@ from .events import EventBus
 from .redis_queue import Delivery, LeaseLostError, RedisJobQueue
 
 log = logging.getLogger("streamjobs.worker")
-
-#: Most rounds of asking the partitions and starting jobs in one intake pass: each round
-#: starts a job or finds none waiting, so this only bounds a pathological race.
-MAX_ROUNDS = 64
 
 __all__ = ["AsyncWorkerPool", "Timings", "default_worker_count"]
 
@@ -95,14 +85,7 @@ class AsyncWorkerPool:
         self._timeouts = TimeoutWatch(self._expire)
         self._abandoned: set[str] = set()  # lease lost, or handed back by an immediate stop
         self._cancelled: dict[str, None] = {}  # ended by cancel_job: stop them, record nothing
-        self._suspects: list[Delivery] = []  # reclaimed after a crash: each runs alone
-        self._cursors = ["0-0"] * 4
-        self._part_cursors: list[list[str]] = []  # per partition, with many
-        self._turn = 0  # the partition a pass starts with, in turn, with many
-        self._hungry: anyio.Event | None = None  # set while the intake waits (many partitions)
-        self._ready: anyio.Event | None = None  # set by a partition's waiter on a ready token
-        self._next_reclaim = 0.0
-        self._dry = False  # the last read came back short of the workers it was for
+        self._intake: Intake | None = None  # made at run(): it reads the timings then
         self._heartbeat = self._new_heartbeat()
         self._started_at = time.time()
         self._stop_requested: anyio.Event | None = None
@@ -181,9 +164,7 @@ class AsyncWorkerPool:
         self._keeper = LeaseKeeper(self.queue, self.id, t.lease / 3)
         self._publisher.bus = self.event_bus  # read at start, as the timings are
         self._heartbeat = self._new_heartbeat()
-        n = self.queue.partition_count
-        self._part_cursors = [["0-0"] * 4 for _ in range(n)]
-        self._hungry, self._ready = anyio.Event(), anyio.Event()
+        self._intake = Intake(self.queue, self.id, t, self._slots, self._keeper)
         try:
             with library_pinned():
                 await self._serve(task_status)
@@ -195,7 +176,7 @@ class AsyncWorkerPool:
 
     async def _serve(self, task_status: TaskStatus[None]) -> None:
         """The pool's task group: its services and workers, until a stop has drained it."""
-        assert self._stop_requested is not None
+        assert self._stop_requested is not None and self._intake is not None
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await self._heartbeat.beat()
@@ -210,7 +191,7 @@ class AsyncWorkerPool:
                 await tg.start(partial(_canceller.run, self.queue, self.id, self._cancel,
                                        partition=p))  # fmt: skip
                 if n > 1:
-                    tg.start_soon(self._watch_ready, p)
+                    tg.start_soon(self._intake.watch_ready, p)
             await tg.start(_scheduler.run, self.queue)
             tg.start_soon(self._keeper.run, self._lease_lost)
             tg.start_soon(self._timeouts.run)
@@ -244,8 +225,9 @@ class AsyncWorkerPool:
                         break
 
     async def _serve_intake(self, intake: anyio.CancelScope) -> None:
+        assert self._intake is not None
         with intake:
-            await self._read_loop()
+            await self._intake.run()
 
     async def _drain(self) -> None:
         """Stop the intake, then let running jobs finish or cancel them (handed back later)."""
@@ -271,160 +253,7 @@ class AsyncWorkerPool:
             return
         log.info("pool %s stopped; %d job(s) handed back", self.id, handed)
 
-    # -- intake ---------------------------------------------------------------------------
-
-    async def _read_loop(self) -> None:
-        failures = 0
-        while True:
-            if self._suspects:
-                await self._run_suspect()
-                continue
-            held = await self._slots.reserve()
-            try:
-                if self.queue.partition_count == 1:
-                    await self._fill(held)
-                else:
-                    await self._fill_partitions(held)
-                failures = 0
-            except StreamJobsError as exc:
-                failures += 1
-                await self._recover(exc, failures)
-            finally:
-                self._slots.give_back(held)
-
-    async def _recover(self, exc: StreamJobsError, failures: int) -> None:
-        """After a failed read: create vanished groups again (a restart without persistence;
-        at once the first time), else back off. Nothing Redis says here stops the pool, not
-        even a failure while recreating the groups (a failover still under way)."""
-        if isinstance(exc, MissingGroupError):
-            try:
-                await self.queue.ensure_groups()
-            except StreamJobsError as again:
-                exc = again
-            else:
-                log.warning("consumer groups were missing (%s); created again", exc)
-                if failures == 1:
-                    return
-        await pause("reading jobs", exc, failures)
-
-    async def _fill(self, held: list[Worker]) -> None:
-        """Start jobs for the reserved workers: lapsed leases first, then new jobs, then block."""
-        t = self.timings
-        lease_ms = int(t.lease * 1000)  # recorded in each job started: its lease goes with it
-        if time.monotonic() >= self._next_reclaim:
-            self._next_reclaim = time.monotonic() + t.reclaim_interval
-            cursors = self._cursors
-            got = await self.queue.reclaim(self.id, len(held), lease_ms, t.max_crashes, cursors)
-            if got and self.queue.observers:
-                self.queue.observers.reclaimed(len(got))
-            self._launch(held, await self._set_aside_suspects(got))
-        if held:
-            # After a short read the queue was dry, and every job queued since left a ready
-            # token: wait at once, with no empty start.lua between one job and the next wait.
-            dry, self._dry = self._dry, False  # an error on the way: read first next time
-            got = [] if dry else await self.queue.start(self.id, len(held), lease_ms=lease_ms)
-            if not got:
-                block_ms = int(t.reclaim_interval * 1000)
-                got = await self.queue.wait_for_jobs(
-                    self.id, len(held), block_ms, lease_ms=lease_ms
-                )
-            self._dry = len(got) < len(held)
-            self._launch(held, await self._set_aside_suspects(got))
-            if got:  # let the workers just handed a job start it before the next read is
-                await anyio.lowlevel.checkpoint()  # written: a job's latency, not the read's
-
-    async def _fill_partitions(self, held: list[Worker]) -> None:
-        """`_fill` over many partitions: lapsed leases first (each partition's), then new
-        jobs, best priority of all partitions first; once none waits, block until a
-        partition's waiter sees a job made ready (or the reclaim interval passes)."""
-        t = self.timings
-        lease_ms = int(t.lease * 1000)
-        if time.monotonic() >= self._next_reclaim:
-            self._next_reclaim = time.monotonic() + t.reclaim_interval
-            for p, cursors in enumerate(self._part_cursors):
-                if held:
-                    got = await self.queue.reclaim(
-                        self.id, len(held), lease_ms, t.max_crashes, cursors, partition=p
-                    )
-                    if got and self.queue.observers:
-                        self.queue.observers.reclaimed(len(got))
-                    self._launch(held, await self._set_aside_suspects(got))
-        if await self._start_best(held, lease_ms):
-            await anyio.lowlevel.checkpoint()  # let the workers start before the next read
-        elif held:
-            assert self._hungry is not None and self._ready is not None
-            self._hungry.set()
-            with anyio.move_on_after(t.reclaim_interval):
-                await self._ready.wait()
-            self._hungry = anyio.Event()
-
-    async def _start_best(self, held: list[Worker], lease_ms: int) -> bool:
-        """Rounds of asking every partition for its best waiting priority and starting jobs
-        from those holding the best of all, down to it only, until the reserved workers are
-        busy or none waits; True when any job started."""
-        n, started = self.queue.partition_count, False
-        for _ in range(MAX_ROUNDS):
-            if not held:
-                break
-            self._ready = anyio.Event()  # a job made ready from now on ends the intake's wait
-            levels = await gather([partial(self.queue.ready_level, p) for p in range(n)])
-            best = min((level for level in levels if level), default=0)
-            if not best:
-                break
-            self._turn = (self._turn + 1) % n  # partitions tied for the best take turns
-            for p in [*range(self._turn, n), *range(self._turn)]:
-                if held and levels[p] == best:
-                    got = await self.queue.start(
-                        self.id, len(held), lease_ms=lease_ms, partition=p, lowest=best
-                    )
-                    started = started or bool(got)
-                    self._launch(held, await self._set_aside_suspects(got))
-        return started
-
-    async def _watch_ready(self, partition: int) -> None:
-        """While the intake waits (many partitions), block on one partition's ready list
-        and wake the intake when a job is made ready there."""
-        failures = 0
-        while True:
-            assert self._hungry is not None
-            await self._hungry.wait()
-            try:
-                if await self.queue.wait_ready(partition, self.timings.reclaim_interval):
-                    assert self._ready is not None
-                    self._ready.set()
-                failures = 0
-            except StreamJobsError as exc:
-                failures += 1
-                await pause(f"waiting for jobs in partition {partition}", exc, failures)
-
-    async def _set_aside_suspects(self, got: list[Delivery]) -> list[Delivery]:
-        """Jobs whose worker died running them run alone, so that a job crashing its process
-        takes no other job down with it: this pool keeps one (leased while it waits for a
-        solo run) and hands any other straight back to its stream for another turn."""
-        suspects = [d for d in got if int(d.record.get("crashes") or 0) > 0]
-        if not suspects:
-            return got
-        keep = suspects[:1] if not self._suspects else []
-        for d in keep:
-            self._keeper.hold(d, d.job.timeout if d.job else None, self.timings.lease)
-        self._suspects += keep
-        if passed_on := suspects[len(keep) :]:
-            await self.queue.release(self.id, passed_on)
-        return [d for d in got if d not in suspects]
-
-    async def _run_suspect(self) -> None:
-        """Run one suspect with no other job beside it, and wait until it is done."""
-        await self._slots.wait_all_idle()
-        held = await self._slots.reserve()
-        self._launch(held, [self._suspects.pop(0)])
-        self._slots.give_back(held)
-        await self._slots.wait_all_idle()
-
-    def _launch(self, held: list[Worker], got: list[Delivery]) -> None:
-        for d in got:
-            worker = held.pop()
-            self._keeper.hold(d, d.job.timeout if d.job else None, self.timings.lease)
-            self._slots.hand(worker, d)
+    # -- job control ------------------------------------------------------------------
 
     def _lease_lost(self, job_id: str) -> None:
         if job_id in self._scopes:
