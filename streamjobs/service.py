@@ -14,11 +14,11 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _codec, _schedules
+from . import _codec
 from ._drivers._replicas import DEFAULT_WAIT_TIMEOUT
 from ._metrics import metrics_from, workers_from
 from ._runner import Handler
-from ._schedules import ScheduleInfo
+from ._service_schedules import ScheduleCalls
 from .async_worker import AsyncWorkerPool, Timings
 
 if sys.version_info < (3, 11):
@@ -49,7 +49,7 @@ def _event_order(entry: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-class JobService:
+class JobService(ScheduleCalls):
     """Submit jobs, run workers and read back status, results, dead letters and metrics.
 
     `partitions=N` splits the queue into N partitions (see `RedisJobQueue`): reads span them
@@ -307,84 +307,6 @@ class JobService:
         late result is refused. NOTHING when it is finished or unknown. The answer is true
         unless NOTHING, so `if await svc.cancel_job(job_id):` tells whether it was cancelled."""
         return await self._queue.cancel(job_id)
-
-    # -- schedules ------------------------------------------------------------------------
-
-    async def schedule(
-        self,
-        name: str,
-        handler: str,
-        *,
-        cron: str | None = None,
-        every: float | timedelta | None = None,
-        tz: str = "UTC",
-        args: Iterable[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        priority: JobPriority | int | str = JobPriority.NORMAL,
-        timeout: float | None = 300,
-        max_retries: int = 3,
-        retry_delay: float = 1.0,
-        retry_backoff: float = 2.0,
-        misfire: str = "coalesce",
-        max_lateness: float | timedelta | None = None,
-        overlap: bool = False,
-    ) -> ScheduleInfo:
-        """Run `handler` periodically: by `cron` (5 fields, or 6 with seconds first, in
-        time zone `tz`) or `every` seconds (ticks at whole multiples since the epoch). Every
-        worker pool of the queue fires it, each tick once, as job `sched:<name>:<tick ms>`.
-        Ticks missed while no pool ran: `misfire` "coalesce" runs the newest one, "skip"
-        none, "all" each (the newest 100; needs `overlap=True`). A run later than
-        `max_lateness` seconds is dropped; with `overlap=False` a tick is skipped while the
-        last run is pending or running. Calling it again with the same name updates the
-        schedule (a paused one stays paused; an unchanged timing keeps its next tick).
-        Invalid input raises InvalidJobError naming the field, writing nothing."""
-        new = _schedules.new_schedule(
-            name, handler, cron=cron, every=every, tz=tz, args=args, kwargs=kwargs,
-            priority=priority, timeout=timeout, max_retries=max_retries,
-            retry_delay=retry_delay, retry_backoff=retry_backoff, misfire=misfire,
-            max_lateness=max_lateness, overlap=overlap, max_payload=self._queue.max_payload,
-        )  # fmt: skip
-        now, _ = _schedules.parse_read(await self._queue.run_schedules("get_schedules", name))
-        await self._queue.run_schedules("schedule", *new.put_args(now))
-        info = await self.get_schedule(new.name)
-        assert info is not None
-        return info
-
-    async def get_schedules(self) -> list[ScheduleInfo]:
-        """Every schedule of this queue by name, with its next five fire times."""
-        _, found = _schedules.parse_read(await self._queue.run_schedules("get_schedules"))
-        return [_schedules.info(name, found[name]) for name in sorted(found)]
-
-    async def get_schedule(self, name: str) -> ScheduleInfo | None:
-        """One schedule, or None when there is none by that name."""
-        _, found = _schedules.parse_read(await self._queue.run_schedules("get_schedules", name))
-        return _schedules.info(name, found[name]) if name in found else None
-
-    async def pause_schedule(self, name: str) -> bool:
-        """Stop a schedule firing until resumed; False when unknown or already paused."""
-        return int(await self._queue.run_schedules("pause_schedule", name)) == 1
-
-    async def resume_schedule(self, name: str) -> bool:
-        """Fire a paused schedule again from its next tick (the ticks it was paused over do
-        not run); False when unknown or not paused."""
-        now, found = _schedules.parse_read(
-            await self._queue.run_schedules("get_schedules", name)
-        )
-        if name not in found:
-            return False
-        first = _schedules.next_after(_schedules.timing_from(found[name]), now)
-        return int(await self._queue.run_schedules("resume_schedule", name, first)) == 1
-
-    async def trigger_schedule(self, name: str) -> str | None:
-        """Queue one run of a schedule now, paused or not; its job id, or None when there
-        is no such schedule. Its next tick stays as it was."""
-        reply = await self._queue.run_schedules("fire_schedule", name, "now", "", "", 0)
-        ids = _schedules.fired(reply)
-        return ids[0] if ids else None
-
-    async def unschedule(self, name: str) -> bool:
-        """Delete a schedule (runs already queued stay); False when there was none."""
-        return int(await self._queue.run_schedules("unschedule", name)) == 1
 
     # -- reading back ---------------------------------------------------------------------
 
