@@ -186,14 +186,15 @@ def replicated_anyway(name: str, exc: ReplicationError) -> Any:
     return exc.reply
 
 
+def entry_order(entry: str) -> tuple[int, int]:
+    """A stream entry id ("ms-seq") as numbers, to order entries of several streams."""
+    ms, _, seq = entry.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def newest_first(entries: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
     """Stream entries of many partitions, newest first by entry id (ids are times)."""
-
-    def order(item: tuple[str, Any]) -> tuple[int, int]:
-        ms, _, seq = item[0].partition("-")
-        return int(ms), int(seq or 0)
-
-    return sorted(entries, key=order, reverse=True)
+    return sorted(entries, key=lambda item: entry_order(item[0]), reverse=True)
 
 
 def merge_snapshots(snapshots: Sequence[Any]) -> list[Any]:

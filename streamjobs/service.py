@@ -23,7 +23,7 @@ from .async_worker import AsyncWorkerPool, Timings
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
-from ._replies import gather
+from ._replies import entry_order, gather
 from .errors import ConfigurationError, JobNotFoundError
 from .events import EventBus
 from .models import (
@@ -42,11 +42,6 @@ from .redis_queue import RedisJobQueue
 
 #: How often `events()` looks at the partitions' streams when there were none (seconds).
 POLL = 0.25
-
-
-def _event_order(entry: str) -> tuple[int, int]:
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class JobService(ScheduleCalls):
@@ -383,7 +378,7 @@ class JobService(ScheduleCalls):
             if not merged:
                 await anyio.sleep(POLL)
                 continue
-            merged.sort(key=lambda item: _event_order(item[0]))
+            merged.sort(key=lambda item: entry_order(item[0]))
             for entry, p, fields in merged:
                 yield {"id": entry, "partition": p, **fields}
 

@@ -27,7 +27,8 @@ from streamjobs._keys import partition_of  # noqa: E402
 from streamjobs.errors import ConfigurationError  # noqa: E402
 from streamjobs.sync import SyncJobClient  # noqa: E402
 from streamjobs.web import create_app  # noqa: E402
-from streamjobs.web._data import chart, join_cursor, split_cursor, valid_cursor  # noqa: E402
+from streamjobs.web._chart import chart  # noqa: E402
+from streamjobs.web._paging import join_cursor, split_cursor, valid_cursor  # noqa: E402
 from tests._redis import free_port  # noqa: E402
 from tests._web import RELEASED, get, serving, workers  # noqa: E402
 

@@ -31,7 +31,7 @@ from ..async_worker import Timings
 from ..errors import ConfigurationError
 from ..redis_queue import RedisJobQueue
 from ..service import JobService
-from . import _data, _security
+from . import _data, _paging, _security
 from ._data import Reader
 
 HERE = Path(__file__).resolve().parent
@@ -265,7 +265,7 @@ class _Pages:
         )
         if status not in _data.STATUSES:
             return PlainTextResponse(f"no such status {status!r}: one of {_data.STATUSES}", 400)
-        if not _data.valid_cursor(status, cursor, self.s.queue.partition_count):
+        if not _paging.valid_cursor(status, cursor, self.s.queue.partition_count):
             return PlainTextResponse(f"bad cursor {cursor!r}: use the page's own links", 400)
         page = await self.s.read.page(status, handler.strip(), cursor)
         return self.render(request, "jobs.html", {
@@ -283,7 +283,7 @@ class _Pages:
 
     async def dead_letters(self, request: Request) -> Response:
         cursor = request.query_params.get("cursor", "")
-        if not _data.valid_cursor("dead_letter", cursor, self.s.queue.partition_count):
+        if not _paging.valid_cursor("dead_letter", cursor, self.s.queue.partition_count):
             return PlainTextResponse(f"bad cursor {cursor!r}: use the page's own links", 400)
         rows, after = await self.s.read.dead_letters(cursor)
         count = await self.s.read.dead_letter_count()

@@ -12,10 +12,7 @@ one position per partition; the chart sums each partition's own sampled counters
 
 from __future__ import annotations
 
-import base64
-import re
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,10 +23,22 @@ from redis.asyncio import Redis
 
 from .. import _codec
 from .._keys import GROUP, PRIORITIES, QueueKeys
-from .._replies import gather
+from .._replies import entry_order, gather
 from .._scripts import script
 from ..models import JobDefinition, JobProgress, JobResult
 from ..redis_queue import RedisJobQueue
+from ._chart import WINDOW_MINUTES, add_charts, chart
+from ._paging import (
+    Key,
+    Read,
+    bound,
+    join_cursor,
+    merge_reads,
+    merged,
+    newest,
+    position,
+    split_cursor,
+)
 
 T = TypeVar("T")
 
@@ -39,8 +48,6 @@ PAGE = 50
 SCAN_BUDGET = 2_000
 #: Candidates read per round trip.
 CHUNK = 200
-#: Minutes the throughput chart shows.
-WINDOW_MINUTES = 60
 #: Delayed jobs and dead letters counted one by one per priority; above it, totals only.
 BREAKDOWN_LIMIT = 2_000
 #: The record fields a row of the jobs list shows.
@@ -117,128 +124,6 @@ def fmt_ms(value: object) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}"
 
 
-_ENTRY = re.compile(r"\d{1,20}-\d{1,20}")
-
-#: Where a merged cursor says a partition has nothing left to show.
-DONE = "x"
-#: Merged cursors longer than this are packed: zlib, then URL-safe base64, after a 'z'.
-PACK_OVER = 200
-PACKED = "z"
-
-#: A candidate's place in its view's order (smaller first); partitions' keys compare alike.
-Key = tuple[float, ...]
-
-
-def _valid_one(status: str, cursor: str) -> bool:
-    if not cursor:
-        return True
-    if status in ("scheduled", "retrying"):
-        return cursor.isdigit()
-    if status in ("pending", "running"):
-        entry, _, index = cursor.partition("@")
-        return bool(_ENTRY.fullmatch(entry)) and index in ("0", "1", "2", "3")
-    return bool(_ENTRY.fullmatch(cursor))
-
-
-def _unpacked(cursor: str, partitions: int) -> str | None:
-    """A packed cursor's positions text (None when it does not unpack within the size
-    `partitions` positions can take); any other cursor as it is."""
-    if not cursor.startswith(PACKED):
-        return cursor
-    limit = partitions * 48 + 16  # a position is at most 20 + 1 + 20 + 2 chars, and a '.'
-    try:
-        raw = base64.urlsafe_b64decode(cursor[1:] + "=" * (-len(cursor[1:]) % 4))
-        unzip = zlib.decompressobj()
-        text = unzip.decompress(raw, limit)
-        if unzip.unconsumed_tail or not unzip.eof:
-            return None
-        return text.decode("ascii")
-    except (ValueError, zlib.error):
-        return None
-
-
-def valid_cursor(status: str, cursor: str, partitions: int = 1) -> bool:
-    """Whether `cursor` is one the view hands out ('' starts at the top). With many
-    partitions it holds one position per partition, joined by '.' ('x': that one is done);
-    a long one is packed (see `join_cursor`)."""
-    if partitions == 1 or not cursor:
-        return _valid_one(status, cursor)
-    text = _unpacked(cursor, partitions)
-    if text is None:
-        return False
-    parts = text.split(".")
-    return len(parts) == partitions and all(p == DONE or _valid_one(status, p) for p in parts)
-
-
-def split_cursor(cursor: str, partitions: int) -> list[str | None]:
-    """A (valid) cursor as one position per partition (None: nothing left there)."""
-    if partitions == 1:
-        return [cursor]
-    if not cursor:
-        return [""] * partitions
-    return [None if p == DONE else p for p in (_unpacked(cursor, partitions) or "").split(".")]
-
-
-def join_cursor(positions: list[str | None]) -> str:
-    """The cursor of per-partition positions: '' when every partition is done; with one
-    partition, that partition's own position (the cursor a single-partition queue always had)."""
-    if all(p is None for p in positions):
-        return ""
-    if len(positions) == 1:
-        return positions[0] or ""
-    text = ".".join(DONE if p is None else p for p in positions)
-    if len(text) <= PACK_OVER:
-        return text
-    # many partitions: the positions share most of their digits, so they pack small
-    packed = base64.urlsafe_b64encode(zlib.compress(text.encode("ascii"), 9)).decode("ascii")
-    return PACKED + packed.rstrip("=")
-
-
-def _id_key(entry: str) -> tuple[int, int]:
-    ms, _, seq = entry.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _newest(entry: str) -> Key:
-    """The order key of a stream entry, newest first."""
-    ms, seq = _id_key(entry)
-    return (-ms, -seq)
-
-
-def _position(cursor: str) -> tuple[str, int] | None:
-    """A merged-streams cursor, `<entry id>@<stream index>`, as (entry id, index)."""
-    entry, _, index = cursor.partition("@")
-    if not entry or not index.isdigit():
-        return None
-    return entry, int(index)
-
-
-def _bound(after: tuple[str, int], index: int) -> str:
-    """Where stream `index` resumes past the cursor: streams up to the cursor's own have
-    shown its entry id already (exclusive bound), later ones not yet (inclusive)."""
-    entry, at = after
-    return f"({entry}" if index <= at else entry
-
-
-#: One read of a view in one partition: (key, job id, cursor after it) per entry read, in
-#: order (job id '' where the entry names no candidate: passed over, still a place to go on
-#: from), the cursor after the read ('' when the source is exhausted), and the key up to
-#: which it read.
-Read = tuple[list[tuple[Key, str, str]], str, Key | None]
-
-
-def _merged(found: list[tuple[Key, str, str]], cut: Key | None) -> Read:
-    """Candidates of several streams in one order, up to where every stream was read."""
-    found.sort(key=lambda item: item[0])
-    if cut is not None:
-        found = [item for item in found if item[0] <= cut]
-    batch = [(key, job_id, f"{entry}@{int(key[2])}") for key, entry, job_id in found]
-    if cut is None or not found:
-        return batch, "", None
-    key, entry, _ = found[-1]
-    return batch, f"{entry}@{int(key[2])}", key
-
-
 def _zeros() -> dict[str, int]:
     return {"scheduled": 0, "retrying": 0, "dead_letter": 0}
 
@@ -248,38 +133,6 @@ def _priority_name(raw: str | None) -> str:
         if str(int(p)) == (raw or "10"):
             return p.name.lower()
     return raw or ""
-
-
-def _add_charts(
-    charts: list[list[tuple[int, int | None, int | None]]],
-) -> list[tuple[int, int | None, int | None]]:
-    """Per-partition charts summed minute by minute; a minute no partition knows stays None."""
-    out = []
-    for column in zip(*charts):
-        known = [(c, f) for _, c, f in column if c is not None and f is not None]
-        if known:
-            out.append((column[0][0], sum(c for c, _ in known), sum(f for _, f in known)))
-        else:
-            out.append((column[0][0], None, None))
-    return out
-
-
-def _merge_reads(
-    live: list[int], reads: list[Read]
-) -> tuple[list[tuple[Key, int, str, str]], set[int]]:
-    """The partitions' reads in one order, up to the cut: the least far any partition with
-    more to read has read (past it, that partition's next read may hold entries that come
-    first). Returns what is kept, as (key, partition, job id, cursor after it), and the
-    partitions some of whose entries lay past the cut (to read again)."""
-    cut: Key | None = None
-    merged: list[tuple[Key, int, str, str]] = []
-    for p, (batch, after, reach) in zip(live, reads):
-        if after and reach is not None:
-            cut = min(cut, (*reach, p)) if cut is not None else (*reach, p)
-        merged += [((*key, p), p, job_id, at) for key, job_id, at in batch]
-    merged.sort(key=lambda item: item[0])
-    kept = [item for item in merged if cut is None or item[0] <= cut]
-    return kept, {p for _, p, _, _ in merged[len(kept) :]}
 
 
 class Reader:
@@ -341,7 +194,7 @@ class Reader:
         return Overview(
             by_priority=rows, totals=totals, workers=dict(metrics["workers"]),
             oldest_pending_age=float(q["oldest_pending_age"]) if totals["pending"] else None,
-            chart=charts[0] if len(charts) == 1 else _add_charts(charts), now_ms=now_ms,
+            chart=charts[0] if len(charts) == 1 else add_charts(charts), now_ms=now_ms,
         )  # fmt: skip
 
     async def _history(
@@ -429,7 +282,7 @@ class Reader:
             reads = await gather(
                 [partial(self._candidates, parts[p], status, positions[p] or "", n) for p in live]
             )
-            kept, dropped = _merge_reads(live, reads)
+            kept, dropped = merge_reads(live, reads)
             # a candidate counts once; where a partition's part of the batch named no job,
             # each of its entries does (entries past the cut, read again later, count then)
             named_in = {p for _, p, job_id, _ in kept if job_id}
@@ -486,47 +339,47 @@ class Reader:
             entries = await self.r.xrevrange(
                 keys.dead, f"({cursor}" if cursor else "+", "-", count=n
             )
-            batch = [(_newest(e), str(f.get("id") or ""), e) for e, f in entries]
+            batch = [(newest(e), str(f.get("id") or ""), e) for e, f in entries]
             if len(entries) < n:
                 return batch, "", None
-            return batch, entries[-1][0], _newest(entries[-1][0])
+            return batch, entries[-1][0], newest(entries[-1][0])
         return await self._from_events(keys, _EVENT_VIEWS[status], cursor, n)
 
     async def _from_streams(self, keys: QueueKeys, cursor: str, n: int) -> Read:
         """Newest first across the four priority streams, merged by entry id (ties, one id
         in several streams, in priority order); the cursor is `<entry id>@<stream index>`."""
-        after = _position(cursor)
+        after = position(cursor)
         found: list[tuple[Key, str, str]] = []
         cut: Key | None = None  # past it, a full read may hide entries
         for index, stream in enumerate(keys.streams):
-            top = "+" if after is None else _bound(after, index)
+            top = "+" if after is None else bound(after, index)
             entries = await self.r.xrevrange(stream, top, "-", count=n)
             read = [((-a, -b, index), e, f.get("id", "")) for e, f in entries
-                    for a, b in [_id_key(e)]]  # fmt: skip
+                    for a, b in [entry_order(e)]]  # fmt: skip
             found += read
             if len(entries) == n:
                 cut = read[-1][0] if cut is None else min(cut, read[-1][0])
-        return _merged(found, cut)
+        return merged(found, cut)
 
     async def _from_pending_entries(self, keys: QueueKeys, cursor: str, n: int) -> Read:
         """Running jobs, longest running first: the groups' pending entries by entry id (ties
         in priority order); the cursor is `<entry id>@<stream index>`."""
-        after = _position(cursor)
+        after = position(cursor)
         found: list[tuple[Key, str, str]] = []
         cut: Key | None = None
         for index, stream in enumerate(keys.streams):
-            low = "-" if after is None else _bound(after, index)
+            low = "-" if after is None else bound(after, index)
             try:
                 pending = await self.r.xpending_range(stream, GROUP, low, "+", n)
             except Exception:  # no stream or group yet
                 continue
             ids = [p["message_id"] for p in pending]
             entries = dict(await self._entries(stream, ids)) if ids else {}
-            read = [((*_id_key(i), index), i, entries.get(i, "")) for i in ids]
+            read = [((*entry_order(i), index), i, entries.get(i, "")) for i in ids]
             found += read
             if len(ids) == n:
                 cut = read[-1][0] if cut is None else min(cut, read[-1][0])
-        return _merged(found, cut)
+        return merged(found, cut)
 
     async def _entries(self, stream: str, ids: list[str]) -> list[tuple[str, str]]:
         pipe = self.r.pipeline(transaction=False)
@@ -547,7 +400,7 @@ class Reader:
         )
         batch: list[tuple[Key, str, str]] = []
         for entry, f in entries:
-            batch.append((_newest(entry), f.get("job_id") or "", entry))
+            batch.append((newest(entry), f.get("job_id") or "", entry))
             if f.get("type") not in types:
                 batch[-1] = (batch[-1][0], "", entry)
             elif f["type"] == "job.queued" and f.get("from"):
@@ -556,7 +409,7 @@ class Reader:
                 batch[-1] = (batch[-1][0], "", entry)
         if len(entries) < n:
             return batch, "", None
-        return batch, entries[-1][0], _newest(entries[-1][0])
+        return batch, entries[-1][0], newest(entries[-1][0])
 
     # -- one job ---------------------------------------------------------------------------
 
@@ -599,7 +452,7 @@ class Reader:
 
         reads = await gather([partial(read, p) for p in live])
         merged = sorted(
-            ((_newest(e), p), e, f) for p, entries in zip(live, reads) for e, f in entries
+            ((newest(e), p), e, f) for p, entries in zip(live, reads) for e, f in entries
         )[:limit]
         rows = []
         for (_, p), entry, fields in merged:
@@ -627,29 +480,6 @@ def _row(job_id: str, record: dict[str, str] | None) -> Row:
         created_at=fmt_ms(record["created_at"]), finished_at=fmt_ms(record["finished_at"]),
         error=record["error"][:200],
     )  # fmt: skip
-
-
-def chart(
-    series: dict[str, str], minute: int, history: dict[int, tuple[int, int]] | None = None
-) -> list[tuple[int, int | None, int | None]]:
-    """Completed and failed per minute over the window, from the sampled lifetime counters:
-    a minute's count is its sample less the one before; minutes no dashboard sampled share
-    the difference across the gap evenly. Before the first sample, the counts `history`
-    took from the events stream; None where neither knows."""
-    samples = {int(m): tuple(int(x) for x in v.split()) for m, v in series.items()}
-    out: list[tuple[int, int | None, int | None]] = []
-    for m in range(minute - WINDOW_MINUTES + 1, minute + 1):
-        after = min((k for k in samples if k >= m), default=None)
-        before = max((k for k in samples if k < m), default=None)
-        if after is None or before is None:
-            known = (history or {}).get(m)
-            out.append((m, *known) if known else (m, None, None))
-            continue
-        span = after - before
-        done = (samples[after][0] - samples[before][0]) / span
-        failed = (samples[after][1] - samples[before][1]) / span
-        out.append((m, max(0, round(done)), max(0, round(failed))))
-    return out
 
 
 def dumps(value: Any) -> str:
