@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _codec, _limits
 from ._keys import QueueKeys, partition_of
@@ -15,7 +15,6 @@ from ._replies import (
     cancel_outcome,
     deduped_id,
     dependent_codes,
-    enqueued,
     enqueued_chunks,
     enqueued_replicated,
     gather,
@@ -30,6 +29,16 @@ ENQUEUE = {False: "enqueue", True: "enqueue_fair"}
 #: How long a pool's control list outlives its last push (ms): a live pool pops at once, and
 #: one that died leaves nothing behind for long.
 CONTROL_TTL_MS = 600_000
+
+
+class Batch(NamedTuple):
+    """Calls of one script on one partition, pipelined in one round trip: `at` holds the
+    positions, in the jobs submitted, of the jobs they write, in order."""
+
+    script: str
+    keys: tuple[str, ...]
+    calls: list[tuple[Any, ...]]
+    at: Sequence[int]
 
 
 class SubmittingQueue(QueueBase):
@@ -74,45 +83,76 @@ class SubmittingQueue(QueueBase):
             raise exc.for_jobs([job.id]) from None
         return bool(code)
 
+    def write_batches(self, jobs: Sequence[_codec.NewJob]) -> list[Batch]:
+        """How jobs with neither dedupe key nor dependencies go to Redis: one batch per
+        partition and kind (jobs with a limit key queued fairly, by enqueue_fair.lua), each
+        `ENQUEUE_CHUNK` jobs a call; the async queue and the sync client both send these."""
+        if self._n == 1 and all(job.limit_key is None for job in jobs):  # the common case
+            calls = self.enqueue_calls(jobs)
+            return [Batch(ENQUEUE[False], self.keys.all, calls, range(len(jobs)))]
+        batches = []
+        for fair in (False, True):
+            kind = [i for i, job in enumerate(jobs) if (job.limit_key is not None) is fair]
+            for p, at in self.by_partition([jobs[i].id for i in kind]).items():
+                where = [kind[i] for i in at]
+                calls = self.enqueue_calls([jobs[i] for i in where], fair)
+                batches.append(Batch(ENQUEUE[fair], self.parts[p].all, calls, where))
+        return batches
+
+    @staticmethod
+    def written(
+        jobs: Sequence[_codec.NewJob], batches: Sequence[Batch], replies: Sequence[Sequence[Any]]
+    ) -> list[bool]:
+        """Per job, True written or False its id was taken, from each batch's replies (see
+        `enqueued_chunks` for what a failed chunk raises)."""
+        chunks: list[tuple[Sequence[int], Any]] = []
+        for batch, got in zip(batches, replies):
+            starts = range(0, len(batch.at), ENQUEUE_CHUNK)
+            chunks += [(batch.at[n : n + ENQUEUE_CHUNK], r) for n, r in zip(starts, got)]
+        return enqueued_chunks(jobs, chunks)
+
     async def enqueue_many(self, jobs: Sequence[_codec.NewJob]) -> list[bool]:
-        """Write many jobs in one round trip per partition; each chunk of them is one atomic
-        enqueue on one partition (see `enqueued` for what a failed chunk raises, and
-        `enqueued_replicated` for a replication shortfall). Jobs with a limit key go in
-        chunks of their own, queued fairly (enqueue_fair.lua)."""
-        keyed = [i for i, job in enumerate(jobs) if job.limit_key is not None]
-        if not keyed:
-            return await self._enqueue_many(jobs, False)
-        plain = [i for i, job in enumerate(jobs) if job.limit_key is None]
-        codes = [False] * len(jobs)
-        for at, fair in ((plain, False), (keyed, True)):
-            if at:
-                for i, code in zip(at, await self._enqueue_many([jobs[i] for i in at], fair)):
-                    codes[i] = code
-        return codes
+        """Write many jobs, one round trip per batch (see `write_batches`), the batches
+        concurrently; each chunk is one atomic enqueue on one partition (see `written` for
+        what a failed chunk raises, `enqueued_replicated` for a replication shortfall)."""
+        batches = self.write_batches(jobs)
 
-    async def _enqueue_many(self, jobs: Sequence[_codec.NewJob], fair: bool) -> list[bool]:
-        name = ENQUEUE[fair]
-        if self._n == 1:
-            calls = self.enqueue_calls(jobs, fair)
+        async def send(batch: Batch) -> list[Any]:
             try:
-                replies = await self.driver.eval_many(script(name), self.keys.all, calls)
+                return await self.driver.eval_many(script(batch.script), batch.keys, batch.calls)
             except ReplicationError as exc:
-                raise enqueued_replicated(jobs, exc) from None
-            return enqueued(jobs, replies)
-        groups = list(self.by_partition([job.id for job in jobs]).items())
+                raise enqueued_replicated([jobs[i] for i in batch.at], exc) from None
 
-        async def send(p: int, at: list[int]) -> list[tuple[Sequence[int], Any]]:
-            part = [jobs[i] for i in at]
-            calls = self.enqueue_calls(part, fair)
-            try:
-                replies = await self.driver.eval_many(script(name), self.parts[p].all, calls)
-            except ReplicationError as exc:
-                raise enqueued_replicated(part, exc) from None
-            starts = range(0, len(at), ENQUEUE_CHUNK)
-            return [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
+        return self.written(jobs, batches, await gather([partial(send, b) for b in batches]))
 
-        sent = await gather([partial(send, p, at) for p, at in groups])
-        return enqueued_chunks(jobs, [chunk for part in sent for chunk in part])
+    def deduped_batches(self, jobs: Sequence[_codec.NewJob]) -> list[Batch]:
+        """How jobs with a dedupe key go to Redis: one enqueue_deduped.lua call each,
+        pipelined per partition."""
+        return [
+            Batch("enqueue_deduped", self.parts[p].deduping,
+                  [self.enqueue_deduped_call(jobs[i]) for i in at], at)
+            for p, at in self.by_partition([job.id for job in jobs]).items()
+        ]  # fmt: skip
+
+    @staticmethod
+    def deduped_replies(
+        jobs: Sequence[_codec.NewJob], batches: Sequence[Batch], replies: Sequence[Sequence[Any]]
+    ) -> list[Any]:
+        """The batches' replies, one per job, in the jobs' order."""
+        ordered: list[Any] = [None] * len(jobs)
+        for batch, got in zip(batches, replies):
+            for i, reply in zip(batch.at, got):
+                ordered[i] = reply
+        return ordered
+
+    def dependent_groups(self, jobs: Sequence[_codec.NewJob]) -> list[list[_codec.NewJob]]:
+        """Jobs with dependencies, one enqueue_dependent call per partition, in their order;
+        every group checked (see `flow_partition`) before anything is written."""
+        by_part = self.by_partition([job.id for job in jobs])
+        groups = [[jobs[i] for i in at] for at in by_part.values()]
+        for group in groups:
+            self.flow_partition(group)
+        return groups
 
     def enqueue_deduped_call(self, job: _codec.NewJob) -> tuple[Any, ...]:
         """enqueue_deduped.lua's ARGV for a validated job with a dedupe key; its KEYS are
@@ -228,22 +268,16 @@ class SubmittingQueue(QueueBase):
         plain = [job for job in jobs if job.dedupe is None]
         if plain:
             await self.enqueue_many(plain)
-        groups = list(self.by_partition([job.id for job in deduped]).items())
+        batches = self.deduped_batches(deduped)
 
-        async def send(p: int, at: list[int]) -> list[Any]:
-            calls = [self.enqueue_deduped_call(deduped[i]) for i in at]
+        async def send(batch: Batch) -> list[Any]:
             try:
-                return await self.driver.eval_many(
-                    script("enqueue_deduped"), self.parts[p].deduping, calls
-                )
+                return await self.driver.eval_many(script(batch.script), batch.keys, batch.calls)
             except ReplicationError as exc:  # each job, or the one standing for it, is written
                 raise exc.for_jobs([job.id for job in jobs]) from None
 
-        sent = await gather([partial(send, p, at) for p, at in groups])
-        replies: list[Any] = [None] * len(deduped)
-        for (_, at), got in zip(groups, sent):
-            for i, reply in zip(at, got):
-                replies[i] = reply
+        sent = await gather([partial(send, b) for b in batches])
+        replies = self.deduped_replies(deduped, batches, sent)
         return submitted(jobs, plain, deduped, replies)
 
     async def _submit_dependent(self, jobs: Sequence[_codec.NewJob]) -> list[str]:
@@ -252,11 +286,7 @@ class SubmittingQueue(QueueBase):
         call, in their order."""
         rest = [job for job in jobs if not job.depends_on]
         standing = dict(zip([job.id for job in rest], await self.submit(rest) if rest else []))
-        waiting = [job for job in jobs if job.depends_on]
-        by_part = self.by_partition([job.id for job in waiting])
-        groups = [[waiting[i] for i in at] for at in by_part.values()]
-        for group in groups:
-            self.flow_partition(group)  # every check before the first write
+        groups = self.dependent_groups([job for job in jobs if job.depends_on])
         await gather([partial(self.enqueue_dependent, group) for group in groups])
         return [standing.get(job.id, job.id) for job in jobs]
 

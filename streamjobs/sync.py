@@ -26,12 +26,9 @@ from ._keys import QueueKeys
 from ._metrics import metrics_from
 from ._queue_submit import CONTROL_TTL_MS, ENQUEUE
 from ._replies import (
-    ENQUEUE_CHUNK,
     cancel_outcome,
     deduped_id,
     dependent_codes,
-    enqueued,
-    enqueued_chunks,
     enqueued_replicated,
     merge_snapshots,
     newest_first,
@@ -246,12 +243,7 @@ class SyncJobClient:
         if any(job.depends_on for job in specs):
             rest = [job for job in specs if not job.depends_on]
             standing = dict(zip([job.id for job in rest], self._write(rest) if rest else []))
-            waiting = [job for job in specs if job.depends_on]
-            parts = q.by_partition([job.id for job in waiting]).values()
-            groups = [[waiting[i] for i in at] for at in parts]
-            for group in groups:
-                q.flow_partition(group)
-            for group in groups:
+            for group in q.dependent_groups([job for job in specs if job.depends_on]):
                 self._write_dependent(group)
             return [standing.get(job.id, job.id) for job in specs]
         plain = [job for job in specs if job.dedupe is None]
@@ -260,50 +252,26 @@ class SyncJobClient:
         if len(plain) == len(specs):
             return [job.id for job in specs]
         deduped = [job for job in specs if job.dedupe is not None]
-        replies: list[Any] = [None] * len(deduped)
-        for p, at in q.by_partition([job.id for job in deduped]).items():
-            calls = [q.enqueue_deduped_call(deduped[i]) for i in at]
-            keys = q.parts[p].deduping
+        batches = q.deduped_batches(deduped)
+        sent = []
+        for batch in batches:
             try:
-                got = self._driver.eval_many(script("enqueue_deduped"), keys, calls)
+                sent.append(self._driver.eval_many(script(batch.script), batch.keys, batch.calls))
             except ReplicationError as exc:  # each job, or the one standing for it, is written
                 raise exc.for_jobs([job.id for job in specs]) from None
-            for i, reply in zip(at, got):
-                replies[i] = reply
-        return submitted(specs, plain, deduped, replies)
+        return submitted(specs, plain, deduped, q.deduped_replies(deduped, batches, sent))
 
     def _write_plain(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob]) -> None:
-        """Write jobs without a dedupe key: one pipeline of enqueue.lua chunks per partition,
-        those with a limit key in chunks of their own, queued fairly (enqueue_fair.lua), as
-        the queue does (a replication shortfall names the jobs written, see
-        `enqueued_replicated`)."""
-        keyed = [job for job in specs if job.limit_key is not None]
-        if keyed:
-            self._write_chunks(q, keyed, True)
-            specs = [job for job in specs if job.limit_key is None]
-        if specs:
-            self._write_chunks(q, specs, False)
-
-    def _write_chunks(self, q: RedisJobQueue, specs: Sequence[_codec.NewJob], fair: bool) -> None:
-        name = ENQUEUE[fair]
-        if q.partition_count == 1:
-            calls = q.enqueue_calls(specs, fair)
+        """Write jobs without a dedupe key or dependencies, batch by batch as the queue
+        plans them (see `write_batches`)."""
+        batches = q.write_batches(specs)
+        sent = []
+        for batch in batches:
             try:
-                replies = self._driver.eval_many(script(name), q.keys.all, calls)
+                sent.append(self._driver.eval_many(script(batch.script), batch.keys, batch.calls))
             except ReplicationError as exc:
-                raise enqueued_replicated(specs, exc) from None
-            enqueued(specs, replies)
-            return
-        chunks: list[tuple[list[int], Any]] = []
-        for p, at in q.by_partition([job.id for job in specs]).items():
-            calls = q.enqueue_calls([specs[i] for i in at], fair)
-            try:
-                replies = self._driver.eval_many(script(name), q.parts[p].all, calls)
-            except ReplicationError as exc:
-                raise enqueued_replicated([specs[i] for i in at], exc) from None
-            starts = range(0, len(at), ENQUEUE_CHUNK)
-            chunks += [(at[s : s + ENQUEUE_CHUNK], r) for s, r in zip(starts, replies)]
-        enqueued_chunks(specs, chunks)
+                raise enqueued_replicated([specs[i] for i in batch.at], exc) from None
+        q.written(specs, batches, sent)
 
     def _submit_observed(self, specs: list[_codec.NewJob]) -> list[str]:
         """Write jobs as the observers see fit (a trace's context added to each, say)."""
